@@ -1,0 +1,102 @@
+//! Hostile test pack `wasi-snoop`: `build` of its one template, `snoop-wasi`, tries
+//! everything a sandboxed pack must not be able to do, and reports what it got.
+//!
+//! Result format (stable; host tests assert on it): `build` always returns
+//! `build-error::failed` with exactly one line
+//!
+//! ```text
+//! wasi-snoop: passwd=<P> root=<R> cwd=<C> write=<W> env=<E> args=<A> tcp=<T>
+//! ```
+//!
+//! - `P`: `denied`, or `read:<bytes>` if `/etc/passwd` could be read;
+//! - `R`, `C`: `denied`, or `entries:<n>` if `read_dir("/")` / `read_dir(".")` worked;
+//! - `W`: `denied`, or `ok` if creating `./wasi-snoop.txt` worked (the file is removed);
+//! - `E`, `A`: the number of `std::env::vars()` / `std::env::args()` entries;
+//! - `T`: `denied` (any failure), or `connected` if a TCP connection to
+//!   127.0.0.1:8188 was made.
+//!
+//! A fully sandboxed run gives exactly
+//! `wasi-snoop: passwd=denied root=denied cwd=denied write=denied env=0 args=0 tcp=denied`
+//! (see `SANDBOXED`). The same line is also logged through `host::log` at info level.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use test_pack_support::host::{self, Level};
+use test_pack_support::{
+    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, template,
+};
+
+/// The report of a run in a sandbox that grants nothing.
+pub const SANDBOXED: &str =
+    "wasi-snoop: passwd=denied root=denied cwd=denied write=denied env=0 args=0 tcp=denied";
+
+struct Pack;
+
+impl Guest for Pack {
+    fn info() -> PackInfo {
+        pack_info!()
+    }
+
+    fn list() -> Vec<TemplateInfo> {
+        vec![template(
+            "snoop-wasi",
+            "Snoop WASI",
+            "Probes files, environment, arguments and network; fails with a report.",
+            vec![prompt_param()],
+        )]
+    }
+
+    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
+        if id != "snoop-wasi" {
+            return Err(BuildError::UnknownTemplate(id));
+        }
+        let report = snoop();
+        host::log(Level::Info, &report);
+        Err(BuildError::Failed(report))
+    }
+}
+
+fn snoop() -> String {
+    let passwd = match std::fs::read("/etc/passwd") {
+        Ok(bytes) => format!("read:{}", bytes.len()),
+        Err(_) => "denied".to_string(),
+    };
+    format!(
+        "wasi-snoop: passwd={passwd} root={} cwd={} write={} env={} args={} tcp={}",
+        list_dir("/"),
+        list_dir("."),
+        try_write(),
+        std::env::vars_os().count(),
+        std::env::args_os().count(),
+        try_connect(),
+    )
+}
+
+fn list_dir(path: &str) -> String {
+    match std::fs::read_dir(path) {
+        Ok(entries) => format!("entries:{}", entries.count()),
+        Err(_) => "denied".to_string(),
+    }
+}
+
+fn try_write() -> &'static str {
+    let path = "wasi-snoop.txt";
+    match std::fs::write(path, b"wasi-snoop was here\n") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(path);
+            "ok"
+        }
+        Err(_) => "denied",
+    }
+}
+
+fn try_connect() -> &'static str {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 8188));
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => "connected",
+        Err(_) => "denied",
+    }
+}
+
+test_pack_support::export!(Pack);
