@@ -19,7 +19,7 @@ set -euo pipefail
 PLUGINS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$PLUGINS")"
 TARGET=wasm32-wasip2
-OUT="$PLUGINS/target/$TARGET/release"
+OUT="${CARGO_TARGET_DIR:-$PLUGINS/target}/$TARGET/release"
 
 # Test packs (members under test-packs/, except the `support` library).
 TEST_PACKS=(endless-loop memory-hog panicker huge-output wasi-snoop noisy-logger wrong-abi clash mini mini-v2)

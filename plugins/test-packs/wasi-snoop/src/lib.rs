@@ -12,20 +12,24 @@
 //! - `R`, `C`: `denied`, or `entries:<n>` if `read_dir("/")` / `read_dir(".")` worked;
 //! - `W`: `denied`, or `ok` if creating `./wasi-snoop.txt` worked (the file is removed);
 //! - `E`, `A`: the number of `std::env::vars()` / `std::env::args()` entries;
-//! - `T`: `denied` (any failure), or `connected` if a TCP connection to
-//!   127.0.0.1:8188 was made.
+//! - `T`: `denied` (any failure, or no answer within 2 s), or `connected` if a TCP
+//!   connection to 127.0.0.1:8188 was made. The probe uses the raw `wasi:sockets`
+//!   interfaces (not `std::net`), so it is the same whichever wasi-libc the pack was
+//!   linked with.
 //!
 //! A fully sandboxed run gives exactly
 //! `wasi-snoop: passwd=denied root=denied cwd=denied write=denied env=0 args=0 tcp=denied`
 //! (see `SANDBOXED`). The same line is also logged through `host::log` at info level.
 
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
-
 use test_pack_support::host::{self, Level};
 use test_pack_support::{
     BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, template,
 };
+use wasip2::clocks::monotonic_clock;
+use wasip2::io::poll;
+use wasip2::sockets::instance_network::instance_network;
+use wasip2::sockets::network::{ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+use wasip2::sockets::tcp_create_socket::create_tcp_socket;
 
 /// The report of a run in a sandbox that grants nothing.
 pub const SANDBOXED: &str =
@@ -91,11 +95,30 @@ fn try_write() -> &'static str {
     }
 }
 
+/// How long the TCP probe waits for the connection: 2 s, in nanoseconds.
+const CONNECT_TIMEOUT_NS: u64 = 2_000_000_000;
+
 fn try_connect() -> &'static str {
-    let addr = SocketAddr::from(([127, 0, 0, 1], 8188));
-    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-        Ok(_) => "connected",
-        Err(_) => "denied",
+    let Ok(socket) = create_tcp_socket(IpAddressFamily::Ipv4) else {
+        return "denied";
+    };
+    let remote = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port: 8188,
+        address: (127, 0, 0, 1),
+    });
+    if socket.start_connect(&instance_network(), remote).is_err() {
+        return "denied";
+    }
+    let ready = socket.subscribe();
+    let deadline = monotonic_clock::subscribe_duration(CONNECT_TIMEOUT_NS);
+    loop {
+        match socket.finish_connect() {
+            Ok(_) => return "connected",
+            Err(ErrorCode::WouldBlock) if !deadline.ready() => {
+                poll::poll(&[&ready, &deadline]);
+            }
+            Err(_) => return "denied",
+        }
     }
 }
 

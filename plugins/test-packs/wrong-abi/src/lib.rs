@@ -1,14 +1,16 @@
 //! Test pack `wrong-abi`: a well-formed pack built against a copy of the WIT whose
 //! package is `comfyui:workflow@2.0.0` (in `wit/`, otherwise identical to the real one).
-//! Its imports and exports are therefore `comfyui:workflow/*@2.0.0`; a host speaking
-//! ABI 1.x must refuse to load it and name both versions. Its template, `wrong-abi`,
-//! would build a tiny valid graph if it were ever called.
+//! Its imports (`host`, `types`) and its export (`templates`) are therefore all
+//! `comfyui:workflow/*@2.0.0`; a host speaking ABI 1.x must refuse to load it and name
+//! both versions. Its template, `wrong-abi`, would build a tiny valid graph if it were
+//! ever called.
 
 wit_bindgen::generate!({
     path: "wit",
     world: "workflow-pack",
 });
 
+use comfyui::workflow::host::{self, Level};
 use comfyui::workflow::types::{BuildError, PackInfo, Param, TemplateInfo};
 use exports::comfyui::workflow::templates::Guest;
 
@@ -40,6 +42,10 @@ impl Guest for Pack {
         if id != "wrong-abi" {
             return Err(BuildError::UnknownTemplate(id));
         }
+        host::log(
+            Level::Debug,
+            "wrong-abi: building (a 1.x host should never get here)",
+        );
         Ok(concat!(
             r#"{"1":{"class_type":"EmptyImage","inputs":{"width":64,"height":64,"batch_size":1,"color":0}},"#,
             r#""2":{"class_type":"SaveImage","inputs":{"images":["1",0],"filename_prefix":"comfyui-mcp/wrong-abi"}}}"#
