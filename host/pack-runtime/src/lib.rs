@@ -1,1 +1,47 @@
-//! placeholder
+//! The sandboxed runtime for workflow packs.
+//!
+//! A workflow pack is a WebAssembly component implementing the WIT world
+//! `comfyui:workflow/workflow-pack` (see `wit/workflow.wit`). This crate is a
+//! narrow facade over wasmtime: application code never touches
+//! `wasmtime::Config`, stores or bindings. It offers
+//!
+//! * [`Runtime`]: one engine, its epoch ticker and the on-disk compile cache;
+//! * [`Pack`]: a loaded, validated pack (identity, templates, `InstancePre`);
+//! * [`params`]: the host-side parameter checks and JSON Schemas derived from
+//!   the packs' parameter specs;
+//! * [`HostView`]: the read-only ComfyUI snapshot a pack may query.
+//!
+//! Lifecycle and invariants:
+//! * a pack is compiled once (or loaded from the compile cache) and
+//!   pre-instantiated once; every call gets a fresh `Store`, so nothing leaks
+//!   between calls or callers and a trap only ever poisons its own store;
+//! * every call runs under [`Limits`]: a memory cap, a wall-clock deadline
+//!   enforced by epoch interruption, and a cap on the graph's size;
+//! * WASI p2 is linked so ordinary `wasm32-wasip2` builds instantiate, but
+//!   the context grants nothing: no preopens, env, args or sockets. A pack's
+//!   stdout and stderr are captured, capped, and forwarded to the log.
+//!
+//! Calls are synchronous and may block for up to the time limit: async callers
+//! run them on a blocking thread (`tokio::task::spawn_blocking`).
+
+#![deny(missing_docs)]
+
+mod abi;
+mod bindings;
+mod cache;
+mod error;
+mod limits;
+mod pack;
+pub mod params;
+mod runtime;
+mod sandbox;
+mod spec;
+
+pub use abi::{ABI_PACKAGE, ABI_VERSION};
+pub use error::{CallError, LoadError};
+pub use limits::Limits;
+pub use pack::{BuiltGraph, Pack};
+pub use params::{FieldError, ResolvedParams};
+pub use runtime::{Runtime, RuntimeConfig};
+pub use sandbox::{HostView, StaticHost};
+pub use spec::{Alias, PackInfo, ParamKind, ParamSpec, ParamValue, TemplateInfo};

@@ -1,6 +1,7 @@
 //! Hostile test pack `huge-output`: `build` of its one template, `huge-graph`, returns
-//! a valid graph (EmptyImage -> SaveImage) whose `filename_prefix` is 16 MiB of `x`, so
-//! the JSON is just over 16 MiB (16 MiB + ~200 bytes).
+//! a valid graph (EmptyImage -> SaveImage) whose `filename_prefix` is 6 MiB of `x`, so
+//! the JSON is just over 6 MiB: above the host's 4 MiB output cap, yet small enough
+//! to build well inside the 64 MiB memory cap (so the output cap is what refuses it).
 //!
 //! Everything about the graph is valid except its size: the host must refuse it by its
 //! output-size cap, not by any other check.
@@ -10,8 +11,8 @@ use test_pack_support::{
     template,
 };
 
-/// Length of the padding prefix: 16 MiB.
-const PADDING: usize = 16 << 20;
+/// Length of the padding prefix: 6 MiB.
+const PADDING: usize = 6 << 20;
 
 struct Pack;
 
@@ -24,7 +25,7 @@ impl Guest for Pack {
         vec![template(
             "huge-graph",
             "Huge Graph",
-            "Returns a 16 MiB graph.",
+            "Returns a 6 MiB graph.",
             vec![prompt_param()],
         )]
     }

@@ -1,0 +1,118 @@
+//! Errors at the runtime's edge: loading a pack, and calling into one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::params::FieldError;
+
+/// Why a pack could not be loaded. Always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: cannot read pack: {source}")]
+    Io {
+        /// The pack file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("{path}: not a valid WebAssembly component: {reason}")]
+    Invalid {
+        /// The pack file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A component, but it does not export the workflow-pack interface.
+    #[error("{path}: not a workflow pack: it does not export `{expected}` (exports: {found})")]
+    NotAPack {
+        /// The pack file.
+        path: PathBuf,
+        /// The interface we look for.
+        expected: String,
+        /// What it does export.
+        found: String,
+    },
+    /// Built against another major version of the WIT package.
+    #[error(
+        "{path}: incompatible pack ABI: built against comfyui:workflow@{found}, this host supports comfyui:workflow@{supported} (same major version required)"
+    )]
+    Incompatible {
+        /// The pack file.
+        path: PathBuf,
+        /// The version the pack was built against.
+        found: String,
+        /// The version this host implements.
+        supported: String,
+    },
+    /// Compilation or linking failed (e.g. it imports something the host does not offer).
+    #[error("{path}: cannot compile or link pack: {reason}")]
+    Compile {
+        /// The pack file.
+        path: PathBuf,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// A metadata call (`info` or `list`) failed.
+    #[error("{path}: pack failed while describing itself: {source}")]
+    Describe {
+        /// The pack file.
+        path: PathBuf,
+        /// The failed call.
+        source: CallError,
+    },
+    /// The pack's metadata is inconsistent (duplicate ids, bad specs, ...).
+    #[error("{path}: invalid pack metadata: {reason}")]
+    Metadata {
+        /// The pack file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Why one call into a pack failed. The pack and the runtime stay usable.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The template id is not offered by this pack.
+    #[error("unknown template `{id}`; available: {available}")]
+    UnknownTemplate {
+        /// The requested id.
+        id: String,
+        /// Comma-separated ids the pack offers.
+        available: String,
+    },
+    /// Parameters were rejected, by the host checks or by the pack.
+    #[error("invalid parameters: {}", FieldError::join(.0))]
+    InvalidParams(Vec<FieldError>),
+    /// The pack reported a failure of its own.
+    #[error("template failed: {0}")]
+    Failed(String),
+    /// The call ran past its time limit and was stopped.
+    #[error("pack exceeded its time limit of {}ms and was stopped", .limit.as_millis())]
+    Timeout {
+        /// The limit in force.
+        limit: Duration,
+    },
+    /// The call tried to grow memory past its cap.
+    #[error("pack exceeded its memory limit of {} MiB", .limit_bytes >> 20)]
+    MemoryLimit {
+        /// The limit in force.
+        limit_bytes: usize,
+    },
+    /// The pack trapped (a panic, an `unreachable`, an out-of-bounds access, ...).
+    #[error("pack crashed: {0}")]
+    Trap(String),
+    /// The graph exceeded the output cap.
+    #[error("pack returned a graph of {size} bytes, over the limit of {limit} bytes")]
+    OutputTooLarge {
+        /// Size returned.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The returned text is not a JSON object.
+    #[error("pack returned a graph that is not a JSON object: {0}")]
+    MalformedGraph(String),
+}

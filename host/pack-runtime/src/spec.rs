@@ -1,0 +1,130 @@
+//! Plain Rust types describing packs and templates, independent of the
+//! generated WIT bindings so that the rest of the host never sees wasmtime types.
+
+use serde::Serialize;
+
+/// Identity a pack declares about itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PackInfo {
+    /// Pack name, e.g. `game-assets`.
+    pub name: String,
+    /// Pack version chosen by its author.
+    pub version: String,
+    /// One line on what the pack offers.
+    pub description: String,
+}
+
+/// The JSON type a parameter accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamKind {
+    /// A JSON string.
+    Text,
+    /// A whole JSON number.
+    Integer,
+    /// Any JSON number.
+    Number,
+    /// A JSON boolean.
+    Boolean,
+}
+
+impl ParamKind {
+    /// The JSON Schema `type` for this kind.
+    pub fn json_type(self) -> &'static str {
+        match self {
+            ParamKind::Text => "string",
+            ParamKind::Integer => "integer",
+            ParamKind::Number => "number",
+            ParamKind::Boolean => "boolean",
+        }
+    }
+}
+
+/// A parameter value after host-side checking.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    /// Text.
+    Text(String),
+    /// Whole number.
+    Integer(i64),
+    /// Real number.
+    Number(f64),
+    /// Flag.
+    Boolean(bool),
+}
+
+impl ParamValue {
+    /// The value as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            ParamValue::Text(s) => s.clone().into(),
+            ParamValue::Integer(i) => (*i).into(),
+            ParamValue::Number(n) => serde_json::Number::from_f64(*n)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            ParamValue::Boolean(b) => (*b).into(),
+        }
+    }
+}
+
+/// Another accepted spelling of a choice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alias {
+    /// What callers may send.
+    pub name: String,
+    /// The choice it maps to.
+    pub target: String,
+}
+
+/// One parameter of a template, as declared by its pack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// Name as callers send it.
+    pub name: String,
+    /// Accepted type.
+    pub kind: ParamKind,
+    /// What the parameter does.
+    pub description: String,
+    /// Whether the caller must give it.
+    pub required: bool,
+    /// Value used when omitted.
+    pub default: Option<ParamValue>,
+    /// Inclusive lower bound.
+    pub minimum: Option<f64>,
+    /// Inclusive upper bound.
+    pub maximum: Option<f64>,
+    /// Integers must be a multiple of this.
+    pub multiple_of: Option<u32>,
+    /// Allowed text values; empty means any.
+    pub choices: Vec<String>,
+    /// Other accepted spellings of choices.
+    pub aliases: Vec<Alias>,
+}
+
+/// A template offered by a pack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateInfo {
+    /// Unique id across all packs.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// What it produces.
+    pub description: String,
+    /// Category for filtering.
+    pub category: String,
+    /// Tags for filtering.
+    pub tags: Vec<String>,
+    /// Default output width.
+    pub default_width: u32,
+    /// Default output height.
+    pub default_height: u32,
+    /// Parameters, in the pack's order.
+    pub params: Vec<ParamSpec>,
+}
+
+impl TemplateInfo {
+    /// The spec of a parameter by name.
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
