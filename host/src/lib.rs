@@ -1,1 +1,29 @@
-//! comfyui-mcp
+//! comfyui-mcp: an MCP server in front of ComfyUI whose workflow templates are
+//! sandboxed WebAssembly components.
+//!
+//! Module map:
+//! * [`config`]: command line and environment settings;
+//! * [`catalog`]: immutable snapshots of the loaded packs and their templates;
+//! * [`loader`] and [`selftest`]: turning pack files into catalog entries;
+//! * [`watch`]: hot reload of the templates folder;
+//! * [`workflow_file`]: custom workflow files (folder policy, overrides);
+//! * [`app`]: the service core shared by every MCP session;
+//! * [`mcp`]: the MCP server (tools, resources, progress; stdio and HTTP);
+//! * [`commands`]: the `templates`, `check` and `simulate` commands.
+//!
+//! The sandbox lives in the `pack_runtime` crate, the ComfyUI protocol in
+//! `comfyui`, and the ComfyUI stand-in in `simulator`.
+
+pub mod app;
+pub mod catalog;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod loader;
+pub mod mcp;
+pub mod selftest;
+pub mod watch;
+pub mod workflow_file;
+
+pub use app::App;
+pub use error::AppError;

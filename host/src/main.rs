@@ -1,1 +1,80 @@
-fn main() {}
+//! The `comfyui-mcp` binary: parses the command line, sets up logging on
+//! stderr (stdout belongs to the MCP stdio transport), and runs a command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use comfyui_mcp::commands;
+use comfyui_mcp::config::{Cli, Command, ServeArgs};
+use comfyui_mcp::mcp::{self, McpOptions};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COMFYUI_MCP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli.settings;
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Templates => {
+            commands::templates(&settings)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { pack } => Ok(if commands::check(&settings, &pack)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
+        Command::Simulate(args) => {
+            commands::simulate(&args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            let options = McpOptions::from_args(&args);
+            let app = commands::start_app(&settings).await?;
+            let _watcher = if args.no_watch {
+                None
+            } else {
+                match comfyui_mcp::watch::spawn(app.clone()) {
+                    Ok(handle) => Some(handle),
+                    Err(e) => {
+                        tracing::warn!("hot reload disabled: {e:#}");
+                        None
+                    }
+                }
+            };
+            match args.http {
+                Some(addr) => mcp::serve_http(app, options, addr).await?,
+                None => mcp::serve_stdio(app, options).await?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

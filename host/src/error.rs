@@ -1,0 +1,119 @@
+//! `AppError`: everything a caller can get wrong or run into, each with a
+//! precise message and a structured form for MCP error payloads.
+
+use comfyui::graph::GraphErrors;
+use comfyui::{CancelError, ClientError};
+use pack_runtime::{CallError, FieldError};
+use serde_json::{Value, json};
+
+/// A failed request. The server goes on serving everyone else.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No such template in the current catalog.
+    #[error("unknown template `{id}`; available templates: {available}")]
+    UnknownTemplate {
+        /// Requested id.
+        id: String,
+        /// What exists.
+        available: String,
+    },
+    /// Parameters rejected (by the host's spec checks or by the pack).
+    #[error("invalid parameters: {}", FieldError::join(.0))]
+    InvalidParams(Vec<FieldError>),
+    /// The pack failed while building (trap, time or memory limit, its own error).
+    #[error("template pack `{pack}` failed: {source}")]
+    Pack {
+        /// Pack name.
+        pack: String,
+        /// What happened.
+        source: CallError,
+    },
+    /// The graph failed the pre-submission check.
+    #[error("the graph is invalid for this ComfyUI:\n{0}")]
+    InvalidGraph(GraphErrors),
+    /// ComfyUI refused, failed or was unreachable.
+    #[error("{0}")]
+    ComfyUi(ClientError),
+    /// Cancelling failed.
+    #[error("{0}")]
+    Cancel(CancelError),
+    /// Not a job of ours (or forgotten).
+    #[error("no job with prompt id `{0}` was submitted through this server (finished jobs are kept for a bounded time)")]
+    UnknownJob(String),
+    /// No such image in a job.
+    #[error("job `{prompt_id}` has no image `{filename}`; its images: {}", if .available.is_empty() { "none yet".to_owned() } else { .available.join(", ") })]
+    UnknownImage {
+        /// The job.
+        prompt_id: String,
+        /// Requested file.
+        filename: String,
+        /// What it has.
+        available: Vec<String>,
+    },
+    /// A workflow path outside the allowed folders.
+    #[error("workflow path `{path}` is outside the allowed workflow folders ({allowed}); copy the file into one of them or add its folder with COMFYUI_WORKFLOW_DIRS")]
+    PathRefused {
+        /// As given.
+        path: String,
+        /// The allowed folders.
+        allowed: String,
+    },
+    /// A workflow file that cannot be used.
+    #[error("{0}")]
+    Workflow(String),
+    /// A request that makes no sense as given.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A bug or an aborted task.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub(crate) fn from_call(pack: &str, error: CallError) -> Self {
+        match error {
+            CallError::InvalidParams(errors) => AppError::InvalidParams(errors),
+            CallError::UnknownTemplate { id, available } => AppError::UnknownTemplate { id, available },
+            source => AppError::Pack {
+                pack: pack.to_owned(),
+                source,
+            },
+        }
+    }
+
+    /// A short machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AppError::UnknownTemplate { .. } => "unknown_template",
+            AppError::InvalidParams(_) => "invalid_parameters",
+            AppError::Pack { .. } => "pack_failed",
+            AppError::InvalidGraph(_) => "invalid_graph",
+            AppError::ComfyUi(ClientError::Rejected { .. }) => "comfyui_rejected",
+            AppError::ComfyUi(_) => "comfyui_unavailable",
+            AppError::Cancel(_) => "cancel_failed",
+            AppError::UnknownJob(_) => "unknown_job",
+            AppError::UnknownImage { .. } => "unknown_image",
+            AppError::PathRefused { .. } => "path_refused",
+            AppError::Workflow(_) => "invalid_workflow",
+            AppError::InvalidRequest(_) => "invalid_request",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// `{"kind", "message", "details"?}` for structured error payloads.
+    pub fn to_json(&self) -> Value {
+        let details = match self {
+            AppError::InvalidParams(errors) => Some(json!(errors)),
+            AppError::InvalidGraph(errors) => Some(errors.to_json()),
+            AppError::ComfyUi(ClientError::Rejected { error, node_errors, .. }) => {
+                Some(json!({"error": error, "node_errors": node_errors}))
+            }
+            _ => None,
+        };
+        let mut out = json!({"kind": self.kind(), "message": self.to_string()});
+        if let Some(details) = details {
+            out["details"] = details;
+        }
+        out
+    }
+}

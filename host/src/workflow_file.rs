@@ -1,0 +1,347 @@
+//! Custom workflow files for `load_workflow`: the folder policy (a path must
+//! resolve inside a configured workflow folder, after `..` and symlinks),
+//! API-format detection, and parameter overrides.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::AppError;
+
+/// Largest workflow file accepted.
+const MAX_WORKFLOW_BYTES: u64 = 8 << 20;
+
+/// The folders workflow files may be read from.
+#[derive(Debug, Clone)]
+pub struct WorkflowDirs {
+    /// As configured (for messages).
+    configured: Vec<PathBuf>,
+    /// Canonical forms of those that exist.
+    canonical: Vec<PathBuf>,
+}
+
+/// A workflow file that passed the folder policy.
+#[derive(Debug, Clone)]
+pub struct WorkflowFile {
+    /// Canonical path.
+    pub path: PathBuf,
+    /// File name, for responses.
+    pub display_name: String,
+    /// Contents.
+    pub bytes: Vec<u8>,
+    /// SHA-256 of the contents, hex.
+    pub sha256: String,
+}
+
+impl WorkflowDirs {
+    /// The allowed folders; those that do not exist (yet) are kept for
+    /// messages and re-resolved on each read.
+    pub fn new(dirs: Vec<PathBuf>) -> Self {
+        let canonical = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
+        Self {
+            configured: dirs,
+            canonical,
+        }
+    }
+
+    fn allowed(&self) -> String {
+        self.configured
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn roots(&self) -> Vec<PathBuf> {
+        let mut roots = self.canonical.clone();
+        for dir in &self.configured {
+            if let Ok(c) = dir.canonicalize() {
+                if !roots.contains(&c) {
+                    roots.push(c);
+                }
+            }
+        }
+        roots
+    }
+
+    /// Resolves `requested` (absolute, relative to the working folder, or
+    /// relative to an allowed folder) and reads it if, after resolving `..`
+    /// and symlinks, it lies inside an allowed folder.
+    pub fn read(&self, requested: &str) -> Result<WorkflowFile, AppError> {
+        let refused = || AppError::PathRefused {
+            path: requested.to_owned(),
+            allowed: self.allowed(),
+        };
+        if requested.trim().is_empty() {
+            return Err(AppError::InvalidRequest("workflow_path is empty".into()));
+        }
+        let roots = self.roots();
+        let given = Path::new(requested);
+        let mut candidates = vec![given.to_owned()];
+        if given.is_relative() {
+            candidates.extend(roots.iter().map(|r| r.join(given)));
+        }
+        let mut outside = false;
+        for candidate in candidates {
+            let Ok(real) = candidate.canonicalize() else {
+                continue;
+            };
+            if !roots.iter().any(|root| real.starts_with(root)) {
+                outside = true;
+                continue;
+            }
+            return read_file(&real);
+        }
+        if outside {
+            Err(refused())
+        } else if given.components().any(|c| matches!(c, std::path::Component::ParentDir))
+            || given.is_absolute()
+        {
+            // Do not reveal whether files outside the folders exist.
+            Err(refused())
+        } else {
+            Err(AppError::Workflow(format!(
+                "workflow file `{requested}` not found in the workflow folders ({})",
+                self.allowed()
+            )))
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<WorkflowFile, AppError> {
+    let unreadable = |e: std::io::Error| {
+        AppError::Workflow(format!("cannot read workflow file {}: {e}", path.display()))
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(AppError::Workflow(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_WORKFLOW_BYTES {
+        return Err(AppError::Workflow(format!(
+            "workflow file {} is {} bytes, over the {} byte limit",
+            path.display(),
+            meta.len(),
+            MAX_WORKFLOW_BYTES
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    Ok(WorkflowFile {
+        display_name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        path: path.to_owned(),
+        bytes,
+    })
+}
+
+/// Parses an API-format graph. Accepts a bare graph or a `/prompt` body
+/// (`{"prompt": {...}}`); a UI-format export gets an explanation.
+pub fn parse_api_graph(name: &str, bytes: &[u8]) -> Result<Value, AppError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        AppError::Workflow(format!("{name} is not valid JSON: {e}"))
+    })?;
+    let Value::Object(mut top) = value else {
+        return Err(AppError::Workflow(format!(
+            "{name} must hold a JSON object of nodes (ComfyUI API format)"
+        )));
+    };
+    if top.contains_key("nodes") && top.contains_key("links") {
+        return Err(AppError::Workflow(format!(
+            "{name} is a ComfyUI UI-format workflow (it has \"nodes\" and \"links\"); load_workflow needs the API format. In ComfyUI, open the workflow and use Workflow > Export (API) (older versions: enable Dev mode in the settings, then \"Save (API Format)\"), and load that file"
+        )));
+    }
+    if let Some(Value::Object(prompt)) = top.remove("prompt") {
+        return Ok(Value::Object(prompt));
+    }
+    if top.is_empty() {
+        return Err(AppError::Workflow(format!("{name} holds no nodes")));
+    }
+    Ok(Value::Object(top))
+}
+
+/// What the overrides did.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// Each applied override with the value used.
+    pub applied: Map<String, Value>,
+    /// Overrides that matched no input.
+    pub unmatched: Vec<String>,
+}
+
+/// Sampler-level names and the ComfyUI inputs they set.
+const SAMPLER_KEYS: &[(&str, &[&str])] = &[
+    ("seed", &["seed", "noise_seed"]),
+    ("steps", &["steps"]),
+    ("cfg_scale", &["cfg"]),
+    ("cfg", &["cfg"]),
+    ("sampler", &["sampler_name"]),
+    ("sampler_name", &["sampler_name"]),
+    ("scheduler", &["scheduler"]),
+    ("denoise", &["denoise"]),
+    ("width", &["width"]),
+    ("height", &["height"]),
+    ("batch_size", &["batch_size"]),
+];
+
+/// Applies overrides to literal inputs (never to links):
+/// * the seed's names (`seed` also sets `noise_seed`; -1 means a random seed),
+///   `steps`, `cfg_scale`→`cfg`, `sampler`→`sampler_name`, `scheduler`,
+///   `denoise`, `width`, `height`, `batch_size` on every node having them;
+/// * `prompt` / `negative_prompt` on the `text` of the nodes wired into a
+///   sampler's `positive` / `negative` inputs;
+/// * `"<node id>.<input>"` on exactly that input.
+pub fn apply_overrides(graph: &mut Value, overrides: &Map<String, Value>) -> Overrides {
+    let mut result = Overrides::default();
+    for (key, raw) in overrides {
+        let value = if (key == "seed" || key.ends_with(".seed") || key.ends_with(".noise_seed"))
+            && raw == &json!(-1)
+        {
+            json!(rand::random_range(0..=pack_runtime::params::MAX_RANDOM_SEED))
+        } else {
+            raw.clone()
+        };
+        let hits = if let Some((node, input)) = key.split_once('.') {
+            set_literal(graph, node, input, &value) as usize
+        } else if key == "prompt" || key == "negative_prompt" {
+            let port = if key == "prompt" { "positive" } else { "negative" };
+            encoders_on(graph, port)
+                .into_iter()
+                .filter(|node| set_literal(graph, node, "text", &value))
+                .count()
+        } else if let Some((_, inputs)) = SAMPLER_KEYS.iter().find(|(k, _)| k == key) {
+            let ids: Vec<String> = graph.as_object().map(|g| g.keys().cloned().collect()).unwrap_or_default();
+            ids.iter()
+                .map(|id| inputs.iter().filter(|input| set_literal(graph, id, input, &value)).count())
+                .sum()
+        } else {
+            0
+        };
+        if hits > 0 {
+            result.applied.insert(key.clone(), value);
+        } else {
+            result.unmatched.push(key.clone());
+        }
+    }
+    result
+}
+
+/// Sets `node.inputs[input]` if it exists and is a literal (not a link).
+fn set_literal(graph: &mut Value, node: &str, input: &str, value: &Value) -> bool {
+    let Some(slot) = graph
+        .get_mut(node)
+        .and_then(|n| n.get_mut("inputs"))
+        .and_then(|i| i.get_mut(input))
+    else {
+        return false;
+    };
+    if is_link(slot) {
+        return false;
+    }
+    *slot = value.clone();
+    true
+}
+
+fn is_link(v: &Value) -> bool {
+    matches!(v, Value::Array(a) if a.len() == 2 && a[0].is_string() && a[1].is_u64())
+}
+
+/// Ids of the nodes linked into any node's `port` input (`positive`/`negative`).
+fn encoders_on(graph: &Value, port: &str) -> Vec<String> {
+    let mut ids: Vec<String> = graph
+        .as_object()
+        .into_iter()
+        .flat_map(|g| g.values())
+        .filter_map(|node| node["inputs"].get(port))
+        .filter(|v| is_link(v))
+        .filter_map(|v| v[0].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t2i() -> Value {
+        json!({
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},
+            "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "old", "clip": ["4", 1]}},
+            "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "old neg", "clip": ["4", 1]}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+            "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}}
+        })
+    }
+
+    #[test]
+    fn overrides_reach_the_right_inputs() {
+        let mut g = t2i();
+        let o = json!({"seed": 42, "steps": 30, "cfg_scale": 6.5, "sampler": "dpmpp_2m", "width": 640, "prompt": "new", "negative_prompt": "bad", "4.ckpt_name": "x.safetensors", "3.model": "nope", "lora": 1});
+        let r = apply_overrides(&mut g, o.as_object().unwrap());
+        assert_eq!(g["3"]["inputs"]["seed"], 42);
+        assert_eq!(g["3"]["inputs"]["cfg"], 6.5);
+        assert_eq!(g["3"]["inputs"]["sampler_name"], "dpmpp_2m");
+        assert_eq!(g["5"]["inputs"]["width"], 640);
+        assert_eq!(g["6"]["inputs"]["text"], "new");
+        assert_eq!(g["7"]["inputs"]["text"], "bad");
+        assert_eq!(g["4"]["inputs"]["ckpt_name"], "x.safetensors");
+        assert_eq!(g["3"]["inputs"]["model"], json!(["4", 0]), "links are never overwritten");
+        assert_eq!(r.unmatched, vec!["3.model".to_owned(), "lora".to_owned()]);
+        assert_eq!(r.applied.len(), 8);
+    }
+
+    #[test]
+    fn random_seed_is_concrete() {
+        let mut g = t2i();
+        let r = apply_overrides(&mut g, json!({"seed": -1}).as_object().unwrap());
+        let seed = r.applied["seed"].as_i64().unwrap();
+        assert!(seed >= 0);
+        assert_eq!(g["3"]["inputs"]["seed"], seed);
+    }
+
+    #[test]
+    fn ui_format_gets_an_explanation_and_prompt_bodies_are_unwrapped() {
+        let ui = br#"{"nodes": [], "links": [], "version": 0.4}"#;
+        let e = parse_api_graph("w.json", ui).unwrap_err().to_string();
+        assert!(e.contains("UI-format") && e.contains("Export (API)"), "{e}");
+        let body = br#"{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}}, "client_id": "x"}"#;
+        assert!(parse_api_graph("w.json", body).unwrap().get("1").is_some());
+        assert!(parse_api_graph("w.json", b"[1]").unwrap_err().to_string().contains("JSON object"));
+        assert!(parse_api_graph("w.json", b"{").unwrap_err().to_string().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn paths_outside_the_folders_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let allowed = root.path().join("workflows");
+        let secret = root.path().join("secret");
+        std::fs::create_dir_all(&allowed).unwrap();
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(allowed.join("ok.json"), "{}").unwrap();
+        std::fs::write(secret.join("s.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(secret.join("s.json"), allowed.join("link.json")).unwrap();
+        let dirs = WorkflowDirs::new(vec![allowed.clone()]);
+        assert!(dirs.read(allowed.join("ok.json").to_str().unwrap()).is_ok());
+        assert!(dirs.read("ok.json").is_ok(), "relative to an allowed folder");
+        for bad in [
+            secret.join("s.json").display().to_string(),
+            "../secret/s.json".to_owned(),
+            "link.json".to_owned(),
+            format!("{}/../secret/s.json", allowed.display()),
+            "/etc/passwd".to_owned(),
+        ] {
+            let e = dirs.read(&bad).unwrap_err();
+            assert!(matches!(e, AppError::PathRefused { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains(&allowed.display().to_string()), "{e}");
+        }
+        let missing = dirs.read("absent.json").unwrap_err().to_string();
+        assert!(missing.contains("not found"), "{missing}");
+    }
+}
