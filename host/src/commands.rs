@@ -32,7 +32,21 @@ pub fn loader(settings: &Settings) -> anyhow::Result<Arc<PackLoader>> {
 
 /// Starts the service: loads every pack, connects to ComfyUI (which may be
 /// down: it keeps trying), and returns the shared `App`.
+///
+/// `COMFYUI_URL=sim` runs the built-in simulator in-process instead of
+/// talking to a real ComfyUI (placeholder images; for trying things out).
 pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
+    let mut settings = settings.clone();
+    if settings.comfyui_url == "sim" {
+        let sim = simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default())
+            .await
+            .context("cannot start the built-in ComfyUI simulator")?;
+        settings.comfyui_url = sim.base_url();
+        tracing::warn!(url = %settings.comfyui_url, "COMFYUI_URL=sim: using the built-in ComfyUI simulator; images are placeholders, not generations");
+        // The simulator lives as long as the process.
+        std::mem::forget(sim);
+    }
+    let settings = &settings;
     let comfy_config = settings.comfy_config()?;
     let live_catalog = Arc::new(ArcSwapOption::empty());
     let runtime = Runtime::new(RuntimeConfig {
@@ -179,19 +193,31 @@ pub fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-/// `comfyui-mcp simulate`: the ComfyUI simulator on loopback until ctrl-c.
+/// `comfyui-mcp simulate`: the ComfyUI simulator on loopback until ctrl-c,
+/// with a control API for tests and demos on a second loopback port.
 pub async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let config = simulator::SimConfig {
         step_delay: Duration::from_millis(args.step_delay_ms),
         ..simulator::SimConfig::default()
     };
-    let handle = simulator::start(addr, config)
-        .await
-        .with_context(|| format!("cannot start the simulator on {addr}"))?;
-    // The one line scripts parse; everything else goes through tracing.
+    let handle = Arc::new(
+        simulator::start(addr, config)
+            .await
+            .with_context(|| format!("cannot start the simulator on {addr}"))?,
+    );
+    let control = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let control_addr = control.local_addr()?;
+    let router = crate::sim_control::router(handle.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(control, router).await {
+            tracing::warn!("simulator control API stopped: {e}");
+        }
+    });
+    // The lines scripts parse; everything else goes through tracing.
     eprintln!("simulator listening on {}", handle.base_url());
+    eprintln!("simulator control on http://{control_addr}/__sim");
+    tracing::warn!("this is the ComfyUI simulator: it renders placeholder images, not generations");
     tokio::signal::ctrl_c().await.ok();
-    handle.shutdown().await;
     Ok(())
 }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod loader;
 pub mod mcp;
 pub mod selftest;
+pub mod sim_control;
 pub mod watch;
 pub mod workflow_file;
 
