@@ -1,3 +1,33 @@
-//! placeholder
+//! ComfyUI protocol for comfyui-mcp: node catalog and graph checks, the HTTP client, typed
+//! websocket events with a reconnecting event stream, the job tracker (`ComfyUi`) and local
+//! output storage.
+//!
+//! Module map: `config` (connection settings), `error` (error types), `types` (shared wire
+//! types), `client` (HTTP API), `events` (websocket messages), `ws` (websocket task),
+//! `snapshot` (public job view), `tracker` (job state machine, no I/O), `jobs` (the backend
+//! service), `outputs` (downloads and provenance), `nodes` (object_info catalog), `graph`
+//! (graph checker).
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod events;
 pub mod graph;
+pub mod jobs;
 pub mod nodes;
+pub mod outputs;
+pub mod snapshot;
+pub mod tracker;
+pub mod types;
+pub mod ws;
+
+pub use client::{
+    ComfyClient, HistoryEntry, HistoryOutcome, QueueEntry, QueueSnapshot, SubmitAccepted,
+};
+pub use config::ComfyConfig;
+pub use error::{CancelError, ClientError, ConfigError};
+pub use events::Event;
+pub use jobs::{BackendOptions, CancelOutcome, ComfyUi, ConnectionState, ModelSnapshot};
+pub use outputs::OutputError;
+pub use snapshot::{JobFailure, JobOrigin, JobRequest, JobSnapshot, JobState, SavedImage};
+pub use types::ImageRef;

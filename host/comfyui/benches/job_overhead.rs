@@ -1,0 +1,179 @@
+//! Per-job host overhead of `ComfyUi` against the in-process simulator (step delay 0):
+//! submit → completed, image download and provenance included, then the resident-memory
+//! growth with 10,000 finished jobs retained. Prints results; asserts nothing about timings.
+//!
+//! `cargo bench -p comfyui-mcp-comfyui --bench job_overhead`
+//! Environment: `JOB_OVERHEAD_JOBS` (latency sample, default 300), `JOB_OVERHEAD_RETAINED`
+//! (finished jobs for the memory figure, default 10000).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use comfyui::jobs::BackendOptions;
+use comfyui::{ComfyConfig, ComfyUi, JobOrigin, JobRequest, JobState};
+use serde_json::json;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Resident set size in KiB (`VmRSS` of /proc/self/status; 0 where unavailable).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn request(i: usize) -> JobRequest {
+    JobRequest {
+        graph: json!({
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": i % 16_777_216}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/img"}}
+        }),
+        origin: JobOrigin::Template {
+            template_id: "bench".into(),
+            pack_name: "bench-pack".into(),
+            pack_version: "0.0.0".into(),
+            pack_sha256: "00".repeat(32),
+        },
+        parameters: json!({"seed": i, "width": 64, "height": 64, "prompt": "a benchmark image"}),
+        metadata: json!({"run": i}),
+    }
+}
+
+async fn run_job(comfy: &ComfyUi, i: usize) -> Duration {
+    let t0 = Instant::now();
+    let snap = comfy.submit(request(i)).await.expect("submit");
+    let done = comfy
+        .wait(&snap.prompt_id, Duration::from_secs(120))
+        .await
+        .expect("tracked");
+    assert_eq!(done.state, JobState::Completed, "{:?}", done.error);
+    t0.elapsed()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(bench());
+}
+
+async fn bench() {
+    let jobs = env_usize("JOB_OVERHEAD_JOBS", 300).max(1);
+    let retained = env_usize("JOB_OVERHEAD_RETAINED", 10_000);
+    let sim = simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        simulator::SimConfig {
+            step_delay: Duration::ZERO,
+            max_stored_bytes: 16 * 1024 * 1024,
+            ..simulator::SimConfig::default()
+        },
+    )
+    .await
+    .expect("simulator");
+    let out = tempfile::tempdir().unwrap();
+    let cfg = ComfyConfig::new(&sim.base_url())
+        .unwrap()
+        .with_output_dir(out.path())
+        .with_max_finished_jobs(retained + jobs + 100);
+    let options = BackendOptions::for_config(&cfg);
+    let comfy = ComfyUi::connect_with(cfg, options).unwrap();
+    let mut conn = comfy.connection();
+    tokio::time::timeout(Duration::from_secs(30), conn.wait_for(|c| c.connected))
+        .await
+        .expect("websocket connects")
+        .unwrap();
+
+    // Warm-up (connections, caches, allocator).
+    for i in 0..20 {
+        run_job(&comfy, i).await;
+    }
+
+    let mut times = Vec::with_capacity(jobs);
+    for i in 0..jobs {
+        times.push(run_job(&comfy, 1000 + i).await);
+    }
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    println!("job_overhead: {jobs} sequential jobs, simulator step delay 0, 1 image each");
+    println!(
+        "  submit -> completed (download + provenance included): median {:.2} ms, p99 {:.2} ms, mean {:.2} ms, min {:.2} ms, max {:.2} ms",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(mean),
+        ms(times[0]),
+        ms(*times.last().unwrap())
+    );
+    println!("  (includes the in-process simulator's own work: validation, PNG encoding, HTTP)");
+
+    if retained == 0 {
+        return;
+    }
+    // Memory: retain `retained` finished jobs. The simulator runs in this process, so between
+    // batches it is restarted and its request log cleared: its history and log do not grow
+    // with ours.
+    sim.restart().await;
+    sim.clear_requests();
+    let before_jobs = comfy.job_count();
+    let rss_before = rss_kib();
+    let t0 = Instant::now();
+    let comfy = Arc::new(comfy);
+    let batch = 500;
+    let mut done = 0;
+    while done < retained {
+        let n = batch.min(retained - done);
+        let mut set = tokio::task::JoinSet::new();
+        let sem = Arc::new(tokio::sync::Semaphore::new(16));
+        for i in 0..n {
+            let comfy = comfy.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _permit = sem.acquire().await.unwrap();
+                run_job(&comfy, 100_000 + done + i).await
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("job task");
+        }
+        done += n;
+        sim.restart().await;
+        sim.clear_requests();
+    }
+    let rss_after = rss_kib();
+    let held = comfy.job_count() - before_jobs;
+    let growth = rss_after.saturating_sub(rss_before);
+    println!(
+        "  retained finished jobs: {held} (ran in {:.1} s, 16 in flight)",
+        t0.elapsed().as_secs_f64()
+    );
+    println!(
+        "  RSS: {rss_before} KiB before, {rss_after} KiB after, growth {growth} KiB (~{} bytes per retained job)",
+        if held > 0 {
+            growth * 1024 / held as u64
+        } else {
+            0
+        }
+    );
+    drop(comfy);
+    sim.shutdown().await;
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,648 @@
+//! `ComfyUi`: the backend the MCP layer holds (as `Arc`). Submits jobs, follows them through
+//! the websocket and reconciliation, downloads their images, cancels them, and caches the node
+//! catalog and model lists.
+//!
+//! Invariants:
+//! - Creating it never fails because ComfyUI is down: the websocket task keeps retrying and
+//!   calls fail with "ComfyUI at URL is unreachable" until it is up.
+//! - Every job gets a prompt id chosen here and is registered *before* it is posted (events
+//!   can beat the POST answer); only jobs submitted here are tracked or cancelled.
+//! - After every websocket (re)connect, and every 2 s while a job is open, open jobs are
+//!   reconciled with `/queue` and `/history` (ComfyUI does not replay events), so a job that
+//!   finished while the socket was down still completes, and a job lost in a ComfyUI restart
+//!   fails with a clear message instead of hanging.
+//! - The node catalog, model lists and ComfyUI version are cached per connection generation;
+//!   the generation changes on every websocket connect and disconnect, so a value fetched
+//!   before a reconnect is never served after it.
+//! - Background tasks stop when the `ComfyUi` is dropped.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ComfyClient, HistoryEntry, SubmitAccepted};
+use crate::config::ComfyConfig;
+use crate::error::{CancelError, ClientError};
+use crate::nodes::NodeCatalog;
+use crate::outputs::{self, ProvenanceContext};
+use crate::snapshot::{JobFailure, JobRequest, JobSnapshot, JobState};
+use crate::tracker::{Action, JobTable};
+use crate::ws::{WsOptions, WsSignal, spawn_event_stream};
+
+/// How often open jobs are reconciled with ComfyUI as a safety net.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Model files per ComfyUI model folder (`GET /models`, `GET /models/{folder}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelSnapshot {
+    /// Folder name → file names. Folders ComfyUI answers 404 for are left out.
+    pub folders: BTreeMap<String, Vec<String>>,
+}
+
+/// The websocket's state as seen by the backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionState {
+    /// A socket is open.
+    pub connected: bool,
+    /// Bumped on every connect and disconnect.
+    pub generation: u64,
+    /// Number of successful connections so far.
+    pub connects: u64,
+}
+
+/// What a successful cancel did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job was still pending and was removed from ComfyUI's queue.
+    RemovedFromQueue(JobSnapshot),
+    /// The job was running and ComfyUI confirmed the interrupt.
+    Interrupted(JobSnapshot),
+}
+
+impl CancelOutcome {
+    /// The job's snapshot after the cancel (state `cancelled`).
+    pub fn snapshot(&self) -> &JobSnapshot {
+        match self {
+            CancelOutcome::RemovedFromQueue(s) | CancelOutcome::Interrupted(s) => s,
+        }
+    }
+
+    /// A one-line description for users.
+    pub fn message(&self) -> String {
+        match self {
+            CancelOutcome::RemovedFromQueue(s) => {
+                format!(
+                    "job {} was removed from ComfyUI's queue before it started",
+                    s.prompt_id
+                )
+            }
+            CancelOutcome::Interrupted(s) => {
+                format!("job {} was interrupted while running", s.prompt_id)
+            }
+        }
+    }
+}
+
+/// Tuning knobs beyond [`ComfyConfig`] (tests shorten them).
+#[derive(Debug, Clone)]
+pub struct BackendOptions {
+    /// Websocket reconnect and keep-alive settings.
+    pub ws: WsOptions,
+    /// Safety-net reconciliation period while jobs are open.
+    pub reconcile_interval: Duration,
+    /// How long `cancel` waits for ComfyUI to confirm an interrupt.
+    pub cancel_confirm_timeout: Duration,
+}
+
+impl BackendOptions {
+    /// Defaults derived from the config (interrupt confirmation bounded by its timeout).
+    pub fn for_config(cfg: &ComfyConfig) -> Self {
+        Self {
+            ws: WsOptions::default(),
+            reconcile_interval: RECONCILE_INTERVAL,
+            cancel_confirm_timeout: cfg.timeout,
+        }
+    }
+}
+
+type Cached<T> = tokio::sync::Mutex<Option<(u64, T)>>;
+
+struct Inner {
+    cfg: ComfyConfig,
+    options: BackendOptions,
+    client: ComfyClient,
+    table: Mutex<JobTable>,
+    generation: AtomicU64,
+    conn: watch::Sender<ConnectionState>,
+    catalog: Cached<Arc<NodeCatalog>>,
+    models: Cached<Arc<ModelSnapshot>>,
+    version: Cached<Option<String>>,
+    reconcile: Notify,
+}
+
+/// The ComfyUI backend: job tracker, catalog cache and client in one.
+pub struct ComfyUi {
+    inner: Arc<Inner>,
+    token: CancellationToken,
+}
+
+impl Drop for ComfyUi {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+impl std::fmt::Debug for ComfyUi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComfyUi")
+            .field("url", &self.inner.cfg.display_url())
+            .finish()
+    }
+}
+
+impl ComfyUi {
+    /// Starts the backend (websocket, event and reconciliation tasks) with default options.
+    /// Must be called inside a tokio runtime. Fails only if the HTTP client cannot be built;
+    /// ComfyUI being down is not an error.
+    pub fn connect(cfg: ComfyConfig) -> Result<Arc<ComfyUi>, ClientError> {
+        let options = BackendOptions::for_config(&cfg);
+        Self::connect_with(cfg, options)
+    }
+
+    /// [`ComfyUi::connect`] with explicit options.
+    pub fn connect_with(
+        cfg: ComfyConfig,
+        options: BackendOptions,
+    ) -> Result<Arc<ComfyUi>, ClientError> {
+        let client = ComfyClient::new(&cfg)?;
+        let token = CancellationToken::new();
+        let (rx, _ws) = spawn_event_stream(&cfg, options.ws.clone(), token.clone());
+        let (conn, _) = watch::channel(ConnectionState::default());
+        let inner = Arc::new(Inner {
+            table: Mutex::new(JobTable::new(cfg.max_finished_jobs)),
+            cfg,
+            options,
+            client,
+            generation: AtomicU64::new(0),
+            conn,
+            catalog: tokio::sync::Mutex::new(None),
+            models: tokio::sync::Mutex::new(None),
+            version: tokio::sync::Mutex::new(None),
+            reconcile: Notify::new(),
+        });
+        tokio::spawn(event_loop(inner.clone(), rx, token.clone()));
+        tokio::spawn(reconcile_loop(inner.clone(), token.clone()));
+        tracing::info!(url = %inner.cfg.display_url(), client_id = %inner.cfg.client_id, "ComfyUI backend started");
+        Ok(Arc::new(ComfyUi { inner, token }))
+    }
+
+    /// Stops the background tasks (also done on drop).
+    pub fn shutdown(&self) {
+        self.token.cancel();
+    }
+
+    /// The HTTP client (uploads, system stats, …).
+    pub fn client(&self) -> &ComfyClient {
+        &self.inner.client
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ComfyConfig {
+        &self.inner.cfg
+    }
+
+    /// Follows the websocket state (connected flag, generation).
+    pub fn connection(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.conn.subscribe()
+    }
+
+    /// True while the websocket is open.
+    pub fn is_connected(&self) -> bool {
+        self.inner.conn.borrow().connected
+    }
+
+    /// The node catalog (`/object_info`), cached until the next websocket connect or
+    /// disconnect.
+    pub async fn node_catalog(&self) -> Result<Arc<NodeCatalog>, ClientError> {
+        let inner = &self.inner;
+        let mut slot = inner.catalog.lock().await;
+        let generation = inner.generation.load(Ordering::SeqCst);
+        if let Some((g, cat)) = slot.as_ref()
+            && *g == generation
+        {
+            return Ok(cat.clone());
+        }
+        let json = inner.client.object_info().await?;
+        let catalog = tokio::task::spawn_blocking(move || NodeCatalog::from_object_info(&json))
+            .await
+            .map_err(|e| decode_error(&inner.client, "GET /object_info", e.to_string()))?
+            .map_err(|e| decode_error(&inner.client, "GET /object_info", e.to_string()))?;
+        let catalog = Arc::new(catalog);
+        *slot = Some((generation, catalog.clone()));
+        Ok(catalog)
+    }
+
+    /// Model files per folder, cached like [`ComfyUi::node_catalog`].
+    pub async fn models_snapshot(&self) -> Result<Arc<ModelSnapshot>, ClientError> {
+        let inner = &self.inner;
+        let mut slot = inner.models.lock().await;
+        let generation = inner.generation.load(Ordering::SeqCst);
+        if let Some((g, m)) = slot.as_ref()
+            && *g == generation
+        {
+            return Ok(m.clone());
+        }
+        let mut snapshot = ModelSnapshot::default();
+        for folder in inner.client.model_folders().await? {
+            if let Some(files) = inner.client.models(&folder).await? {
+                snapshot.folders.insert(folder, files);
+            }
+        }
+        let snapshot = Arc::new(snapshot);
+        *slot = Some((generation, snapshot.clone()));
+        Ok(snapshot)
+    }
+
+    /// Submits a job: chooses its prompt id, registers it, posts it. The snapshot returned is
+    /// normally `queued` (a fully cached job may already be further along). A 400 from
+    /// ComfyUI is [`ClientError::Rejected`] and nothing is tracked.
+    pub async fn submit(&self, req: JobRequest) -> Result<JobSnapshot, ClientError> {
+        let inner = &self.inner;
+        let prompt_id = uuid::Uuid::new_v4().to_string();
+        let graph_sha = outputs::graph_sha256(&req.graph);
+        let registered = inner.lock().register(&prompt_id, &req, graph_sha);
+        let result = inner
+            .client
+            .submit(&prompt_id, &req.graph, &inner.cfg.client_id)
+            .await;
+        let accepted = match result {
+            Ok(acc) => acc,
+            Err(err @ ClientError::Timeout { .. }) => {
+                // The POST may have been accepted with its answer lost: look before giving up.
+                match self.find_in_comfyui(&prompt_id).await {
+                    true => SubmitAccepted {
+                        prompt_id: prompt_id.clone(),
+                        number: 0.0,
+                        node_errors: serde_json::json!({}),
+                    },
+                    false => {
+                        inner.lock().remove(&prompt_id);
+                        return Err(err);
+                    }
+                }
+            }
+            Err(err) => {
+                inner.lock().remove(&prompt_id);
+                return Err(err);
+            }
+        };
+        let snap = inner.lock().accepted(&prompt_id, &accepted);
+        // Wake the reconciler: it fills in the queue position and starts the safety-net polling.
+        inner.reconcile.notify_one();
+        tracing::info!(prompt_id = %accepted.prompt_id, "job submitted to ComfyUI");
+        Ok(snap.unwrap_or(registered))
+    }
+
+    /// The job's current snapshot, without asking ComfyUI.
+    pub fn snapshot(&self, prompt_id: &str) -> Option<JobSnapshot> {
+        self.inner.lock().snapshot(prompt_id)
+    }
+
+    /// The job's snapshot; for a queued job the queue position is refreshed from `/queue`
+    /// first (best effort).
+    pub async fn status(&self, prompt_id: &str) -> Option<JobSnapshot> {
+        let snap = self.snapshot(prompt_id)?;
+        if snap.state == JobState::Queued
+            && let Ok(queue) = self.inner.client.queue().await
+        {
+            self.inner.lock().apply_queue(&queue);
+        }
+        self.snapshot(prompt_id)
+    }
+
+    /// A receiver that sees every change of the job's snapshot.
+    pub fn watch(&self, prompt_id: &str) -> Option<watch::Receiver<JobSnapshot>> {
+        self.inner.lock().watch(prompt_id)
+    }
+
+    /// Waits until the job reaches a final state or `timeout` passes; returns the snapshot at
+    /// that point (`None` for an unknown id).
+    pub async fn wait(&self, prompt_id: &str, timeout: Duration) -> Option<JobSnapshot> {
+        let mut rx = self.watch(prompt_id)?;
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|s| s.state.is_terminal())).await;
+        let snap = rx.borrow().clone();
+        Some(snap)
+    }
+
+    /// Number of jobs held in memory (open and finished).
+    pub fn job_count(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    /// Cancels a job submitted here: a pending one is deleted from ComfyUI's queue, a running
+    /// one is interrupted (targeted at its prompt id, never global) and the interrupt
+    /// confirmed. A job that starts running between the queue look and the delete is
+    /// interrupted instead.
+    pub async fn cancel(&self, prompt_id: &str) -> Result<CancelOutcome, CancelError> {
+        let inner = &self.inner;
+        let Some(snap) = self.snapshot(prompt_id) else {
+            if let Ok(q) = inner.client.queue().await
+                && q.contains(prompt_id)
+            {
+                return Err(CancelError::NotOurs {
+                    prompt_id: prompt_id.to_owned(),
+                });
+            }
+            return Err(CancelError::NotFound {
+                prompt_id: prompt_id.to_owned(),
+            });
+        };
+        if !inner.lock().request_cancel(prompt_id) {
+            return Err(CancelError::AlreadyFinished {
+                prompt_id: prompt_id.to_owned(),
+                state: snap.state.to_string(),
+            });
+        }
+        for _ in 0..5 {
+            let queue = inner.client.queue().await?;
+            if queue.is_running(prompt_id) {
+                return self.interrupt_and_confirm(prompt_id).await;
+            }
+            if queue.pending.iter().any(|e| e.prompt_id == prompt_id) {
+                inner.client.delete_queued(&[prompt_id]).await?;
+                let after = inner.client.queue().await?;
+                if after.is_running(prompt_id) {
+                    // It started between our look and the delete: interrupt it instead.
+                    return self.interrupt_and_confirm(prompt_id).await;
+                }
+                if after.contains(prompt_id) {
+                    continue; // still pending: try again
+                }
+            }
+            // Not in the queue (any more): deleted by us, finished, or lost. History decides.
+            match inner.client.history(prompt_id).await? {
+                None => {
+                    inner.lock().mark_cancelled(prompt_id);
+                    let snap = self.terminal_snapshot(prompt_id)?;
+                    return match snap.state {
+                        JobState::Cancelled => Ok(CancelOutcome::RemovedFromQueue(snap)),
+                        state => Err(already(prompt_id, state)),
+                    };
+                }
+                Some(entry) => {
+                    inner.apply_history(entry);
+                    let snap = self
+                        .wait(prompt_id, inner.options.cancel_confirm_timeout)
+                        .await
+                        .ok_or_else(|| already(prompt_id, JobState::Completed))?;
+                    return match snap.state {
+                        JobState::Cancelled => Ok(CancelOutcome::Interrupted(snap)),
+                        state => Err(already(prompt_id, state)),
+                    };
+                }
+            }
+        }
+        Err(CancelError::NotConfirmed {
+            prompt_id: prompt_id.to_owned(),
+            waited: Duration::ZERO,
+        })
+    }
+
+    /// Interrupts the job ComfyUI is running, only if it was submitted here. `Ok(None)` when
+    /// nothing runs.
+    pub async fn interrupt_running(&self) -> Result<Option<String>, CancelError> {
+        let queue = self.inner.client.queue().await?;
+        let Some(running) = queue.running.first() else {
+            return Ok(None);
+        };
+        let id = running.prompt_id.clone();
+        if !self.inner.lock().contains(&id) {
+            return Err(CancelError::RunningNotOurs { prompt_id: id });
+        }
+        self.cancel(&id).await?;
+        Ok(Some(id))
+    }
+
+    async fn interrupt_and_confirm(&self, prompt_id: &str) -> Result<CancelOutcome, CancelError> {
+        let inner = &self.inner;
+        inner.client.interrupt(Some(prompt_id)).await?;
+        inner.reconcile.notify_one();
+        let waited = inner.options.cancel_confirm_timeout;
+        let snap = self
+            .wait(prompt_id, waited)
+            .await
+            .ok_or_else(|| already(prompt_id, JobState::Completed))?;
+        match snap.state {
+            JobState::Cancelled => Ok(CancelOutcome::Interrupted(snap)),
+            JobState::Completed | JobState::Failed => Err(already(prompt_id, snap.state)),
+            JobState::Queued | JobState::Running => Err(CancelError::NotConfirmed {
+                prompt_id: prompt_id.to_owned(),
+                waited,
+            }),
+        }
+    }
+
+    fn terminal_snapshot(&self, prompt_id: &str) -> Result<JobSnapshot, CancelError> {
+        self.snapshot(prompt_id)
+            .ok_or_else(|| CancelError::NotFound {
+                prompt_id: prompt_id.to_owned(),
+            })
+    }
+
+    async fn find_in_comfyui(&self, prompt_id: &str) -> bool {
+        if let Ok(q) = self.inner.client.queue().await
+            && q.contains(prompt_id)
+        {
+            return true;
+        }
+        matches!(self.inner.client.history(prompt_id).await, Ok(Some(_)))
+    }
+}
+
+fn already(prompt_id: &str, state: JobState) -> CancelError {
+    CancelError::AlreadyFinished {
+        prompt_id: prompt_id.to_owned(),
+        state: state.to_string(),
+    }
+}
+
+fn decode_error(client: &ComfyClient, request: &str, reason: String) -> ClientError {
+    ClientError::Decode {
+        url: client.display_url().to_owned(),
+        request: request.to_owned(),
+        source: reason.into(),
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, JobTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_connected(&self, connected: bool) {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.conn.send_modify(|c| {
+            c.connected = connected;
+            c.generation = generation;
+            if connected {
+                c.connects += 1;
+            }
+        });
+    }
+
+    fn dispatch(self: &Arc<Self>, action: Option<Action>) {
+        match action {
+            Some(Action::Finalize(id)) => {
+                tokio::spawn(self.clone().finalize(id, None));
+            }
+            Some(Action::Reconcile) => self.reconcile.notify_one(),
+            None => {}
+        }
+    }
+
+    fn apply_history(self: &Arc<Self>, entry: HistoryEntry) {
+        let action = self.lock().apply_history(&entry);
+        if let Some(Action::Finalize(id)) = action {
+            tokio::spawn(self.clone().finalize(id, Some(entry)));
+        }
+    }
+
+    /// One reconciliation pass over the open jobs.
+    async fn reconcile(self: &Arc<Self>) {
+        let candidates = self.lock().reconcilable();
+        if candidates.is_empty() {
+            return;
+        }
+        let queue = match self.client.queue().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::debug!(error = %e, "reconciliation skipped: /queue failed");
+                return;
+            }
+        };
+        self.lock().apply_queue(&queue);
+        for id in candidates {
+            if queue.contains(&id) {
+                continue;
+            }
+            match self.client.history(&id).await {
+                Ok(Some(entry)) => self.apply_history(entry),
+                Ok(None) => {
+                    tracing::warn!(prompt_id = %id, "job is in neither ComfyUI's queue nor its history");
+                    self.lock().mark_lost(&id);
+                }
+                Err(e) => {
+                    tracing::debug!(prompt_id = %id, error = %e, "reconciliation: /history failed")
+                }
+            }
+        }
+    }
+
+    async fn comfyui_version(&self) -> Option<String> {
+        let mut slot = self.version.lock().await;
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some((g, v)) = slot.as_ref()
+            && *g == generation
+        {
+            return v.clone();
+        }
+        let v = self.client.system_stats().await.ok().and_then(|s| {
+            s.pointer("/system/comfyui_version")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
+        *slot = Some((generation, v.clone()));
+        v
+    }
+
+    /// Downloads a succeeded job's images and writes its provenance, then completes it (or
+    /// fails it if the images cannot be stored).
+    async fn finalize(self: Arc<Self>, prompt_id: String, history: Option<HistoryEntry>) {
+        let history = match history {
+            Some(h) => Some(h),
+            None => self.client.history(&prompt_id).await.ok().flatten(),
+        };
+        let prepared = {
+            let table = self.lock();
+            let Some(run) = table.run(&prompt_id) else {
+                return;
+            };
+            let images = match &history {
+                Some(h) if !h.images().is_empty() => h.images(),
+                _ => run.event_images.clone(),
+            };
+            let graph_sha = run.graph_sha256.clone();
+            let start_ts = run
+                .start_ts
+                .or(history.as_ref().and_then(|h| h.start_timestamp()));
+            let end_ts = run
+                .end_ts
+                .or(history.as_ref().and_then(|h| h.end_timestamp()));
+            let mut ending = table.ending(&prompt_id, JobState::Completed, None);
+            if let (Some(a), Some(b)) = (start_ts, end_ts)
+                && b >= a
+            {
+                ending.execution_time = Some((b - a) / 1000.0);
+            }
+            table
+                .snapshot(&prompt_id)
+                .map(|snap| (snap, images, graph_sha, ending))
+        };
+        let Some((mut snap, images, graph_sha, mut ending)) = prepared else {
+            return;
+        };
+        snap.images = images.clone();
+        ending.images = Some(images);
+        let stored = outputs::download_job_images(&self.client, &snap, &self.cfg.output_dir).await;
+        match stored {
+            Ok(files) => {
+                snap.files = files.clone();
+                snap.state = JobState::Completed;
+                snap.started_at = snap.started_at.or(ending.started_at);
+                snap.finished_at = Some(ending.finished_at);
+                snap.execution_time = ending.execution_time;
+                let ctx = ProvenanceContext {
+                    graph_sha256: graph_sha,
+                    comfyui_version: self.comfyui_version().await,
+                    backend_url: self.cfg.display_url(),
+                };
+                if let Err(e) = outputs::write_provenance(&self.cfg.output_dir, &snap, &ctx).await {
+                    tracing::error!(prompt_id = %prompt_id, error = %e, "could not write provenance.json");
+                }
+                ending.files = Some(files);
+                tracing::info!(prompt_id = %prompt_id, images = snap.files.len(), "job completed");
+            }
+            Err(e) => {
+                tracing::error!(prompt_id = %prompt_id, error = %e, "job finished but its images could not be stored");
+                ending.state = JobState::Failed;
+                ending.error = Some(JobFailure::message(
+                    "OutputDownload",
+                    format!("ComfyUI finished the job but its images could not be stored: {e}"),
+                ));
+            }
+        }
+        self.lock().finish(&prompt_id, ending);
+    }
+}
+
+async fn event_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<WsSignal>, token: CancellationToken) {
+    loop {
+        let signal = tokio::select! {
+            _ = token.cancelled() => return,
+            s = rx.recv() => match s { Some(s) => s, None => return },
+        };
+        match signal {
+            WsSignal::Connected { first } => {
+                tracing::debug!(first, "websocket connected: reconciling open jobs");
+                inner.set_connected(true);
+                inner.reconcile.notify_one();
+            }
+            WsSignal::Disconnected { .. } => inner.set_connected(false),
+            WsSignal::Event(event) => {
+                let action = inner.lock().apply_event(&event);
+                inner.dispatch(action);
+            }
+        }
+    }
+}
+
+async fn reconcile_loop(inner: Arc<Inner>, token: CancellationToken) {
+    loop {
+        let period = if inner.lock().has_open() {
+            inner.options.reconcile_interval
+        } else {
+            // Nothing to watch: sleep until woken (a connect or an event asks for it).
+            Duration::from_secs(3600)
+        };
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = inner.reconcile.notified() => {}
+            _ = tokio::time::sleep(period) => {}
+        }
+        inner.reconcile().await;
+    }
+}
