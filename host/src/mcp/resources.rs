@@ -1,0 +1,342 @@
+//! The `comfyui://` resources: templates (`comfyui://templates/<id>`), the catalog's pack
+//! problems (`comfyui://catalog/errors`), jobs (`comfyui://jobs/<prompt_id>`) and their
+//! images (`comfyui://images/<prompt_id>/<filename>`), plus the bounded list of recent jobs
+//! that `resources/list` shows.
+//!
+//! Invariants: URI path segments are percent-encoded when built and decoded when parsed,
+//! so any template id or file name round-trips; an image is only ever read through
+//! [`App::image_path`](crate::app::App::image_path), which serves files of our own jobs
+//! only; the recent-jobs list never holds more than [`RECENT_JOBS`] ids.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use rmcp::ErrorData as McpError;
+use rmcp::model::{
+    ListResourceTemplatesResult, ListResourcesResult, ReadResourceResult, Resource,
+    ResourceContents, ResourceTemplate,
+};
+use serde_json::{Value, json};
+
+use super::render;
+use crate::app::App;
+use crate::catalog::TemplateEntry;
+
+/// The scheme of every resource this server offers.
+pub const SCHEME: &str = "comfyui://";
+/// The resource listing packs that failed to load and template id clashes.
+pub const ERRORS_URI: &str = "comfyui://catalog/errors";
+/// How many recent jobs `resources/list` shows.
+pub const RECENT_JOBS: usize = 50;
+
+/// The URI of a template resource.
+pub fn template_uri(id: &str) -> String {
+    format!("{SCHEME}templates/{}", encode(id))
+}
+
+/// The URI of a job's status resource.
+pub fn job_uri(prompt_id: &str) -> String {
+    format!("{SCHEME}jobs/{}", encode(prompt_id))
+}
+
+/// The URI of one of a job's images.
+pub fn image_uri(prompt_id: &str, filename: &str) -> String {
+    format!("{SCHEME}images/{}/{}", encode(prompt_id), encode(filename))
+}
+
+/// A parsed `comfyui://` URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceRef {
+    /// `comfyui://templates/<id>`
+    Template(String),
+    /// `comfyui://catalog/errors`
+    CatalogErrors,
+    /// `comfyui://jobs/<prompt_id>`
+    Job(String),
+    /// `comfyui://images/<prompt_id>/<filename>`
+    Image {
+        /// The job.
+        prompt_id: String,
+        /// The local file name.
+        filename: String,
+    },
+}
+
+/// Parses a resource URI; `None` when it is not one of ours.
+pub fn parse_uri(uri: &str) -> Option<ResourceRef> {
+    let rest = uri.strip_prefix(SCHEME)?;
+    if rest == "catalog/errors" {
+        return Some(ResourceRef::CatalogErrors);
+    }
+    let (kind, tail) = rest.split_once('/')?;
+    let segments: Vec<&str> = tail.split('/').collect();
+    match (kind, segments.as_slice()) {
+        ("templates", [id]) if !id.is_empty() => Some(ResourceRef::Template(decode(id)?)),
+        ("jobs", [id]) if !id.is_empty() => Some(ResourceRef::Job(decode(id)?)),
+        ("images", [id, file]) if !id.is_empty() && !file.is_empty() => Some(ResourceRef::Image {
+            prompt_id: decode(id)?,
+            filename: decode(file)?,
+        }),
+        _ => None,
+    }
+}
+
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Ids of the jobs submitted through this server, newest first, at most [`RECENT_JOBS`].
+#[derive(Debug, Default)]
+pub struct RecentJobs(Mutex<VecDeque<String>>);
+
+impl RecentJobs {
+    /// Remembers a newly submitted job (forgetting the oldest beyond the bound).
+    pub fn record(&self, prompt_id: &str) {
+        let mut jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.retain(|id| id != prompt_id);
+        jobs.push_front(prompt_id.to_owned());
+        jobs.truncate(RECENT_JOBS);
+    }
+
+    /// The remembered ids, newest first.
+    pub fn ids(&self) -> Vec<String> {
+        let jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.iter().cloned().collect()
+    }
+}
+
+/// `resources/list`: every template, the catalog errors, and the recent jobs with their
+/// images.
+pub async fn list(app: &App, recent: &RecentJobs) -> ListResourcesResult {
+    let catalog = app.catalog();
+    let mut items: Vec<Resource> = catalog
+        .templates()
+        .iter()
+        .map(|t| {
+            Resource::new(template_uri(&t.info.id), t.info.id.clone())
+                .with_title(t.info.name.clone())
+                .with_description(format!(
+                    "Template `{}` of pack {} {}: its parameters and JSON Schema. {}",
+                    t.info.id, t.pack.name, t.pack.version, t.info.description
+                ))
+                .with_mime_type("application/json")
+        })
+        .collect();
+    items.push(
+        Resource::new(ERRORS_URI, "catalog-errors")
+            .with_title("Pack problems")
+            .with_description(format!(
+                "Packs that failed to load or self-test, and template id clashes ({} now)",
+                catalog.errors().len()
+            ))
+            .with_mime_type("application/json"),
+    );
+    for id in recent.ids() {
+        let Ok(job) = app.status(&id).await else {
+            continue;
+        };
+        items.push(
+            Resource::new(job_uri(&id), format!("job {id}"))
+                .with_description(format!("Status of job {id} ({})", job.state))
+                .with_mime_type("application/json"),
+        );
+        for file in &job.files {
+            items.push(
+                Resource::new(image_uri(&id, &file.filename), file.filename.clone())
+                    .with_description(format!("Image {}x{} of job {id}", file.width, file.height))
+                    .with_mime_type("image/png")
+                    .with_size(file.bytes),
+            );
+        }
+    }
+    ListResourcesResult::with_all_items(items)
+}
+
+/// `resources/templates/list`: jobs and images by prompt id.
+pub fn templates() -> ListResourceTemplatesResult {
+    ListResourceTemplatesResult::with_all_items(vec![
+        ResourceTemplate::new(format!("{SCHEME}jobs/{{prompt_id}}"), "job")
+            .with_title("Job status")
+            .with_description(
+                "Status JSON of a job submitted through this server (same as get_workflow_status)",
+            )
+            .with_mime_type("application/json"),
+        ResourceTemplate::new(
+            format!("{SCHEME}images/{{prompt_id}}/{{filename}}"),
+            "image",
+        )
+        .with_title("Job image")
+        .with_description("A full-size PNG image of a finished job")
+        .with_mime_type("image/png"),
+        ResourceTemplate::new(format!("{SCHEME}templates/{{id}}"), "template")
+            .with_title("Template")
+            .with_description("A template's description, parameters and JSON Schema")
+            .with_mime_type("application/json"),
+    ])
+}
+
+/// The JSON document of a template resource.
+pub fn template_json(entry: &TemplateEntry) -> Value {
+    json!({
+        "id": entry.info.id,
+        "name": entry.info.name,
+        "description": entry.info.description,
+        "category": entry.info.category,
+        "tags": entry.info.tags,
+        "default_width": entry.info.default_width,
+        "default_height": entry.info.default_height,
+        "pack": {
+            "name": entry.pack.name,
+            "version": entry.pack.version,
+            "sha256": entry.pack.sha256,
+        },
+        "parameters": super::tools::parameters_json(&entry.info),
+        "input_schema": entry.input_schema,
+    })
+}
+
+fn json_contents(uri: &str, value: &Value) -> ResourceContents {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    ResourceContents::text(text, uri).with_mime_type("application/json")
+}
+
+fn not_found(uri: &str, why: impl std::fmt::Display) -> McpError {
+    McpError::resource_not_found(
+        format!("resource {uri} not found: {why}"),
+        Some(json!({ "uri": uri })),
+    )
+}
+
+/// `resources/read`.
+pub async fn read(app: &App, uri: &str) -> Result<ReadResourceResult, McpError> {
+    let Some(target) = parse_uri(uri) else {
+        return Err(not_found(
+            uri,
+            "this server serves comfyui://templates/<id>, comfyui://catalog/errors, comfyui://jobs/<prompt_id> and comfyui://images/<prompt_id>/<filename>",
+        ));
+    };
+    let contents = match target {
+        ResourceRef::Template(id) => {
+            let catalog = app.catalog();
+            let entry = catalog.template(&id).ok_or_else(|| {
+                not_found(
+                    uri,
+                    format!(
+                        "unknown template `{id}`; available templates: {}",
+                        catalog.template_ids()
+                    ),
+                )
+            })?;
+            json_contents(uri, &template_json(entry))
+        }
+        ResourceRef::CatalogErrors => {
+            let catalog = app.catalog();
+            let errors: Vec<Value> = catalog
+                .errors()
+                .iter()
+                .map(|p| json!({"path": p.path.display().to_string(), "error": p.error}))
+                .collect();
+            json_contents(uri, &json!({ "errors": errors }))
+        }
+        ResourceRef::Job(id) => {
+            let job = app.status(&id).await.map_err(|e| not_found(uri, e))?;
+            json_contents(uri, &render::job_json(&job))
+        }
+        ResourceRef::Image {
+            prompt_id,
+            filename,
+        } => {
+            let path = app
+                .image_path(&prompt_id, &filename)
+                .await
+                .map_err(|e| not_found(uri, e))?;
+            let bytes = tokio::fs::read(&path).await.map_err(|e| {
+                McpError::internal_error(
+                    format!("could not read image {}: {e}", path.display()),
+                    None,
+                )
+            })?;
+            let blob = base64::engine::general_purpose::STANDARD.encode(bytes);
+            ResourceContents::blob(blob, uri).with_mime_type("image/png")
+        }
+    };
+    Ok(ReadResourceResult::new(vec![contents]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_round_trip_including_odd_names() {
+        assert_eq!(template_uri("item-icon"), "comfyui://templates/item-icon");
+        assert_eq!(
+            parse_uri("comfyui://templates/item-icon"),
+            Some(ResourceRef::Template("item-icon".into()))
+        );
+        let uri = image_uri("abc-1", "my image/../x%.png");
+        assert_eq!(
+            parse_uri(&uri),
+            Some(ResourceRef::Image {
+                prompt_id: "abc-1".into(),
+                filename: "my image/../x%.png".into()
+            })
+        );
+        assert_eq!(parse_uri(&job_uri("j")), Some(ResourceRef::Job("j".into())));
+        assert_eq!(parse_uri(ERRORS_URI), Some(ResourceRef::CatalogErrors));
+    }
+
+    #[test]
+    fn foreign_or_malformed_uris_are_refused() {
+        for uri in [
+            "file:///etc/passwd",
+            "comfyui://images/only-id",
+            "comfyui://images/a/b/c",
+            "comfyui://jobs/",
+            "comfyui://templates/%zz",
+            "comfyui://other/x",
+        ] {
+            assert_eq!(parse_uri(uri), None, "{uri}");
+        }
+    }
+
+    #[test]
+    fn recent_jobs_are_bounded_and_newest_first() {
+        let recent = RecentJobs::default();
+        for i in 0..(RECENT_JOBS + 5) {
+            recent.record(&format!("job-{i}"));
+        }
+        recent.record("job-10");
+        let ids = recent.ids();
+        assert_eq!(ids.len(), RECENT_JOBS);
+        assert_eq!(ids[0], "job-10");
+        assert_eq!(ids[1], format!("job-{}", RECENT_JOBS + 4));
+        assert!(!ids.contains(&"job-0".to_owned()));
+    }
+}

@@ -1,0 +1,501 @@
+//! JSON Schemas of the tools: inputs (derived from the templates' parameter specs where
+//! they concern templates) and outputs.
+//!
+//! Invariants: every schema is a JSON object with `"type": "object"`; `generate_image`
+//! lists exactly the template ids of the catalog it was built from; a property merged from
+//! several templates only keeps a constraint (`default`, `multipleOf`) that all of them
+//! share and widens ranges and choices to cover all of them, so the schema never rejects a
+//! value some template accepts. Output schemas admit both a result and `{"error": …}`.
+
+use std::sync::Arc;
+
+use pack_runtime::{ParamSpec, params};
+use rmcp::model::JsonObject;
+use serde_json::{Map, Value, json};
+
+use crate::catalog::Catalog;
+
+/// Default of the `timeout` argument, in seconds.
+pub const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
+/// Largest `timeout` accepted, in seconds.
+pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
+/// The parameters of the generic `generate_image` tool, in the order they are shown.
+/// Parameters of templates beyond these follow, in catalog order.
+pub const SHARED_PARAMS: &[&str] = &[
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "cfg_scale",
+    "seed",
+    "sampler",
+    "scheduler",
+    "denoise",
+    "batch_size",
+    "checkpoint",
+];
+
+fn object(value: Value) -> Arc<JsonObject> {
+    match value {
+        Value::Object(map) => Arc::new(map),
+        _ => unreachable!("schemas are built as JSON objects"),
+    }
+}
+
+/// The `wait` and `timeout` properties shared by every generating tool.
+fn wait_properties(properties: &mut Map<String, Value>) {
+    properties.insert(
+        "wait".into(),
+        json!({
+            "type": "boolean",
+            "default": false,
+            "description": "Wait for the job to finish before returning: progress is reported with notifications/progress (when the request carries a progressToken) and the images come back inline. When false the call returns at once with the prompt_id.",
+        }),
+    );
+    properties.insert(
+        "timeout".into(),
+        json!({
+            "type": "number",
+            "default": DEFAULT_TIMEOUT_SECS,
+            "exclusiveMinimum": 0,
+            "maximum": MAX_TIMEOUT_SECS,
+            "description": "With wait: how many seconds to wait at most. When it runs out the call returns the job's current state (not an error); the job keeps running.",
+        }),
+    );
+}
+
+/// Input schema of `generate_image`: `template` (one of the catalog's ids), the union of the
+/// templates' parameters, `wait` and `timeout`.
+pub fn generate_image_input(catalog: &Catalog) -> Arc<JsonObject> {
+    let templates = catalog.templates();
+    let ids: Vec<&str> = templates.iter().map(|t| t.info.id.as_str()).collect();
+    let mut template = json!({
+        "type": "string",
+        "description": if ids.is_empty() {
+            "Template id. No template is loaded right now: add a workflow pack (.wasm) to the templates folder.".to_owned()
+        } else {
+            format!("Template id, one of: {}. list_workflows describes each.", ids.join(", "))
+        },
+    });
+    if !ids.is_empty() {
+        template["enum"] = json!(ids);
+    }
+    let mut properties = Map::new();
+    properties.insert("template".into(), template);
+
+    let mut names: Vec<&str> = SHARED_PARAMS
+        .iter()
+        .copied()
+        .filter(|n| templates.iter().any(|t| t.info.param(n).is_some()))
+        .collect();
+    for t in templates {
+        for p in &t.info.params {
+            if !names.contains(&p.name.as_str()) {
+                names.push(&p.name);
+            }
+        }
+    }
+    let mut required = vec!["template".to_owned()];
+    for name in names {
+        let specs: Vec<&ParamSpec> = templates
+            .iter()
+            .filter_map(|t| t.info.param(name))
+            .collect();
+        properties.insert(name.to_owned(), merged_param_schema(&specs));
+        let everywhere = specs.len() == templates.len();
+        if everywhere && specs.iter().all(|s| s.required) {
+            required.push(name.to_owned());
+        }
+    }
+    wait_properties(&mut properties);
+    object(json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    }))
+}
+
+/// One property covering several templates' specs of the same parameter (see the module
+/// invariants). `specs` is never empty.
+pub fn merged_param_schema(specs: &[&ParamSpec]) -> Value {
+    let mut schema = params::param_schema(specs[0]);
+    let Value::Object(s) = &mut schema else {
+        return schema;
+    };
+    if specs.iter().any(|p| p.kind != specs[0].kind) {
+        s.remove("type");
+    }
+    if specs.iter().any(|p| p.default != specs[0].default) {
+        s.remove("default");
+    }
+    if specs.iter().any(|p| p.multiple_of != specs[0].multiple_of) {
+        s.remove("multipleOf");
+    }
+    widen(s, "minimum", specs, |p| p.minimum, f64::min);
+    widen(s, "maximum", specs, |p| p.maximum, f64::max);
+    if specs.iter().any(|p| p.choices.is_empty()) {
+        s.remove("enum");
+    } else {
+        let mut all: Vec<String> = Vec::new();
+        for p in specs {
+            for name in p.choices.iter().chain(p.aliases.iter().map(|a| &a.name)) {
+                if !all.contains(name) {
+                    all.push(name.clone());
+                }
+            }
+        }
+        s.insert("enum".into(), json!(all));
+    }
+    schema
+}
+
+fn widen(
+    s: &mut Map<String, Value>,
+    key: &str,
+    specs: &[&ParamSpec],
+    get: impl Fn(&ParamSpec) -> Option<f64>,
+    pick: impl Fn(f64, f64) -> f64,
+) {
+    let values: Option<Vec<f64>> = specs.iter().map(|p| get(p)).collect();
+    match values {
+        Some(v) if specs.len() > 1 => {
+            let widest = v.into_iter().reduce(&pick).expect("non-empty");
+            let integral = specs
+                .iter()
+                .all(|p| p.kind == pack_runtime::ParamKind::Integer)
+                && widest.fract() == 0.0;
+            s.insert(
+                key.into(),
+                if integral {
+                    json!(widest as i64)
+                } else {
+                    json!(widest)
+                },
+            );
+        }
+        Some(_) => {}
+        None => {
+            s.remove(key);
+        }
+    }
+}
+
+/// Input schema of a per-template tool: the template's own schema plus `wait` and `timeout`.
+pub fn template_input(input_schema: &Value) -> Arc<JsonObject> {
+    let mut schema = match input_schema {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    schema.insert("type".into(), json!("object"));
+    let properties = schema.entry("properties").or_insert_with(|| json!({}));
+    if let Value::Object(props) = properties {
+        wait_properties(props);
+    }
+    Arc::new(schema)
+}
+
+/// Input schema of `list_workflows`.
+pub fn list_workflows_input() -> Arc<JsonObject> {
+    object(json!({
+        "type": "object",
+        "properties": {
+            "category": {
+                "type": ["string", "null"],
+                "description": "Only templates of this category (e.g. characters, items, environments), case-insensitive.",
+            },
+            "tags": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": "Only templates carrying all of these tags, case-insensitive.",
+            },
+        },
+        "additionalProperties": false,
+    }))
+}
+
+/// Input schema of `get_workflow_status`.
+pub fn status_input() -> Arc<JsonObject> {
+    object(json!({
+        "type": "object",
+        "properties": {
+            "prompt_id": {"type": "string", "description": "The prompt_id returned by generate_image, a template tool or load_workflow."},
+        },
+        "required": ["prompt_id"],
+        "additionalProperties": false,
+    }))
+}
+
+/// Input schema of `cancel_workflow`.
+pub fn cancel_input() -> Arc<JsonObject> {
+    object(json!({
+        "type": "object",
+        "properties": {
+            "prompt_id": {"type": "string", "description": "The job to cancel: removed from the queue if waiting, interrupted if running."},
+            "interrupt": {"type": "boolean", "default": false, "description": "Without prompt_id: interrupt the job that is running now, if it was submitted through this server."},
+        },
+        "additionalProperties": false,
+    }))
+}
+
+/// Input schema of `load_workflow`.
+pub fn load_workflow_input() -> Arc<JsonObject> {
+    let mut properties = Map::new();
+    properties.insert(
+        "workflow_path".into(),
+        json!({"type": "string", "description": "Path of a ComfyUI workflow in API format (Export (API) in ComfyUI), relative to or inside one of the configured workflow folders."}),
+    );
+    properties.insert(
+        "parameters".into(),
+        json!({
+            "type": "object",
+            "default": {},
+            "description": "Overrides: seed, steps, cfg_scale, sampler, scheduler, denoise, width, height, batch_size, prompt, negative_prompt, or \"<node_id>.<input>\" for any input. Overrides that match nothing are listed in parameters_unmatched.",
+            "additionalProperties": true,
+        }),
+    );
+    wait_properties(&mut properties);
+    object(json!({
+        "type": "object",
+        "properties": properties,
+        "required": ["workflow_path"],
+        "additionalProperties": false,
+    }))
+}
+
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "Present when the call failed: kind, message and details.",
+        "properties": {
+            "kind": {"type": "string"},
+            "message": {"type": "string"},
+            "details": {},
+        },
+    })
+}
+
+fn image_item_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "filename": {"type": "string"},
+            "subfolder": {"type": "string"},
+            "type": {"type": "string"},
+            "path": {"type": "string", "description": "Absolute path of the saved file."},
+            "uri": {"type": "string", "description": "comfyui://images/<prompt_id>/<file>: resources/read returns the full PNG."},
+            "width": {"type": "integer"},
+            "height": {"type": "integer"},
+            "bytes": {"type": "integer"},
+            "thumbnail": {"type": "string"},
+        },
+        "required": ["filename"],
+    })
+}
+
+fn job_properties() -> Map<String, Value> {
+    let states = json!(["queued", "running", "completed", "failed", "cancelled"]);
+    let Value::Object(props) = json!({
+        "prompt_id": {"type": "string"},
+        "state": {"type": "string", "enum": states},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "queue_position": {"type": ["integer", "null"], "description": "Jobs ahead in ComfyUI's queue."},
+        "execution_time": {"type": ["number", "null"], "description": "Seconds of execution."},
+        "images": {"type": "array", "items": image_item_schema()},
+        "metadata": {"type": "object"},
+        "parameters": {},
+        "error": {
+            "type": "object",
+            "description": "Why the job failed (a failed job), or why the call failed.",
+        },
+        "node_errors": {"type": "object"},
+        "submitted_at": {"type": ["number", "null"]},
+        "started_at": {"type": ["number", "null"]},
+        "finished_at": {"type": ["number", "null"]},
+    }) else {
+        unreachable!()
+    };
+    props
+}
+
+fn result_or_error(properties: Map<String, Value>, required: &[&str]) -> Arc<JsonObject> {
+    object(json!({
+        "type": "object",
+        "properties": properties,
+        "anyOf": [
+            {"required": required},
+            {"required": ["error"]},
+        ],
+    }))
+}
+
+/// Output schema of `generate_image` and the template tools.
+pub fn generation_output() -> Arc<JsonObject> {
+    let mut props = job_properties();
+    props.insert(
+        "status".into(),
+        json!({"type": "string", "enum": ["queued", "running", "completed", "failed", "cancelled"]}),
+    );
+    result_or_error(props, &["prompt_id", "status"])
+}
+
+/// Output schema of `get_workflow_status`.
+pub fn status_output() -> Arc<JsonObject> {
+    result_or_error(job_properties(), &["prompt_id", "state"])
+}
+
+/// Output schema of `load_workflow`.
+pub fn load_workflow_output() -> Arc<JsonObject> {
+    let mut props = job_properties();
+    props.insert("status".into(), json!({"type": "string"}));
+    props.insert("workflow_name".into(), json!({"type": "string"}));
+    props.insert("parameters_applied".into(), json!({"type": "object"}));
+    props.insert(
+        "parameters_unmatched".into(),
+        json!({"type": "array", "items": {"type": "string"}}),
+    );
+    result_or_error(props, &["prompt_id", "status", "workflow_name"])
+}
+
+/// Output schema of `cancel_workflow`.
+pub fn cancel_output() -> Arc<JsonObject> {
+    let Value::Object(props) = json!({
+        "cancelled": {"type": "boolean"},
+        "prompt_id": {"type": ["string", "null"]},
+        "message": {"type": "string"},
+        "error": error_schema(),
+    }) else {
+        unreachable!()
+    };
+    result_or_error(props, &["cancelled", "message"])
+}
+
+/// Output schema of `list_workflows`.
+pub fn list_workflows_output() -> Arc<JsonObject> {
+    let Value::Object(props) = json!({
+        "workflows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                    "category": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "default_width": {"type": "integer"},
+                    "default_height": {"type": "integer"},
+                    "pack": {"type": "object"},
+                    "parameters": {"type": "array", "items": {"type": "object"}},
+                },
+                "required": ["id", "name", "parameters"],
+            },
+        },
+        "total_count": {"type": "integer"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "error": {"type": "string"}},
+            },
+            "description": "Packs that failed to load or self-test, and template id clashes.",
+        },
+        "error": error_schema(),
+    }) else {
+        unreachable!()
+    };
+    result_or_error(props, &["workflows", "total_count"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pack_runtime::{Alias, ParamKind, ParamValue};
+
+    fn spec(name: &str, kind: ParamKind) -> ParamSpec {
+        ParamSpec {
+            name: name.into(),
+            kind,
+            description: format!("the {name}"),
+            required: false,
+            default: None,
+            minimum: None,
+            maximum: None,
+            multiple_of: None,
+            choices: vec![],
+            aliases: vec![],
+        }
+    }
+
+    #[test]
+    fn merging_keeps_shared_constraints_and_widens_the_rest() {
+        let a = ParamSpec {
+            default: Some(ParamValue::Integer(512)),
+            minimum: Some(64.0),
+            maximum: Some(1024.0),
+            multiple_of: Some(8),
+            ..spec("width", ParamKind::Integer)
+        };
+        let b = ParamSpec {
+            default: Some(ParamValue::Integer(256)),
+            minimum: Some(32.0),
+            maximum: Some(2048.0),
+            multiple_of: Some(8),
+            ..spec("width", ParamKind::Integer)
+        };
+        let s = merged_param_schema(&[&a, &b]);
+        assert_eq!(s["type"], "integer");
+        assert_eq!(s["minimum"], 32);
+        assert_eq!(s["maximum"], 2048);
+        assert_eq!(s["multipleOf"], 8);
+        assert!(s.get("default").is_none(), "{s}");
+        assert_eq!(s["description"], "the width");
+    }
+
+    #[test]
+    fn merging_unions_choices_and_drops_an_unbounded_side() {
+        let a = ParamSpec {
+            choices: vec!["euler".into(), "dpmpp_2m".into()],
+            aliases: vec![Alias {
+                name: "dpm++".into(),
+                target: "dpmpp_2m".into(),
+            }],
+            default: Some(ParamValue::Text("euler".into())),
+            ..spec("sampler", ParamKind::Text)
+        };
+        let b = ParamSpec {
+            choices: vec!["euler".into(), "ddim".into()],
+            default: Some(ParamValue::Text("euler".into())),
+            ..spec("sampler", ParamKind::Text)
+        };
+        let s = merged_param_schema(&[&a, &b]);
+        assert_eq!(s["enum"], json!(["euler", "dpmpp_2m", "dpm++", "ddim"]));
+        assert_eq!(s["default"], "euler");
+        let c = ParamSpec {
+            minimum: Some(1.0),
+            ..spec("steps", ParamKind::Integer)
+        };
+        let d = spec("steps", ParamKind::Integer);
+        let s = merged_param_schema(&[&c, &d]);
+        assert!(s.get("minimum").is_none(), "{s}");
+    }
+
+    #[test]
+    fn template_input_adds_wait_and_timeout() {
+        let base = json!({"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"], "additionalProperties": false});
+        let s = template_input(&base);
+        assert_eq!(s["properties"]["wait"]["type"], "boolean");
+        assert_eq!(s["properties"]["timeout"]["maximum"], 3600.0);
+        assert_eq!(s["required"], json!(["prompt"]));
+    }
+
+    #[test]
+    fn empty_catalog_still_gives_an_object_schema() {
+        let s = generate_image_input(&Catalog::default());
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["required"], json!(["template"]));
+        assert!(s["properties"]["template"].get("enum").is_none());
+    }
+}
