@@ -40,9 +40,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// `serve`'s options alone, to apply their defaults and environment variables
+/// when no command is given.
+#[derive(Parser)]
+struct ServeDefaults {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings;
-    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+    // No command means `serve` with its defaults (and its environment variables).
+    let command = cli.command.unwrap_or_else(|| Command::Serve(ServeDefaults::parse_from(["comfyui-mcp"]).args));
+    match command {
         Command::Templates => {
             commands::templates(&settings)?;
             Ok(ExitCode::SUCCESS)
