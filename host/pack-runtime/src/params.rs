@@ -218,38 +218,40 @@ fn check_constraints(spec: &ParamSpec, value: ParamValue) -> Result<ParamValue, 
             ));
         }
     }
-    if let (ParamValue::Integer(i), Some(m)) = (&value, spec.multiple_of) {
-        if m > 0 && i % i64::from(m) != 0 {
-            let below = i - i.rem_euclid(i64::from(m));
-            return Err(format!(
-                "{i} is not a multiple of {m} (nearest valid: {} or {})",
-                below,
-                below + i64::from(m)
-            ));
-        }
+    if let (ParamValue::Integer(i), Some(m)) = (&value, spec.multiple_of)
+        && m > 0
+        && i % i64::from(m) != 0
+    {
+        let below = i - i.rem_euclid(i64::from(m));
+        return Err(format!(
+            "{i} is not a multiple of {m} (nearest valid: {} or {})",
+            below,
+            below + i64::from(m)
+        ));
     }
-    if let ParamValue::Text(s) = &value {
-        if !spec.choices.is_empty() && !spec.choices.contains(s) {
-            if let Some(alias) = spec.aliases.iter().find(|a| &a.name == s) {
-                return Ok(ParamValue::Text(alias.target.clone()));
-            }
-            let aliases = if spec.aliases.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (also accepted: {})",
-                    spec.aliases
-                        .iter()
-                        .map(|a| format!("{} = {}", a.name, a.target))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            return Err(format!(
-                "`{s}` is not a valid choice; valid choices: {}{aliases}",
-                spec.choices.join(", ")
-            ));
+    if let ParamValue::Text(s) = &value
+        && !spec.choices.is_empty()
+        && !spec.choices.contains(s)
+    {
+        if let Some(alias) = spec.aliases.iter().find(|a| &a.name == s) {
+            return Ok(ParamValue::Text(alias.target.clone()));
         }
+        let aliases = if spec.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (also accepted: {})",
+                spec.aliases
+                    .iter()
+                    .map(|a| format!("{} = {}", a.name, a.target))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        return Err(format!(
+            "`{s}` is not a valid choice; valid choices: {}{aliases}",
+            spec.choices.join(", ")
+        ));
     }
     Ok(value)
 }
@@ -288,12 +290,12 @@ pub fn validate_specs(specs: &[ParamSpec]) -> Result<(), String> {
                 "parameter `{name}` is required but also has a default"
             ));
         }
-        if let (Some(lo), Some(hi)) = (spec.minimum, spec.maximum) {
-            if lo > hi {
-                return Err(format!(
-                    "parameter `{name}`: minimum {lo} is above maximum {hi}"
-                ));
-            }
+        if let (Some(lo), Some(hi)) = (spec.minimum, spec.maximum)
+            && lo > hi
+        {
+            return Err(format!(
+                "parameter `{name}`: minimum {lo} is above maximum {hi}"
+            ));
         }
         for alias in &spec.aliases {
             if !spec.choices.contains(&alias.target) {
