@@ -56,10 +56,10 @@ impl WorkflowDirs {
     fn roots(&self) -> Vec<PathBuf> {
         let mut roots = self.canonical.clone();
         for dir in &self.configured {
-            if let Ok(c) = dir.canonicalize() {
-                if !roots.contains(&c) {
-                    roots.push(c);
-                }
+            if let Ok(c) = dir.canonicalize()
+                && !roots.contains(&c)
+            {
+                roots.push(c);
             }
         }
         roots
