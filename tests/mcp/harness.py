@@ -174,7 +174,54 @@ class Proc:
                 self._log.close()
 
 
-class Sim:
+class ComfyRoutes:
+    """The ComfyUI routes the tests use to look behind the server's back (simulator or real)."""
+
+    url: str
+
+    async def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.url, timeout=WAIT, trust_env=False) as c:
+            return await c.request(method, path, json=body)
+
+    async def get_json(self, path: str) -> Any:
+        r = await self.request("GET", path)
+        assert r.status_code == 200, f"ComfyUI GET {self.url}{path} -> {r.status_code} {r.text}"
+        return r.json()
+
+    async def queue(self) -> dict[str, list[Any]]:
+        return await self.get_json("/queue")
+
+    async def queue_ids(self) -> tuple[list[str], list[str]]:
+        """(running ids, pending ids)."""
+        q = await self.queue()
+        return [e[1] for e in q["queue_running"]], [e[1] for e in q["queue_pending"]]
+
+    async def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The history entry for a job, or None if it has none."""
+        h = await self.get_json(f"/history/{prompt_id}")
+        return h.get(prompt_id)
+
+    async def submitted_graph(self, prompt_id: str) -> dict[str, Any]:
+        """The API-format graph the server submitted for a finished job."""
+        entry = await self.history(prompt_id)
+        assert entry is not None, f"ComfyUI at {self.url} has no history for {prompt_id}"
+        return entry["prompt"][2]
+
+    async def checkpoints(self) -> list[str]:
+        return await self.get_json("/models/checkpoints")
+
+
+class RealComfyUI(ComfyRoutes):
+    """An already running real ComfyUI (no control API: nothing can be held, delayed or faulted)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def stop(self) -> None:
+        """Nothing to stop: the instance belongs to whoever started it."""
+
+
+class Sim(ComfyRoutes):
     """A running simulator: its URL, its process and its control routes."""
 
     def __init__(self, workdir: Path) -> None:
@@ -212,11 +259,6 @@ class Sim:
     async def restart(self) -> None:
         await self.control("restart", {})
 
-    async def get_json(self, path: str) -> Any:
-        r = await self.request("GET", path)
-        assert r.status_code == 200, f"simulator GET {path} -> {r.status_code} {r.text}"
-        return r.json()
-
     async def interrupts(self) -> list[str | None]:
         return await self.get_json("/__sim/interrupts")
 
@@ -227,28 +269,6 @@ class Sim:
     async def prompt_posts(self) -> int:
         """How many graphs were submitted (`POST /prompt`, also under ComfyUI's `/api` prefix)."""
         return sum(1 for r in await self.requests() if is_prompt_post(r))
-
-    async def queue(self) -> dict[str, list[Any]]:
-        return await self.get_json("/queue")
-
-    async def queue_ids(self) -> tuple[list[str], list[str]]:
-        """(running ids, pending ids)."""
-        q = await self.queue()
-        return [e[1] for e in q["queue_running"]], [e[1] for e in q["queue_pending"]]
-
-    async def history(self, prompt_id: str) -> dict[str, Any] | None:
-        """The simulator's history entry for a job, or None if it has none."""
-        h = await self.get_json(f"/history/{prompt_id}")
-        return h.get(prompt_id)
-
-    async def submitted_graph(self, prompt_id: str) -> dict[str, Any]:
-        """The API-format graph the server submitted for a finished job."""
-        entry = await self.history(prompt_id)
-        assert entry is not None, f"simulator has no history for {prompt_id}"
-        return entry["prompt"][2]
-
-    async def checkpoints(self) -> list[str]:
-        return await self.get_json("/models/checkpoints")
 
     async def reset(self) -> None:
         """Back to a fast, fault-free, idle simulator (bounded wait for the queue to drain)."""
@@ -289,7 +309,7 @@ class Conn:
 
     session: ClientSession
     transport: str
-    sim: Sim
+    sim: Sim  # or a RealComfyUI (same ComfyUI routes, no control API)
     workdir: Path
     output_dir: Path
     workflows_dir: Path
@@ -348,7 +368,7 @@ def structured(result: types.CallToolResult) -> dict[str, Any]:
     return data
 
 
-def server_env(sim: Sim, workdir: Path, templates_dir: Path, **extra: str) -> dict[str, str]:
+def server_env(sim: ComfyRoutes, workdir: Path, templates_dir: Path, **extra: str) -> dict[str, str]:
     return base_env(
         COMFYUI_URL=sim.url,
         COMFYUI_OUTPUT_DIR=str(workdir / "out"),
@@ -378,7 +398,7 @@ def start_http_server(env: dict[str, str], log: Path, bind: str = "127.0.0.1:0")
 @asynccontextmanager
 async def connect(
     transport: str,
-    sim: Sim,
+    sim: ComfyRoutes,
     workdir: Path,
     *,
     packs: list[Path] | None = None,
@@ -401,7 +421,7 @@ async def connect(
         return Conn(
             session=session,
             transport=transport,
-            sim=sim,
+            sim=sim,  # type: ignore[arg-type]
             workdir=workdir,
             output_dir=workdir / "out",
             workflows_dir=workdir / "workflows",
