@@ -3,9 +3,11 @@
 What lives here:
 - `Proc`: a child process whose stderr is drained by a thread into memory and a log file,
   with a bounded wait for a readiness line. Every process is killed by `stop()`.
-- `Sim`: the ComfyUI simulator (`comfyui-mcp simulate --port 0`) and its `/__sim/` control
-  routes, plus the ComfyUI routes the tests use to look behind the server's back.
-- `connect()`: starts `comfyui-mcp serve` over stdio or streamable HTTP and yields a `Conn`,
+- `ComfyRoutes`: the ComfyUI routes the tests use to look behind the server's back (queue,
+  history, models), shared by `Sim` and `RealComfyUI` (an already running real ComfyUI).
+- `Sim`: the ComfyUI simulator (`comfyui-mcp simulate --port 0`) and its `/__sim/` control routes.
+- `connect()`: starts `comfyui-mcp serve` (in front of a `Sim` or a `RealComfyUI`) over stdio or
+  streamable HTTP and yields a `Conn`,
   an initialised `mcp.ClientSession` with helpers that check the tool-result contract
   (structuredContent mirrored by a JSON text block, isError for user errors).
 

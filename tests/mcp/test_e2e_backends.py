@@ -112,8 +112,6 @@ async def test_example_workflows_complete(bconn: Conn, name: str) -> None:
     expected = json.loads((EXAMPLES_WORKFLOWS / name).read_text())
     sizes = [n["inputs"] for n in expected.values() if n["class_type"] in ("EmptyLatentImage", "EmptyImage")]
     size = (sizes[0]["width"], sizes[0]["height"])
-    images = out.get("images") or []
-    assert len(images) == 1, out
     check_pngs(out, 1, size)
 
 
