@@ -1,0 +1,221 @@
+//! MCP round trips: `tools/call generate_image` (no wait) per second and its latency, over
+//! the stdio framing (an in-memory pipe carrying exactly what stdio carries: one JSON-RPC
+//! message per line, served by the same rmcp transport) and over streamable HTTP on
+//! loopback, against the in-process ComfyUI simulator (step delay 0).
+//!
+//! Latency is measured client-side, from writing the request to reading its response:
+//! it covers parameter checks, the sandboxed graph build, the graph check and the POST
+//! /prompt to the simulator. (The simulator records requests without arrival instants, so
+//! the server-arrival → POST /prompt share is not separated out.)
+//!
+//! Run with: `cargo bench -p comfyui-mcp --bench mcp_roundtrip` (prints a table; never
+//! asserts on timings).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use comfyui_mcp::App;
+use comfyui_mcp::config::Cli;
+use comfyui_mcp::mcp::{McpOptions, McpServer};
+use rmcp::ServiceExt as _;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+const WARMUP: usize = 10;
+const CALLS: usize = 200;
+
+fn arguments(i: usize) -> Value {
+    json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
+}
+
+struct Stats {
+    median: Duration,
+    p99: Duration,
+    per_second: f64,
+}
+
+fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
+    let per_second = samples.len() as f64 / total.as_secs_f64();
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Stats {
+        median: pick(0.5),
+        p99: pick(0.99),
+        per_second,
+    }
+}
+
+async fn start_app(sim: &simulator::SimHandle, out: &Path) -> Arc<App> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cache = std::env::temp_dir().join("comfyui-mcp-bench-pack-cache");
+    let cli = <Cli as clap::Parser>::try_parse_from([
+        "comfyui-mcp".to_owned(),
+        "--comfyui-url".to_owned(),
+        sim.base_url(),
+        "--output-dir".to_owned(),
+        out.display().to_string(),
+        "--templates-dir".to_owned(),
+        manifest.join("../templates").display().to_string(),
+        "--cache-dir".to_owned(),
+        cache.display().to_string(),
+    ])
+    .expect("settings");
+    comfyui_mcp::commands::start_app(&cli.settings)
+        .await
+        .expect("app starts")
+}
+
+/// Round trips over the stdio framing.
+async fn bench_stdio(app: Arc<App>) -> Stats {
+    let (client_end, server_end) = tokio::io::duplex(1 << 20);
+    let server = McpServer::new(app, McpOptions::default());
+    tokio::spawn(async move {
+        let running = server.serve(server_end).await.expect("server");
+        let _ = running.waiting().await;
+    });
+    let (read, mut write) = tokio::io::split(client_end);
+    let mut lines = BufReader::new(read).lines();
+    let mut id = 0u64;
+    let mut call = async |method: &str, params: Value| -> Value {
+        id += 1;
+        let mut line = serde_json::to_vec(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .unwrap();
+        line.push(b'\n');
+        write.write_all(&line).await.unwrap();
+        loop {
+            let text = lines.next_line().await.unwrap().expect("server open");
+            let message: Value = serde_json::from_str(&text).unwrap();
+            if message["id"] == json!(id) {
+                return message;
+            }
+        }
+    };
+    call(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}),
+    )
+    .await;
+    let mut samples = Vec::with_capacity(CALLS);
+    let mut total = Duration::ZERO;
+    for i in 0..WARMUP + CALLS {
+        let t = Instant::now();
+        let r = call(
+            "tools/call",
+            json!({"name": "generate_image", "arguments": arguments(i)}),
+        )
+        .await;
+        let elapsed = t.elapsed();
+        assert_eq!(r["result"]["isError"], false, "{r}");
+        if i >= WARMUP {
+            samples.push(elapsed);
+            total += elapsed;
+        }
+    }
+    stats(samples, total)
+}
+
+/// Round trips over streamable HTTP (session mode, SSE responses).
+async fn bench_http(app: Arc<App>) -> Stats {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(comfyui_mcp::mcp::serve_http_on(
+        app,
+        McpOptions::default(),
+        listener,
+        shutdown.clone(),
+    ));
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<String>| {
+        let mut req = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(s) = session {
+            req = req
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        req.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    init.text().await.unwrap();
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(session.clone()),
+    )
+    .await
+    .unwrap();
+    let mut samples = Vec::with_capacity(CALLS);
+    let mut total = Duration::ZERO;
+    for i in 0..WARMUP + CALLS {
+        let t = Instant::now();
+        let body = json!({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {"name": "generate_image", "arguments": arguments(i)}});
+        let text = post(body, Some(session.clone()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let elapsed = t.elapsed();
+        assert!(text.contains("\"isError\":false"), "{text}");
+        if i >= WARMUP {
+            samples.push(elapsed);
+            total += elapsed;
+        }
+    }
+    shutdown.cancel();
+    stats(samples, total)
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sim = simulator::start(
+            ([127, 0, 0, 1], 0).into(),
+            simulator::SimConfig {
+                step_delay: Duration::ZERO,
+                ..simulator::SimConfig::default()
+            },
+        )
+        .await
+        .expect("simulator");
+        let out = tempfile::tempdir().unwrap();
+        let app = start_app(&sim, out.path()).await;
+        println!(
+            "tools/call generate_image (no wait), {CALLS} sequential calls after {WARMUP} warm-up, simulator step delay 0"
+        );
+        println!(
+            "{:<22} {:>10} {:>10} {:>12}",
+            "transport", "median", "p99", "calls/s"
+        );
+        for (name, s) in [
+            ("stdio framing (pipe)", bench_stdio(app.clone()).await),
+            ("streamable HTTP", bench_http(app.clone()).await),
+        ] {
+            println!(
+                "{name:<22} {:>10.2?} {:>10.2?} {:>12.1}",
+                s.median, s.p99, s.per_second
+            );
+        }
+    });
+}
