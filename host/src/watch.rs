@@ -11,6 +11,8 @@
 //!   breaks them.
 //! * Events can be lost (inotify overflow) or arrive for partial writes, so a
 //!   reload always rescans the whole folder and compares content hashes.
+//! * Only events that can change content trigger a rescan: a rescan reads the
+//!   packs, and the opens it causes must not trigger the next one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::new_debouncer;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -47,18 +50,23 @@ impl Drop for WatchHandle {
 pub fn spawn(app: Arc<App>) -> anyhow::Result<WatchHandle> {
     let dir = app.templates_dir().to_owned();
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: notify_debouncer_full::DebounceEventResult| {
-        match result {
-            Ok(events) if events.is_empty() => {}
+    let mut debouncer = new_debouncer(
+        DEBOUNCE,
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| match result {
+            Ok(events) if !events.iter().any(|e| is_change(&e.event.kind)) => {}
             Ok(_) => {
                 let _ = tx.try_send(());
             }
             Err(errors) => {
-                tracing::warn!(?errors, "file watcher error; rescanning the templates folder");
+                tracing::warn!(
+                    ?errors,
+                    "file watcher error; rescanning the templates folder"
+                );
                 let _ = tx.try_send(());
             }
-        }
-    })?;
+        },
+    )?;
     debouncer
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|e| anyhow::anyhow!("cannot watch the templates folder {}: {e}", dir.display()))?;
@@ -79,6 +87,20 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<WatchHandle> {
         _debouncer: Box::new(debouncer),
         task,
     })
+}
+
+/// Whether a file event can mean the folder's content changed.
+///
+/// inotify also reports opens and read-only closes, and every rescan opens each
+/// pack file to hash it: reacting to those would make each reload trigger the
+/// next, rescanning forever. A close after writing does count (it ends an
+/// in-place copy).
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Content hash of each file as last seen (serving or failed).
@@ -144,8 +166,13 @@ pub fn reload(app: &App, known: Fingerprints) -> Option<Fingerprints> {
                 packs.insert(path.clone(), pack);
             }
             Err(error) => {
-                let kept = packs.get(path).map(|p| format!(" (version {} keeps serving)", p.info().version));
-                tracing::error!("pack not (re)loaded: {error}{}", kept.clone().unwrap_or_default());
+                let kept = packs
+                    .get(path)
+                    .map(|p| format!(" (version {} keeps serving)", p.info().version));
+                tracing::error!(
+                    "pack not (re)loaded: {error}{}",
+                    kept.clone().unwrap_or_default()
+                );
                 failures.insert(path.clone(), format!("{error}{}", kept.unwrap_or_default()));
             }
         }
@@ -159,4 +186,34 @@ pub fn reload(app: &App, known: Fingerprints) -> Option<Fingerprints> {
     );
     app.catalog_store().publish(next);
     Some(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn reads_are_not_changes_but_writes_renames_and_removals_are() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Any),
+        ] {
+            assert!(!is_change(&kind), "{kind:?} must not trigger a rescan");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+            EventKind::Other,
+        ] {
+            assert!(is_change(&kind), "{kind:?} must trigger a rescan");
+        }
+    }
 }
