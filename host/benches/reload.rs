@@ -28,6 +28,8 @@ use tokio::sync::watch;
 const RUNS: usize = 10;
 const PACK: &str = "game-assets.wasm";
 const TEMPLATE: &str = "item-icon";
+/// Pause after each removal swap, before the next run.
+const SETTLE: Duration = Duration::from_millis(300);
 /// Upper bound for one reload; a reload slower than this means the watcher is broken.
 const GIVE_UP: Duration = Duration::from_secs(120);
 
@@ -128,20 +130,28 @@ async fn one_run(app: &App, dirs: &Dirs, pack: &[u8]) -> Duration {
 
     std::fs::remove_file(dirs.templates.join(PACK)).expect("remove the pack");
     wait_for(app, &mut changes, |a| !serving(a), "the removal swap").await;
+    // Let trailing watcher events of the removal settle, so the next run starts from a quiet
+    // folder (outside the measured interval).
+    tokio::time::sleep(SETTLE).await;
     latency
 }
 
 fn summary(label: &str, mut samples: Vec<Duration>) {
+    let each: Vec<String> = samples
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+        .collect();
     samples.sort();
     let median = samples[samples.len() / 2];
     let max = samples[samples.len() - 1];
     let min = samples[0];
     println!(
-        "{label:<7} n={:<3} median {:>8.1} ms   min {:>8.1} ms   max {:>8.1} ms",
+        "{label:<7} n={:<3} median {:>8.1} ms   min {:>8.1} ms   max {:>8.1} ms   (runs: {} ms)",
         samples.len(),
         median.as_secs_f64() * 1e3,
         min.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
+        each.join(", "),
     );
 }
 
