@@ -180,7 +180,11 @@ impl App {
             parameters: Value::Object(applied.applied.clone()),
             metadata: json!({ "workflow": file.display_name }),
         };
-        let job = self.comfy.submit(request).await.map_err(AppError::ComfyUi)?;
+        let job = self
+            .comfy
+            .submit(request)
+            .await
+            .map_err(AppError::ComfyUi)?;
         Ok(WorkflowSubmission {
             job,
             workflow_name: file.display_name,
@@ -262,7 +266,11 @@ impl App {
     /// after every reconnect). Also shared with pack self-tests.
     async fn comfy_state(&self) -> Result<(Arc<NodeCatalog>, Arc<ModelSnapshot>), AppError> {
         let nodes = self.comfy.node_catalog().await.map_err(AppError::ComfyUi)?;
-        let models = self.comfy.models_snapshot().await.map_err(AppError::ComfyUi)?;
+        let models = self
+            .comfy
+            .models_snapshot()
+            .await
+            .map_err(AppError::ComfyUi)?;
         let stale = self
             .live_catalog
             .load()
@@ -295,7 +303,14 @@ impl HostView for LiveHost {
 fn template_metadata(template: &str, params: &ResolvedParams, graph: &Value) -> Value {
     let mut meta = Map::new();
     for key in [
-        "seed", "width", "height", "steps", "cfg_scale", "sampler", "scheduler", "denoise",
+        "seed",
+        "width",
+        "height",
+        "steps",
+        "cfg_scale",
+        "sampler",
+        "scheduler",
+        "denoise",
         "batch_size",
     ] {
         if let Some(v) = params.get(key) {

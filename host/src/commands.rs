@@ -65,8 +65,12 @@ pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
         dir = %settings.templates_dir.display(),
         "templates loaded"
     );
-    let comfy = comfyui::ComfyUi::connect(comfy_config.clone())
-        .with_context(|| format!("cannot set up the ComfyUI client for {}", comfy_config.display_url()))?;
+    let comfy = comfyui::ComfyUi::connect(comfy_config.clone()).with_context(|| {
+        format!(
+            "cannot set up the ComfyUI client for {}",
+            comfy_config.display_url()
+        )
+    })?;
     Ok(Arc::new(App::new(
         Arc::new(CatalogStore::new(catalog)),
         loader,
@@ -139,11 +143,19 @@ pub fn describe_param(p: &ParamSpec) -> String {
     if !p.choices.is_empty() {
         let shown: Vec<&str> = p.choices.iter().take(8).map(String::as_str).collect();
         let more = p.choices.len().saturating_sub(shown.len());
-        let more = if more > 0 { format!(", ... {more} more") } else { String::new() };
+        let more = if more > 0 {
+            format!(", ... {more} more")
+        } else {
+            String::new()
+        };
         parts.push(format!("one of {}{more}", shown.join(", ")));
     }
     if !p.aliases.is_empty() {
-        let aliases: Vec<String> = p.aliases.iter().map(|a| format!("{}={}", a.name, a.target)).collect();
+        let aliases: Vec<String> = p
+            .aliases
+            .iter()
+            .map(|a| format!("{}={}", a.name, a.target))
+            .collect();
         parts.push(format!("aliases {}", aliases.join(", ")));
     }
     format!("{} — {}", parts.join(", "), p.description)
@@ -176,7 +188,11 @@ pub fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
     let mut ok = true;
     for report in &reports {
         match &report.outcome {
-            Ok(nodes) => writeln!(out, "ok    {} ({nodes} nodes, graph valid)", report.template)?,
+            Ok(nodes) => writeln!(
+                out,
+                "ok    {} ({nodes} nodes, graph valid)",
+                report.template
+            )?,
             Err(problems) => {
                 ok = false;
                 writeln!(out, "FAIL  {}", report.template)?;
@@ -189,7 +205,15 @@ pub fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
             writeln!(out, "        warning: {w}")?;
         }
     }
-    writeln!(out, "{}", if ok { "all templates passed" } else { "some templates failed" })?;
+    writeln!(
+        out,
+        "{}",
+        if ok {
+            "all templates passed"
+        } else {
+            "some templates failed"
+        }
+    )?;
     Ok(ok)
 }
 

@@ -72,7 +72,12 @@ pub struct SimulateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// ComfyUI's base URL (http or https, may include a path prefix).
-    #[arg(long, env = "COMFYUI_URL", default_value = "http://127.0.0.1:8188", global = true)]
+    #[arg(
+        long,
+        env = "COMFYUI_URL",
+        default_value = "http://127.0.0.1:8188",
+        global = true
+    )]
     pub comfyui_url: String,
     /// API key sent to ComfyUI as a bearer token.
     #[arg(long, env = "COMFYUI_API_KEY", hide_env_values = true, global = true)]
@@ -81,10 +86,20 @@ pub struct Settings {
     #[arg(long, env = "COMFYUI_TIMEOUT", default_value_t = 120.0, global = true)]
     pub comfyui_timeout: f64,
     /// Where finished images and their provenance are written.
-    #[arg(long, env = "COMFYUI_OUTPUT_DIR", default_value = "./generated_images", global = true)]
+    #[arg(
+        long,
+        env = "COMFYUI_OUTPUT_DIR",
+        default_value = "./generated_images",
+        global = true
+    )]
     pub output_dir: PathBuf,
     /// The watched folder of workflow packs (.wasm).
-    #[arg(long, env = "COMFYUI_TEMPLATES_DIR", default_value = "./templates", global = true)]
+    #[arg(
+        long,
+        env = "COMFYUI_TEMPLATES_DIR",
+        default_value = "./templates",
+        global = true
+    )]
     pub templates_dir: PathBuf,
     /// Folders load_workflow may read from (':'-separated in the environment).
     #[arg(
@@ -99,16 +114,31 @@ pub struct Settings {
     #[arg(long, env = "COMFYUI_MCP_CACHE_DIR", global = true)]
     pub cache_dir: Option<String>,
     /// Memory cap of one pack call, in MiB.
-    #[arg(long, env = "COMFYUI_MCP_PACK_MEMORY_MB", default_value_t = 64, global = true)]
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_PACK_MEMORY_MB",
+        default_value_t = 64,
+        global = true
+    )]
     pub pack_memory_mb: usize,
     /// Time cap of one pack call, in milliseconds.
-    #[arg(long, env = "COMFYUI_MCP_PACK_TIMEOUT_MS", default_value_t = 2000, global = true)]
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_PACK_TIMEOUT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
     pub pack_timeout_ms: u64,
     /// Size cap of the graph a pack returns, in bytes.
     #[arg(long, env = "COMFYUI_MCP_MAX_GRAPH_BYTES", default_value_t = 4 << 20, global = true)]
     pub max_graph_bytes: usize,
     /// Finished jobs remembered for status look-ups (oldest evicted first).
-    #[arg(long, env = "COMFYUI_MCP_MAX_JOBS", default_value_t = 1000, global = true)]
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_JOBS",
+        default_value_t = 1000,
+        global = true
+    )]
     pub max_finished_jobs: usize,
 }
 

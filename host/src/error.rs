@@ -38,7 +38,9 @@ pub enum AppError {
     #[error("{0}")]
     Cancel(CancelError),
     /// Not a job of ours (or forgotten).
-    #[error("no job with prompt id `{0}` was submitted through this server (finished jobs are kept for a bounded time)")]
+    #[error(
+        "no job with prompt id `{0}` was submitted through this server (finished jobs are kept for a bounded time)"
+    )]
     UnknownJob(String),
     /// No such image in a job.
     #[error("job `{prompt_id}` has no image `{filename}`; its images: {}", if .available.is_empty() { "none yet".to_owned() } else { .available.join(", ") })]
@@ -51,7 +53,9 @@ pub enum AppError {
         available: Vec<String>,
     },
     /// A workflow path outside the allowed folders.
-    #[error("workflow path `{path}` is outside the allowed workflow folders ({allowed}); copy the file into one of them or add its folder with COMFYUI_WORKFLOW_DIRS")]
+    #[error(
+        "workflow path `{path}` is outside the allowed workflow folders ({allowed}); copy the file into one of them or add its folder with COMFYUI_WORKFLOW_DIRS"
+    )]
     PathRefused {
         /// As given.
         path: String,
@@ -73,7 +77,9 @@ impl AppError {
     pub(crate) fn from_call(pack: &str, error: CallError) -> Self {
         match error {
             CallError::InvalidParams(errors) => AppError::InvalidParams(errors),
-            CallError::UnknownTemplate { id, available } => AppError::UnknownTemplate { id, available },
+            CallError::UnknownTemplate { id, available } => {
+                AppError::UnknownTemplate { id, available }
+            }
             source => AppError::Pack {
                 pack: pack.to_owned(),
                 source,
@@ -105,9 +111,9 @@ impl AppError {
         let details = match self {
             AppError::InvalidParams(errors) => Some(json!(errors)),
             AppError::InvalidGraph(errors) => Some(errors.to_json()),
-            AppError::ComfyUi(ClientError::Rejected { error, node_errors, .. }) => {
-                Some(json!({"error": error, "node_errors": node_errors}))
-            }
+            AppError::ComfyUi(ClientError::Rejected {
+                error, node_errors, ..
+            }) => Some(json!({"error": error, "node_errors": node_errors})),
             _ => None,
         };
         let mut out = json!({"kind": self.kind(), "message": self.to_string()});

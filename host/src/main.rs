@@ -51,7 +51,9 @@ struct ServeDefaults {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings;
     // No command means `serve` with its defaults (and its environment variables).
-    let command = cli.command.unwrap_or_else(|| Command::Serve(ServeDefaults::parse_from(["comfyui-mcp"]).args));
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeDefaults::parse_from(["comfyui-mcp"]).args));
     match command {
         Command::Templates => {
             commands::templates(&settings)?;
@@ -68,6 +70,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             let options = McpOptions::from_args(&args);
+            if let Some(addr) = args.http {
+                // Refuse an exposed address without a token before loading anything.
+                mcp::http::check_exposure(addr, &options)?;
+            }
             let app = commands::start_app(&settings).await?;
             let _watcher = if args.no_watch {
                 None

@@ -63,7 +63,11 @@ pub fn verdict(reports: &[TemplateReport]) -> Result<(), String> {
         .iter()
         .filter_map(|r| match &r.outcome {
             Ok(_) => None,
-            Err(problems) => Some(format!("template `{}`: {}", r.template, problems.join("; "))),
+            Err(problems) => Some(format!(
+                "template `{}`: {}",
+                r.template,
+                problems.join("; ")
+            )),
         })
         .collect();
     if failures.is_empty() {
@@ -102,17 +106,28 @@ fn check_graph(
     let mut problems = Vec::new();
     for error in errors.iter() {
         let is_placeholder_model = error.kind == GraphErrorKind::ValueNotInList
-            && error.node_id.as_ref().zip(error.input.as_ref()).is_some_and(|(node, input)| {
-                graph[node.as_str()]["inputs"][input.as_str()] == PLACEHOLDER_MODEL
-            });
+            && error
+                .node_id
+                .as_ref()
+                .zip(error.input.as_ref())
+                .is_some_and(|(node, input)| {
+                    graph[node.as_str()]["inputs"][input.as_str()] == PLACEHOLDER_MODEL
+                });
         if is_placeholder_model {
             continue;
         }
         if stock && error.kind == GraphErrorKind::UnknownClass {
-            warnings.push(format!("{} (not in the stock catalog; fine if ComfyUI has this custom node)", error.message));
+            warnings.push(format!(
+                "{} (not in the stock catalog; fine if ComfyUI has this custom node)",
+                error.message
+            ));
             continue;
         }
         problems.push(error.message.clone());
     }
-    if problems.is_empty() { Ok(count) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(count)
+    } else {
+        Err(problems)
+    }
 }

@@ -95,7 +95,9 @@ impl WorkflowDirs {
         }
         if outside {
             Err(refused())
-        } else if given.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        } else if given
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
             || given.is_absolute()
         {
             // Do not reveal whether files outside the folders exist.
@@ -143,9 +145,8 @@ fn read_file(path: &Path) -> Result<WorkflowFile, AppError> {
 /// Parses an API-format graph. Accepts a bare graph or a `/prompt` body
 /// (`{"prompt": {...}}`); a UI-format export gets an explanation.
 pub fn parse_api_graph(name: &str, bytes: &[u8]) -> Result<Value, AppError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        AppError::Workflow(format!("{name} is not valid JSON: {e}"))
-    })?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| AppError::Workflow(format!("{name} is not valid JSON: {e}")))?;
     let Value::Object(mut top) = value else {
         return Err(AppError::Workflow(format!(
             "{name} must hold a JSON object of nodes (ComfyUI API format)"
@@ -202,22 +203,36 @@ pub fn apply_overrides(graph: &mut Value, overrides: &Map<String, Value>) -> Ove
         let value = if (key == "seed" || key.ends_with(".seed") || key.ends_with(".noise_seed"))
             && raw == &json!(-1)
         {
-            json!(rand::random_range(0..=pack_runtime::params::MAX_RANDOM_SEED))
+            json!(rand::random_range(
+                0..=pack_runtime::params::MAX_RANDOM_SEED
+            ))
         } else {
             raw.clone()
         };
         let hits = if let Some((node, input)) = key.split_once('.') {
             set_literal(graph, node, input, &value) as usize
         } else if key == "prompt" || key == "negative_prompt" {
-            let port = if key == "prompt" { "positive" } else { "negative" };
+            let port = if key == "prompt" {
+                "positive"
+            } else {
+                "negative"
+            };
             encoders_on(graph, port)
                 .into_iter()
                 .filter(|node| set_literal(graph, node, "text", &value))
                 .count()
         } else if let Some((_, inputs)) = SAMPLER_KEYS.iter().find(|(k, _)| k == key) {
-            let ids: Vec<String> = graph.as_object().map(|g| g.keys().cloned().collect()).unwrap_or_default();
+            let ids: Vec<String> = graph
+                .as_object()
+                .map(|g| g.keys().cloned().collect())
+                .unwrap_or_default();
             ids.iter()
-                .map(|id| inputs.iter().filter(|input| set_literal(graph, id, input, &value)).count())
+                .map(|id| {
+                    inputs
+                        .iter()
+                        .filter(|input| set_literal(graph, id, input, &value))
+                        .count()
+                })
                 .sum()
         } else {
             0
@@ -292,7 +307,11 @@ mod tests {
         assert_eq!(g["6"]["inputs"]["text"], "new");
         assert_eq!(g["7"]["inputs"]["text"], "bad");
         assert_eq!(g["4"]["inputs"]["ckpt_name"], "x.safetensors");
-        assert_eq!(g["3"]["inputs"]["model"], json!(["4", 0]), "links are never overwritten");
+        assert_eq!(
+            g["3"]["inputs"]["model"],
+            json!(["4", 0]),
+            "links are never overwritten"
+        );
         assert_eq!(r.unmatched, vec!["3.model".to_owned(), "lora".to_owned()]);
         assert_eq!(r.applied.len(), 8);
     }
@@ -311,10 +330,21 @@ mod tests {
         let ui = br#"{"nodes": [], "links": [], "version": 0.4}"#;
         let e = parse_api_graph("w.json", ui).unwrap_err().to_string();
         assert!(e.contains("UI-format") && e.contains("Export (API)"), "{e}");
-        let body = br#"{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}}, "client_id": "x"}"#;
+        let body =
+            br#"{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}}, "client_id": "x"}"#;
         assert!(parse_api_graph("w.json", body).unwrap().get("1").is_some());
-        assert!(parse_api_graph("w.json", b"[1]").unwrap_err().to_string().contains("JSON object"));
-        assert!(parse_api_graph("w.json", b"{").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(
+            parse_api_graph("w.json", b"[1]")
+                .unwrap_err()
+                .to_string()
+                .contains("JSON object")
+        );
+        assert!(
+            parse_api_graph("w.json", b"{")
+                .unwrap_err()
+                .to_string()
+                .contains("not valid JSON")
+        );
     }
 
     #[test]
@@ -329,7 +359,10 @@ mod tests {
         std::os::unix::fs::symlink(secret.join("s.json"), allowed.join("link.json")).unwrap();
         let dirs = WorkflowDirs::new(vec![allowed.clone()]);
         assert!(dirs.read(allowed.join("ok.json").to_str().unwrap()).is_ok());
-        assert!(dirs.read("ok.json").is_ok(), "relative to an allowed folder");
+        assert!(
+            dirs.read("ok.json").is_ok(),
+            "relative to an allowed folder"
+        );
         for bad in [
             secret.join("s.json").display().to_string(),
             "../secret/s.json".to_owned(),
@@ -339,7 +372,10 @@ mod tests {
         ] {
             let e = dirs.read(&bad).unwrap_err();
             assert!(matches!(e, AppError::PathRefused { .. }), "{bad}: {e}");
-            assert!(e.to_string().contains(&allowed.display().to_string()), "{e}");
+            assert!(
+                e.to_string().contains(&allowed.display().to_string()),
+                "{e}"
+            );
         }
         let missing = dirs.read("absent.json").unwrap_err().to_string();
         assert!(missing.contains("not found"), "{missing}");
