@@ -3,10 +3,11 @@
 //! message per line, served by the same rmcp transport) and over streamable HTTP on
 //! loopback, against the in-process ComfyUI simulator (step delay 0).
 //!
-//! Latency is measured client-side, from writing the request to reading its response:
-//! it covers parameter checks, the sandboxed graph build, the graph check and the POST
-//! /prompt to the simulator. (The simulator records requests without arrival instants, so
-//! the server-arrival → POST /prompt share is not separated out.)
+//! Two latencies per call: the round trip (client writes the request → reads the
+//! response), and "to POST": from the client writing the request to the simulator
+//! receiving the resulting `POST /prompt` (an upper bound of the server-side path:
+//! parameter checks, sandboxed build, graph check, submit). The simulator's queue is held,
+//! so no job runs during the measurement and the figures are the host's own work.
 //!
 //! Run with: `cargo bench -p comfyui-mcp --bench mcp_roundtrip` (prints a table; never
 //! asserts on timings).
@@ -34,17 +35,38 @@ struct Stats {
     median: Duration,
     p99: Duration,
     per_second: f64,
+    to_post_median: Duration,
+    to_post_p99: Duration,
 }
 
-fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
+fn pick(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn stats(mut samples: Vec<Duration>, mut to_post: Vec<Duration>, total: Duration) -> Stats {
     let per_second = samples.len() as f64 / total.as_secs_f64();
     samples.sort();
-    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    to_post.sort();
     Stats {
-        median: pick(0.5),
-        p99: pick(0.99),
+        median: pick(&samples, 0.5),
+        p99: pick(&samples, 0.99),
         per_second,
+        to_post_median: pick(&to_post, 0.5),
+        to_post_p99: pick(&to_post, 0.99),
     }
+}
+
+/// Time from `sent` to the simulator's receipt of the newest `POST /prompt`.
+fn to_post(sim: &simulator::SimHandle, sent: Instant) -> Duration {
+    let arrived = sim
+        .requests()
+        .iter()
+        .rev()
+        .find(|r| r.method == "POST" && r.path.ends_with("/prompt"))
+        .expect("the call posted a prompt")
+        .received_at;
+    sim.clear_requests();
+    arrived.saturating_duration_since(sent)
 }
 
 async fn start_app(sim: &simulator::SimHandle, out: &Path) -> Arc<App> {
@@ -68,7 +90,7 @@ async fn start_app(sim: &simulator::SimHandle, out: &Path) -> Arc<App> {
 }
 
 /// Round trips over the stdio framing.
-async fn bench_stdio(app: Arc<App>) -> Stats {
+async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle) -> Stats {
     let (client_end, server_end) = tokio::io::duplex(1 << 20);
     let server = McpServer::new(app, McpOptions::default());
     tokio::spawn(async move {
@@ -100,7 +122,9 @@ async fn bench_stdio(app: Arc<App>) -> Stats {
     )
     .await;
     let mut samples = Vec::with_capacity(CALLS);
+    let mut posts = Vec::with_capacity(CALLS);
     let mut total = Duration::ZERO;
+    sim.clear_requests();
     for i in 0..WARMUP + CALLS {
         let t = Instant::now();
         let r = call(
@@ -110,16 +134,18 @@ async fn bench_stdio(app: Arc<App>) -> Stats {
         .await;
         let elapsed = t.elapsed();
         assert_eq!(r["result"]["isError"], false, "{r}");
+        let post = to_post(sim, t);
         if i >= WARMUP {
             samples.push(elapsed);
+            posts.push(post);
             total += elapsed;
         }
     }
-    stats(samples, total)
+    stats(samples, posts, total)
 }
 
 /// Round trips over streamable HTTP (session mode, SSE responses).
-async fn bench_http(app: Arc<App>) -> Stats {
+async fn bench_http(app: Arc<App>, sim: &simulator::SimHandle) -> Stats {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
@@ -161,7 +187,9 @@ async fn bench_http(app: Arc<App>) -> Stats {
     .await
     .unwrap();
     let mut samples = Vec::with_capacity(CALLS);
+    let mut posts = Vec::with_capacity(CALLS);
     let mut total = Duration::ZERO;
+    sim.clear_requests();
     for i in 0..WARMUP + CALLS {
         let t = Instant::now();
         let body = json!({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {"name": "generate_image", "arguments": arguments(i)}});
@@ -173,13 +201,15 @@ async fn bench_http(app: Arc<App>) -> Stats {
             .unwrap();
         let elapsed = t.elapsed();
         assert!(text.contains("\"isError\":false"), "{text}");
+        let post = to_post(sim, t);
         if i >= WARMUP {
             samples.push(elapsed);
+            posts.push(post);
             total += elapsed;
         }
     }
     shutdown.cancel();
-    stats(samples, total)
+    stats(samples, posts, total)
 }
 
 fn main() {
@@ -201,20 +231,22 @@ fn main() {
         .expect("simulator");
         let out = tempfile::tempdir().unwrap();
         let app = start_app(&sim, out.path()).await;
+        // Jobs stay queued: the figures are the host's work, not the simulator's rendering.
+        sim.hold_queue(true);
         println!(
             "tools/call generate_image (no wait), {CALLS} sequential calls after {WARMUP} warm-up, simulator step delay 0"
         );
         println!(
-            "{:<22} {:>10} {:>10} {:>12}",
-            "transport", "median", "p99", "calls/s"
+            "{:<22} {:>12} {:>12} {:>10} {:>14} {:>14}",
+            "transport", "round trip", "p99", "calls/s", "to POST median", "to POST p99"
         );
         for (name, s) in [
-            ("stdio framing (pipe)", bench_stdio(app.clone()).await),
-            ("streamable HTTP", bench_http(app.clone()).await),
+            ("stdio framing (pipe)", bench_stdio(app.clone(), &sim).await),
+            ("streamable HTTP", bench_http(app.clone(), &sim).await),
         ] {
             println!(
-                "{name:<22} {:>10.2?} {:>10.2?} {:>12.1}",
-                s.median, s.p99, s.per_second
+                "{name:<22} {:>12.2?} {:>12.2?} {:>10.1} {:>14.2?} {:>14.2?}",
+                s.median, s.p99, s.per_second, s.to_post_median, s.to_post_p99
             );
         }
     });

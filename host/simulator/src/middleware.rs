@@ -34,6 +34,9 @@ pub struct RecordedRequest {
     pub authorization: Option<String>,
     /// The body parsed as JSON, if it was JSON.
     pub body: Option<Value>,
+    /// When the request arrived (for latency benchmarks).
+    #[serde(skip)]
+    pub received_at: std::time::Instant,
 }
 
 /// A `text/plain; charset=utf-8` response.
@@ -78,6 +81,7 @@ pub(crate) async fn pipeline(
         query: parts.uri.query().map(str::to_string),
         authorization: authorization.clone(),
         body: serde_json::from_slice(&bytes).ok(),
+        received_at: std::time::Instant::now(),
     });
     tracing::debug!(method = %parts.method, uri = %parts.uri, "request");
 
