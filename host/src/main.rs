@@ -55,15 +55,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .command
         .unwrap_or_else(|| Command::Serve(ServeDefaults::parse_from(["comfyui-mcp"]).args));
     match command {
+        // Pack calls block (and WASI's blocking I/O enters a runtime of its
+        // own), so they run on a blocking thread, never on an async worker.
         Command::Templates => {
-            commands::templates(&settings)?;
+            tokio::task::spawn_blocking(move || commands::templates(&settings)).await??;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { pack } => Ok(if commands::check(&settings, &pack)? {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }),
+        Command::Check { pack } => {
+            let passed =
+                tokio::task::spawn_blocking(move || commands::check(&settings, &pack)).await??;
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Simulate(args) => {
             commands::simulate(&args).await?;
             Ok(ExitCode::SUCCESS)

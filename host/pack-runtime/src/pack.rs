@@ -122,6 +122,10 @@ impl Pack {
     }
 
     /// Checks `args` against the template's specs, then builds its graph.
+    ///
+    /// Blocks for up to the call time limit, and WASI's blocking output
+    /// enters a tokio runtime of its own: call it from a plain thread or
+    /// `tokio::task::spawn_blocking`, never directly on an async worker.
     pub fn build(
         &self,
         template_id: &str,
