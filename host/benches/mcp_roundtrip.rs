@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 const WARMUP: usize = 10;
 const CALLS: usize = 200;
+/// Calls written back to back for the throughput figure.
+const BURST: usize = 500;
+const BURST_ID: usize = 1_000_000;
 
 fn arguments(i: usize) -> Value {
     json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
@@ -90,7 +93,7 @@ async fn start_app(sim: &simulator::SimHandle, out: &Path) -> Arc<App> {
 }
 
 /// Round trips over the stdio framing.
-async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle) -> Stats {
+async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle) -> (Stats, f64) {
     let (client_end, server_end) = tokio::io::duplex(1 << 20);
     let server = McpServer::new(app, McpOptions::default());
     tokio::spawn(async move {
@@ -141,7 +144,30 @@ async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle) -> Stats {
             total += elapsed;
         }
     }
-    stats(samples, posts, total)
+    let sequential = stats(samples, posts, total);
+
+    // Throughput with requests in flight together: write a burst of calls back to
+    // back on the one stdio stream, then read every answer.
+    let started = Instant::now();
+    for j in 0..BURST {
+        let mut line = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": BURST_ID + j, "method": "tools/call", "params": {"name": "generate_image", "arguments": arguments(WARMUP + CALLS + j)}})).unwrap();
+        line.push(b'\n');
+        write.write_all(&line).await.unwrap();
+    }
+    let mut answered = 0;
+    while answered < BURST {
+        let text = lines.next_line().await.unwrap().expect("server open");
+        let message: Value = serde_json::from_str(&text).unwrap();
+        if message["id"]
+            .as_u64()
+            .is_some_and(|id| id >= BURST_ID as u64)
+        {
+            assert_eq!(message["result"]["isError"], false, "{message}");
+            answered += 1;
+        }
+    }
+    let burst_rate = BURST as f64 / started.elapsed().as_secs_f64();
+    (sequential, burst_rate)
 }
 
 /// Round trips over streamable HTTP (session mode, SSE responses).
@@ -240,8 +266,9 @@ fn main() {
             "{:<22} {:>12} {:>12} {:>10} {:>14} {:>14}",
             "transport", "round trip", "p99", "calls/s", "to POST median", "to POST p99"
         );
+        let (stdio, burst_rate) = bench_stdio(app.clone(), &sim).await;
         for (name, s) in [
-            ("stdio framing (pipe)", bench_stdio(app.clone(), &sim).await),
+            ("stdio framing (pipe)", stdio),
             ("streamable HTTP", bench_http(app.clone(), &sim).await),
         ] {
             println!(
@@ -249,5 +276,8 @@ fn main() {
                 s.median, s.p99, s.per_second, s.to_post_median, s.to_post_p99
             );
         }
+        println!(
+            "stdio, {BURST} calls in flight together (written back to back): {burst_rate:.0} calls/s"
+        );
     });
 }
