@@ -27,6 +27,12 @@ DEBIAN_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 wasi-libc)
 
 log() { printf 'build-packs: %s\n' "$*" >&2; }
 
+# Keep this machine's paths out of the packs (panic locations embed source paths):
+# dependency sources become /cargo/..., our sources /src/...; this also makes builds
+# reproducible across machines.
+REMAP="--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo --remap-path-prefix=$ROOT=/src"
+
+
 ordinary_build() {
     if command -v rustup >/dev/null 2>&1; then
         if ! rustup target list --installed | grep -qx "$TARGET"; then
@@ -36,7 +42,7 @@ ordinary_build() {
     fi
     command -v cargo >/dev/null 2>&1 || return 1
     log "cargo build --release --target $TARGET"
-    (cd "$PLUGINS" && cargo build --release --target "$TARGET")
+    (cd "$PLUGINS" && RUSTFLAGS="$REMAP" cargo build --release --target "$TARGET")
 }
 
 debian_build() {
@@ -52,7 +58,7 @@ debian_build() {
     fi
     log "fallback: Debian cargo with -Zbuild-std"
     (cd "$PLUGINS" &&
-        PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTFLAGS="-L /usr/lib/wasm32-wasi" \
+        PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 RUSTFLAGS="-L /usr/lib/wasm32-wasi $REMAP" \
             /usr/bin/cargo build --release --target "$TARGET" -Zbuild-std=std,panic_abort)
 }
 
