@@ -18,16 +18,17 @@ use crate::loader::PackLoader;
 use crate::selftest;
 use crate::workflow_file::WorkflowDirs;
 
-/// Creates the pack runtime and loader from the settings.
-pub fn loader(settings: &Settings) -> anyhow::Result<Arc<PackLoader>> {
+/// Creates the pack runtime and loader from the settings; self-tests check
+/// against `live_catalog` once ComfyUI's catalog has been fetched.
+pub fn loader(
+    settings: &Settings,
+    live_catalog: Arc<ArcSwapOption<comfyui::nodes::NodeCatalog>>,
+) -> anyhow::Result<Arc<PackLoader>> {
     let runtime = Runtime::new(RuntimeConfig {
         limits: settings.limits(),
         cache_dir: settings.compile_cache_dir(),
     })?;
-    Ok(Arc::new(PackLoader::new(
-        Arc::new(runtime),
-        Arc::new(ArcSwapOption::empty()),
-    )))
+    Ok(Arc::new(PackLoader::new(Arc::new(runtime), live_catalog)))
 }
 
 /// Starts the service: loads every pack, connects to ComfyUI (which may be
@@ -49,11 +50,7 @@ pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
     let settings = &settings;
     let comfy_config = settings.comfy_config()?;
     let live_catalog = Arc::new(ArcSwapOption::empty());
-    let runtime = Runtime::new(RuntimeConfig {
-        limits: settings.limits(),
-        cache_dir: settings.compile_cache_dir(),
-    })?;
-    let loader = Arc::new(PackLoader::new(Arc::new(runtime), live_catalog.clone()));
+    let loader = loader(settings, live_catalog.clone())?;
     let dir = settings.templates_dir.clone();
     let scan_loader = loader.clone();
     let catalog = tokio::task::spawn_blocking(move || scan_loader.scan(&dir, 1))
@@ -83,7 +80,7 @@ pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
 
 /// `comfyui-mcp templates`: every template with its pack and parameters.
 pub fn templates(settings: &Settings) -> anyhow::Result<()> {
-    let loader = loader(settings)?;
+    let loader = loader(settings, Arc::new(ArcSwapOption::empty()))?;
     let catalog = loader.scan(&settings.templates_dir, 1);
     let mut out = std::io::stdout().lock();
     writeln!(out, "templates in {}:", settings.templates_dir.display())?;
@@ -164,7 +161,7 @@ pub fn describe_param(p: &ParamSpec) -> String {
 /// `comfyui-mcp check PACK`: loads one pack, self-tests every template, and
 /// reports. Returns whether everything passed.
 pub fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
-    let loader = loader(settings)?;
+    let loader = loader(settings, Arc::new(ArcSwapOption::empty()))?;
     let mut out = std::io::stdout().lock();
     let started = std::time::Instant::now();
     let pack = match loader.runtime().load_file(pack_path) {
