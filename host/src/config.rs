@@ -38,7 +38,7 @@ pub enum Command {
 }
 
 /// Options of `serve`.
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Serve MCP over streamable HTTP on this address (e.g. 127.0.0.1:8765) instead of stdio.
     #[arg(long, value_name = "ADDR")]
@@ -55,6 +55,22 @@ pub struct ServeArgs {
     /// Do not watch the templates folder for changes.
     #[arg(long, env = "COMFYUI_MCP_NO_WATCH")]
     pub no_watch: bool,
+    /// Largest JSON-RPC message accepted, in bytes (one stdio line or one HTTP body).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_REQUEST_BYTES",
+        default_value_t = crate::mcp::framing::DEFAULT_MAX_REQUEST_BYTES,
+        value_parser = positive_count
+    )]
+    pub max_request_bytes: usize,
+    /// Blocking threads making inline thumbnails at once (decode, scale, encode).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_THUMBNAIL_WORKERS",
+        default_value_t = crate::mcp::thumbnails::DEFAULT_THUMBNAIL_WORKERS,
+        value_parser = positive_count
+    )]
+    pub thumbnail_workers: usize,
 }
 
 /// Options of `simulate`.
@@ -189,4 +205,13 @@ fn default_cache_dir() -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("comfyui-mcp").join("compiled-packs"))
+}
+
+/// A count of at least 1 (a budget of 0 would refuse everything).
+fn positive_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("must be a whole number of at least 1 ({e})")),
+    }
 }

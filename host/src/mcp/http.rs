@@ -2,11 +2,18 @@
 //! axum router, behind a guard that checks `Host`, `Origin` and the bearer token.
 //!
 //! Invariants: a request whose `Host` is not a loopback name, the bound address or a
-//! configured host, or whose `Origin` (when present) is not allowed, gets 403 before
-//! anything else (DNS-rebinding protection); with a token configured, a request without
-//! `Authorization: Bearer <token>` gets 401 with `WWW-Authenticate: Bearer`, and the token
-//! comparison takes the same time whatever the guess; the server refuses to start on a
-//! non-loopback address without a token. Exactly one line goes to stderr outside tracing:
+//! configured host, that carries more than one `Host`, whose absolute-form target names
+//! any other host, or whose `Origin` (when present) is not allowed, gets 403 (400 for
+//! several `Host`s) before anything else (DNS-rebinding protection); with a token
+//! configured, a request without `Authorization: Bearer <token>` gets 401 with
+//! `WWW-Authenticate: Bearer`, and the token comparison takes the same time whatever the
+//! guess; the server refuses to start on a non-loopback address without a token.
+//! A refused request's body is read (up to the message size limit) before the answer, so
+//! a client reusing the connection finds it in a sane state; a larger body closes it.
+//! A JSON body is read up to [`McpOptions::max_request_bytes`] (413 beyond, with a
+//! JSON-RPC error) and checked by [`framing::inspect`] before rmcp sees it: invalid JSON
+//! is 400 with `-32700`, an invalid request 400 with `-32600` (with its id when readable),
+//! params of the wrong shape 400 with `-32602`. Exactly one line goes to stderr outside tracing:
 //! `listening on http://ADDR/mcp`, with the real port.
 
 use std::net::SocketAddr;
@@ -14,8 +21,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
@@ -25,8 +33,10 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::server::Shared;
-use super::{McpOptions, McpServer};
+use super::framing::{self, Inspection, Rejection};
+use super::options::McpOptions;
+use super::server::McpServer;
+use super::shared::Shared;
 use crate::app::App;
 
 /// The path the MCP endpoint is mounted at.
@@ -116,6 +126,7 @@ pub fn router(
     shutdown: CancellationToken,
 ) -> Router {
     let guard = Arc::new(Guard::new(&options, bound));
+    let max_body = options.max_request_bytes;
     let shared = Shared::new(app, options);
     // Host and Origin are checked by the guard, in front of everything.
     let config = StreamableHttpServerConfig::default()
@@ -128,6 +139,7 @@ pub fn router(
     );
     Router::new()
         .route_service(MCP_PATH, service)
+        .layer(axum::middleware::from_fn_with_state(max_body, check_bodies))
         .layer(axum::middleware::from_fn_with_state(guard, guard_requests))
 }
 
@@ -138,11 +150,21 @@ pub struct Guard {
     hosts: Vec<String>,
     origins: Vec<String>,
     bound: SocketAddr,
+    /// How much of a refused request's body is read before answering.
+    drain_limit: usize,
 }
 
 /// Why a request was turned away.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// More than one `Host` header (400).
+    #[error("the request carries {0} Host headers; send exactly one")]
+    SeveralHosts(usize),
+    /// An absolute-form target naming a host that is not allowed (403).
+    #[error(
+        "the request target names host `{0}`, which is not allowed: this server answers to loopback names, its bound address and COMFYUI_MCP_ALLOWED_HOSTS"
+    )]
+    Target(String),
     /// Bad or missing `Host` (403).
     #[error(
         "Host `{0}` is not allowed: this server answers to loopback names, its bound address and COMFYUI_MCP_ALLOWED_HOSTS"
@@ -203,6 +225,7 @@ impl Guard {
                 .filter(|o| !o.is_empty())
                 .collect(),
             bound,
+            drain_limit: options.max_request_bytes,
         }
     }
 
@@ -216,15 +239,30 @@ impl Guard {
         })
     }
 
-    /// Checks one request's headers.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let host = headers
-            .get(header::HOST)
-            .map(|h| h.to_str().unwrap_or("<not text>"))
-            .unwrap_or("");
-        let (name, port) = split_authority(host);
-        if name.is_empty() || !self.host_name_allowed(&name, port) {
-            return Err(Refusal::Host(host.to_owned()));
+    /// Checks one request's target and headers.
+    pub fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+        let hosts = headers.get_all(header::HOST).iter().count();
+        if hosts > 1 {
+            return Err(Refusal::SeveralHosts(hosts));
+        }
+        // An absolute-form target (or HTTP/2 `:authority`) is the host the request is
+        // for, whatever `Host` says: it must be allowed too.
+        if let Some(authority) = uri.authority() {
+            let (name, port) = split_authority(authority.as_str());
+            if name.is_empty() || !self.host_name_allowed(&name, port) {
+                return Err(Refusal::Target(authority.to_string()));
+            }
+        }
+        match headers.get(header::HOST) {
+            Some(host) => {
+                let host = host.to_str().unwrap_or("<not text>");
+                let (name, port) = split_authority(host);
+                if name.is_empty() || !self.host_name_allowed(&name, port) {
+                    return Err(Refusal::Host(host.to_owned()));
+                }
+            }
+            None if uri.authority().is_some() => {}
+            None => return Err(Refusal::Host(String::new())),
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("<not text>");
@@ -269,19 +307,114 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 async fn guard_requests(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    match guard.check(request.headers()) {
+    match guard.check(request.uri(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             tracing::warn!(method = %request.method(), uri = %request.uri(), %refusal, "HTTP request refused");
-            refusal_response(&refusal)
+            let drained = drain(request.into_body(), guard.drain_limit).await;
+            let mut response = refusal_response(&refusal);
+            if !drained {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     }
+}
+
+/// Reads and drops a body of at most `limit` bytes; false when it is larger or broken (the
+/// connection must then be closed).
+async fn drain(body: Body, limit: usize) -> bool {
+    use futures_util::StreamExt as _;
+    let mut chunks = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(data) => {
+                seen = seen.saturating_add(data.len());
+                if seen > limit {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Caps and checks JSON-RPC bodies of POST requests before rmcp reads them.
+async fn check_bodies(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if request.method() != Method::POST || !is_json {
+        return next.run(request).await;
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(&[], limit);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => return too_large(&[], limit),
+    };
+    let answer = match framing::inspect(&bytes) {
+        Inspection::Reject(rejection) => Some(rejection.to_json()),
+        Inspection::Batch(rejections) => Some(serde_json::Value::Array(
+            rejections.iter().map(Rejection::to_json).collect(),
+        )),
+        Inspection::Request(_)
+        | Inspection::Notification { .. }
+        | Inspection::Response
+        | Inspection::Drop(_) => None,
+    };
+    if let Some(body) = answer {
+        tracing::debug!(%body, "HTTP JSON-RPC message refused");
+        return json_response(StatusCode::BAD_REQUEST, body.to_string());
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+fn too_large(prefix: &[u8], limit: usize) -> Response {
+    let mut response = json_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        framing::oversized(prefix, limit).to_json().to_string(),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 fn refusal_response(refusal: &Refusal) -> Response {
     let status = match refusal {
         Refusal::Token => StatusCode::UNAUTHORIZED,
-        Refusal::Host(_) | Refusal::Origin(_) => StatusCode::FORBIDDEN,
+        Refusal::SeveralHosts(_) => StatusCode::BAD_REQUEST,
+        Refusal::Host(_) | Refusal::Origin(_) | Refusal::Target(_) => StatusCode::FORBIDDEN,
     };
     let body = serde_json::json!({"error": refusal.to_string()}).to_string();
     let mut response = (
@@ -333,32 +466,32 @@ mod tests {
             "[::1]:8765",
             "LOCALHOST",
         ] {
-            assert_eq!(g.check(&headers(&[("host", host)])), Ok(()), "{host}");
+            assert_eq!(g.check(&Uri::from_static("/mcp"), &headers(&[("host", host)])), Ok(()), "{host}");
         }
         for host in ["evil.example", "evil.example:8765", "127.0.0.2:8765", ""] {
             assert!(
-                matches!(g.check(&headers(&[("host", host)])), Err(Refusal::Host(_))),
+                matches!(g.check(&Uri::from_static("/mcp"), &headers(&[("host", host)])), Err(Refusal::Host(_))),
                 "{host}"
             );
         }
-        assert!(matches!(g.check(&HeaderMap::new()), Err(Refusal::Host(_))));
+        assert!(matches!(g.check(&Uri::from_static("/mcp"), &HeaderMap::new()), Err(Refusal::Host(_))));
     }
 
     #[test]
     fn configured_hosts_match_with_or_without_port() {
         let g = guard(None, &["mcp.example.com", "box.lan:9000"], &[]);
         assert_eq!(
-            g.check(&headers(&[("host", "mcp.example.com:443")])),
+            g.check(&Uri::from_static("/mcp"), &headers(&[("host", "mcp.example.com:443")])),
             Ok(())
         );
-        assert_eq!(g.check(&headers(&[("host", "box.lan:9000")])), Ok(()));
-        assert!(g.check(&headers(&[("host", "box.lan:9001")])).is_err());
+        assert_eq!(g.check(&Uri::from_static("/mcp"), &headers(&[("host", "box.lan:9000")])), Ok(()));
+        assert!(g.check(&Uri::from_static("/mcp"), &headers(&[("host", "box.lan:9001")])).is_err());
     }
 
     #[test]
     fn origins_must_be_on_an_allowed_host() {
         let g = guard(None, &[], &["https://app.example.com"]);
-        let ok = |o: &str| g.check(&headers(&[("host", "127.0.0.1:8765"), ("origin", o)]));
+        let ok = |o: &str| g.check(&Uri::from_static("/mcp"), &headers(&[("host", "127.0.0.1:8765"), ("origin", o)]));
         assert_eq!(ok("http://localhost:3000"), Ok(()));
         assert_eq!(ok("https://app.example.com/"), Ok(()));
         assert!(matches!(ok("http://evil.example"), Err(Refusal::Origin(_))));
@@ -374,7 +507,7 @@ mod tests {
             if let Some(a) = auth {
                 h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
             }
-            g.check(&h)
+            g.check(&Uri::from_static("/mcp"), &h)
         };
         assert_eq!(with(Some("Bearer s3cret")), Ok(()));
         assert_eq!(with(Some("bearer s3cret")), Ok(()));
@@ -383,7 +516,25 @@ mod tests {
         assert_eq!(with(None), Err(Refusal::Token));
         // Host is checked before the token.
         let h = headers(&[("host", "evil.example")]);
-        assert!(matches!(g.check(&h), Err(Refusal::Host(_))));
+        assert!(matches!(
+            g.check(&Uri::from_static("/mcp"), &h),
+            Err(Refusal::Host(_))
+        ));
+    }
+
+    #[test]
+    fn several_hosts_and_foreign_absolute_targets_are_refused() {
+        let g = guard(None, &[], &[]);
+        let mut h = headers(&[("host", "127.0.0.1:8765")]);
+        h.append(header::HOST, HeaderValue::from_static("evil.example"));
+        let mcp = Uri::from_static("/mcp");
+        assert_eq!(g.check(&mcp, &h), Err(Refusal::SeveralHosts(2)));
+        let h = headers(&[("host", "127.0.0.1:8765")]);
+        let foreign = Uri::from_static("http://evil.example/mcp");
+        assert!(matches!(g.check(&foreign, &h), Err(Refusal::Target(_))));
+        let own = Uri::from_static("http://127.0.0.1:8765/mcp");
+        assert_eq!(g.check(&own, &h), Ok(()));
+        assert_eq!(g.check(&own, &HeaderMap::new()), Ok(()));
     }
 
     #[test]

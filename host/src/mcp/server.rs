@@ -25,9 +25,10 @@ use rmcp::service::{NotificationContext, Peer, RequestContext, SubscriptionConte
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::McpOptions;
-use super::resources::{self, RecentJobs};
-use super::tools::{self, ToolCache};
+use super::options::McpOptions;
+use super::resources;
+use super::shared::Shared;
+use super::tools;
 use crate::app::App;
 
 const INSTRUCTIONS: &str = "Image generation with ComfyUI through sandboxed workflow templates. \
@@ -36,34 +37,6 @@ template) with a prompt. Calls return at once with a prompt_id: poll get_workflo
 progress notifications and the images in the result. cancel_workflow stops a job; load_workflow runs a ComfyUI \
 workflow file (API format) from the configured folders. Images are saved under the output folder and readable as \
 comfyui://images/<prompt_id>/<file> resources.";
-
-/// State shared by every session of one server process.
-pub struct Shared {
-    /// The service.
-    pub app: Arc<App>,
-    /// Presentation and HTTP options.
-    pub options: McpOptions,
-    /// Jobs submitted through MCP, for `resources/list`.
-    pub recent: RecentJobs,
-    tools: ToolCache,
-}
-
-impl Shared {
-    /// Shared state for `app`.
-    pub fn new(app: Arc<App>, options: McpOptions) -> Arc<Self> {
-        Arc::new(Self {
-            app,
-            options,
-            recent: RecentJobs::default(),
-            tools: ToolCache::default(),
-        })
-    }
-
-    /// The tools of the current catalog.
-    pub fn tools(&self) -> Arc<Vec<Tool>> {
-        self.tools.get(&self.app.catalog(), &self.options)
-    }
-}
 
 /// The MCP server of one session.
 pub struct McpServer {
@@ -121,15 +94,6 @@ impl McpServer {
                 }
             }
         });
-    }
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("options", &self.options)
-            .field("recent", &self.recent)
-            .finish_non_exhaustive()
     }
 }
 

@@ -1,0 +1,217 @@
+//! The tool list: the fixed tools and one tool per template, with names, descriptions,
+//! input and output schemas and annotations, cached per catalog generation.
+//!
+//! Invariants: the tool list is derived from one catalog snapshot (so names, the template
+//! enum and per-template schemas agree); a template whose id collides with a fixed tool or
+//! is not a portable tool name (`[A-Za-z0-9_-]{1,64}`) gets no tool of its own (it stays
+//! reachable through `generate_image`).
+
+use std::sync::Arc;
+
+use rmcp::model::{Tool, ToolAnnotations};
+
+use super::options::McpOptions;
+use super::schemas;
+use crate::catalog::Catalog;
+
+/// Generic generation from any template.
+pub const GENERATE_IMAGE: &str = "generate_image";
+/// The template catalog.
+pub const LIST_WORKFLOWS: &str = "list_workflows";
+/// State of one job.
+pub const GET_WORKFLOW_STATUS: &str = "get_workflow_status";
+/// Cancel or interrupt a job.
+pub const CANCEL_WORKFLOW: &str = "cancel_workflow";
+/// Run a workflow JSON file.
+pub const LOAD_WORKFLOW: &str = "load_workflow";
+/// The tools that exist whatever the catalog holds.
+pub const FIXED_TOOLS: [&str; 5] = [
+    GENERATE_IMAGE,
+    LIST_WORKFLOWS,
+    GET_WORKFLOW_STATUS,
+    CANCEL_WORKFLOW,
+    LOAD_WORKFLOW,
+];
+
+/// Whether `id` can be offered as a tool name of its own.
+pub fn is_template_tool_name(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !FIXED_TOOLS.contains(&id)
+}
+
+/// Every tool offered for `catalog`.
+pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
+    let mut tools = vec![
+        Tool::new(
+            GENERATE_IMAGE,
+            "Generate images with a workflow template (list_workflows describes the templates and their parameters). \
+             The parameters are checked against the template (ranges, multiples of 8, choices), the ComfyUI graph is built \
+             in a sandbox and queued. Returns at once with a prompt_id and status \"queued\": poll get_workflow_status, or pass \
+             wait=true to wait for the images (progress notifications while waiting; thumbnails and resource links to the \
+             full images in the result). seed -1 or omitted picks a random seed; the seed used is reported in metadata.",
+            schemas::generate_image_input(catalog),
+        )
+        .with_title("Generate images from a template")
+        .with_raw_output_schema(schemas::generation_output())
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(false)
+                .idempotent(false)
+                .open_world(true),
+        ),
+        Tool::new(
+            LIST_WORKFLOWS,
+            "List the workflow templates this server offers, with their category, tags, default size, pack and every \
+             parameter (type, default, range, choices). Filter by category and/or tags (all must match). Also reports \
+             packs that failed to load. Use it to pick a template for generate_image.",
+            schemas::list_workflows_input(),
+        )
+        .with_title("List workflow templates")
+        .with_raw_output_schema(schemas::list_workflows_output())
+        .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
+        Tool::new(
+            GET_WORKFLOW_STATUS,
+            "Report a job's state (queued, running, completed, failed, cancelled), progress (0..1), queue position, \
+             execution time and, once completed, its saved images (absolute path, comfyui:// uri, size). Failed jobs \
+             report the failing node and ComfyUI's message. Only jobs submitted through this server are known.",
+            schemas::status_input(),
+        )
+        .with_title("Get job status")
+        .with_raw_output_schema(schemas::status_output())
+        .with_annotations(ToolAnnotations::new().read_only(true).open_world(true)),
+        Tool::new(
+            CANCEL_WORKFLOW,
+            "Cancel a job submitted through this server: a queued job is removed from ComfyUI's queue, a running one is \
+             interrupted (only that job, never someone else's). Without prompt_id, interrupt=true stops the job running \
+             now if it is ours. Give prompt_id or interrupt=true.",
+            schemas::cancel_input(),
+        )
+        .with_title("Cancel a job")
+        .with_raw_output_schema(schemas::cancel_output())
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(true)
+                .idempotent(true)
+                .open_world(true),
+        ),
+        Tool::new(
+            LOAD_WORKFLOW,
+            "Run a ComfyUI workflow saved in API format (ComfyUI: Export (API)) from one of the configured workflow \
+             folders, with optional overrides (seed, steps, cfg_scale, sampler, scheduler, denoise, width, height, \
+             batch_size, prompt, negative_prompt, or \"<node_id>.<input>\"). The graph is checked against ComfyUI's nodes \
+             before it is queued. Returns at once with a prompt_id unless wait=true; reports which overrides applied.",
+            schemas::load_workflow_input(),
+        )
+        .with_title("Run a workflow file")
+        .with_raw_output_schema(schemas::load_workflow_output())
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(false)
+                .idempotent(false)
+                .open_world(true),
+        ),
+    ];
+    if options.per_template_tools {
+        for entry in catalog.templates() {
+            let info = &entry.info;
+            if !is_template_tool_name(&info.id) {
+                tracing::warn!(template = %info.id, "template id is not usable as a tool name; it is only reachable through generate_image");
+                continue;
+            }
+            let description = format!(
+                "{}: {} (template `{}` of pack {} {}; category {}; default size {}x{}). Same as generate_image with \
+                 template=\"{}\": returns at once with a prompt_id (poll get_workflow_status) unless wait=true.",
+                info.name,
+                info.description.trim_end_matches('.'),
+                info.id,
+                entry.pack.name,
+                entry.pack.version,
+                info.category,
+                info.default_width,
+                info.default_height,
+                info.id,
+            );
+            tools.push(
+                Tool::new(
+                    info.id.clone(),
+                    description,
+                    schemas::template_input(&entry.input_schema),
+                )
+                .with_title(info.name.clone())
+                .with_raw_output_schema(schemas::generation_output())
+                .with_annotations(
+                    ToolAnnotations::new()
+                        .read_only(false)
+                        .destructive(false)
+                        .idempotent(false)
+                        .open_world(true),
+                ),
+            );
+        }
+    }
+    tools
+}
+
+/// The tool list of a catalog generation, cached so repeated listings (and the HTTP
+/// transport's per-request header checks) do not rebuild schemas.
+#[derive(Debug, Default)]
+pub struct ToolCache(std::sync::Mutex<Option<(u64, Arc<Vec<Tool>>)>>);
+
+impl ToolCache {
+    /// The tools for `catalog`, rebuilt when its generation changed.
+    pub fn get(&self, catalog: &Catalog, options: &McpOptions) -> Arc<Vec<Tool>> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((generation, tools)) = slot.as_ref()
+            && *generation == catalog.generation()
+        {
+            return tools.clone();
+        }
+        let tools = Arc::new(definitions(catalog, options));
+        *slot = Some((catalog.generation(), tools.clone()));
+        tools
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_tool_names_are_portable_and_never_shadow_fixed_tools() {
+        assert!(is_template_tool_name("character-portrait"));
+        assert!(is_template_tool_name("pixel_art2"));
+        assert!(!is_template_tool_name("generate_image"));
+        assert!(!is_template_tool_name("has space"));
+        assert!(!is_template_tool_name("dotted.name"));
+        assert!(!is_template_tool_name(""));
+        assert!(!is_template_tool_name(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn fixed_tools_have_descriptions_and_object_schemas() {
+        let tools = definitions(&Catalog::default(), &McpOptions::default());
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, FIXED_TOOLS);
+        for t in &tools {
+            assert!(
+                t.description.as_ref().is_some_and(|d| d.len() > 40),
+                "{}",
+                t.name
+            );
+            assert_eq!(t.input_schema["type"], "object", "{}", t.name);
+            assert_eq!(
+                t.output_schema.as_ref().expect("output schema")["type"],
+                "object",
+                "{}",
+                t.name
+            );
+        }
+    }
+}

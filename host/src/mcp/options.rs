@@ -1,0 +1,53 @@
+//! The options of the MCP layer: presentation, HTTP access, and the budgets of the protocol
+//! layer (message size, thumbnail workers). Plain data, defaults written once here.
+
+use super::framing::DEFAULT_MAX_REQUEST_BYTES;
+use super::thumbnails::DEFAULT_THUMBNAIL_WORKERS;
+
+/// How the MCP layer presents the app and who may reach it over HTTP.
+#[derive(Debug, Clone)]
+pub struct McpOptions {
+    /// Also expose each template as its own tool, named after the template id.
+    pub per_template_tools: bool,
+    /// Bearer token every HTTP request must carry (`Authorization: Bearer <token>`).
+    /// Required when the HTTP address is not a loopback address.
+    pub http_token: Option<String>,
+    /// Extra `Host` names (with or without port) accepted over HTTP, beyond loopback
+    /// names and the bound address.
+    pub allowed_hosts: Vec<String>,
+    /// Extra browser origins (`scheme://host[:port]`) accepted over HTTP, beyond origins
+    /// whose host is itself an accepted host.
+    pub allowed_origins: Vec<String>,
+    /// Largest JSON-RPC message read, in bytes (a stdio line or an HTTP request body);
+    /// larger ones are answered with an error naming this limit and are not buffered.
+    pub max_request_bytes: usize,
+    /// Blocking threads that decode and encode thumbnails at once (all sessions).
+    pub thumbnail_workers: usize,
+}
+
+impl Default for McpOptions {
+    fn default() -> Self {
+        Self {
+            per_template_tools: true,
+            http_token: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            thumbnail_workers: DEFAULT_THUMBNAIL_WORKERS,
+        }
+    }
+}
+
+impl McpOptions {
+    /// The options of the `serve` command line.
+    pub fn from_args(args: &crate::config::ServeArgs) -> Self {
+        Self {
+            per_template_tools: !args.no_template_tools,
+            http_token: args.http_token.clone().filter(|t| !t.is_empty()),
+            allowed_hosts: args.allowed_hosts.clone(),
+            allowed_origins: Vec::new(),
+            max_request_bytes: args.max_request_bytes,
+            thumbnail_workers: args.thumbnail_workers,
+        }
+    }
+}
