@@ -372,6 +372,10 @@ async fn check_bodies(State(limit): State<usize>, request: Request, next: Next) 
     };
     let answer = match framing::inspect(&bytes) {
         Inspection::Reject(rejection) => Some(rejection.to_json()),
+        // A batch of notifications only: nothing to answer (JSON-RPC §6).
+        Inspection::Batch(rejections) if rejections.is_empty() => {
+            return StatusCode::ACCEPTED.into_response();
+        }
         Inspection::Batch(rejections) => Some(serde_json::Value::Array(
             rejections.iter().map(Rejection::to_json).collect(),
         )),
