@@ -34,7 +34,10 @@ impl Server {
         command
             .env("COMFYUI_URL", comfyui_url)
             .env("COMFYUI_TEMPLATES_DIR", manifest.join("../templates"))
-            .env("COMFYUI_WORKFLOW_DIRS", manifest.join("../examples/workflows"))
+            .env(
+                "COMFYUI_WORKFLOW_DIRS",
+                manifest.join("../examples/workflows"),
+            )
             .env("COMFYUI_OUTPUT_DIR", out.path())
             .env("COMFYUI_MCP_CACHE_DIR", &cache)
             .env("COMFYUI_MCP_NO_WATCH", "true")
@@ -64,12 +67,17 @@ impl Server {
             _out: out,
         };
         server
-            .send_json(&json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            .send_json(
+                &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
                 "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "protocol_stdio", "version": "0"}}}))
+                "clientInfo": {"name": "protocol_stdio", "version": "0"}}}),
+            )
             .await;
         let init = server.next_with_id(&json!("init")).await;
-        assert_eq!(init["result"]["serverInfo"]["name"], "comfyui-mcp", "{init}");
+        assert_eq!(
+            init["result"]["serverInfo"]["name"], "comfyui-mcp",
+            "{init}"
+        );
         server
             .send_json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await;
@@ -158,7 +166,9 @@ fn error_code(answer: &Value) -> i64 {
 #[tokio::test]
 async fn invalid_json_is_answered_with_a_parse_error() {
     let mut server = Server::start("sim", &[]).await;
-    server.send_raw(b"{\"jsonrpc\": \"2.0\", \"id\": 7, \n").await;
+    server
+        .send_raw(b"{\"jsonrpc\": \"2.0\", \"id\": 7, \n")
+        .await;
     let answer = server.next_answer().await;
     assert_eq!(error_code(&answer), -32700, "{answer}");
     assert_eq!(answer["id"], Value::Null, "{answer}");
@@ -174,11 +184,20 @@ async fn invalid_requests_are_answered_with_their_id() {
     let mut server = Server::start("sim", &[]).await;
     let cases = [
         (json!({"jsonrpc": "2.0", "id": 41}), json!(41)),
-        (json!({"jsonrpc": "1.0", "id": "v1", "method": "ping"}), json!("v1")),
+        (
+            json!({"jsonrpc": "1.0", "id": "v1", "method": "ping"}),
+            json!("v1"),
+        ),
         (json!({"jsonrpc": "2.0", "id": 43, "method": 12}), json!(43)),
-        (json!({"jsonrpc": "2.0", "id": 44, "method": "ping", "params": "x"}), json!(44)),
-        (json!({"jsonrpc": "2.0", "id": 45.5, "method": "ping"}), json!(45.5)),
-        (json!(["not", "a", "request"]), Value::Null),
+        (
+            json!({"jsonrpc": "2.0", "id": 44, "method": "ping", "params": "x"}),
+            json!(44),
+        ),
+        (
+            json!({"jsonrpc": "2.0", "id": 45.5, "method": "ping"}),
+            json!(45.5),
+        ),
+        (json!(42), Value::Null),
     ];
     for (message, id) in cases {
         server.send_json(&message).await;
@@ -216,7 +235,9 @@ async fn badly_shaped_tool_call_params_are_invalid_params() {
         (53, json!({"name": "list_workflows", "arguments": "all"})),
     ] {
         server
-            .send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}))
+            .send_json(
+                &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}),
+            )
             .await;
         let answer = server.next_answer().await;
         assert_eq!(answer["id"], id, "{answer}");
@@ -237,10 +258,25 @@ async fn batches_get_an_answer_per_request() {
         ]))
         .await;
     let answer = server.next_answer().await;
-    let items = answer.as_array().unwrap_or_else(|| panic!("an array: {answer}"));
+    let items = answer
+        .as_array()
+        .unwrap_or_else(|| panic!("an array: {answer}"));
     let ids: Vec<&Value> = items.iter().map(|a| &a["id"]).collect();
     assert_eq!(ids, [&json!(61), &json!("b")], "{answer}");
     assert!(items.iter().all(|a| error_code(a) == -32600), "{answer}");
+    // Elements that are not messages are answered with a null id each.
+    server.send_json(&json!([1, "two"])).await;
+    let answer = server.next_answer().await;
+    let items = answer
+        .as_array()
+        .unwrap_or_else(|| panic!("an array: {answer}"));
+    assert_eq!(items.len(), 2, "{answer}");
+    assert!(
+        items
+            .iter()
+            .all(|a| a["id"].is_null() && error_code(a) == -32600),
+        "{answer}"
+    );
     server.still_serves(5).await;
     server.close().await;
 }
@@ -276,7 +312,10 @@ async fn lines_over_the_size_limit_are_answered_and_the_session_goes_on() {
     assert_eq!(error_code(&answer), -32600, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(message.contains("4096-byte limit"), "{message}");
-    assert!(message.contains("COMFYUI_MCP_MAX_REQUEST_BYTES"), "{message}");
+    assert!(
+        message.contains("COMFYUI_MCP_MAX_REQUEST_BYTES"),
+        "{message}"
+    );
     // Far over, id after the long part: refused with a null id.
     let mut big = br#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":""#.to_vec();
     big.extend(std::iter::repeat_n(b'x', 20 * limit));
@@ -325,7 +364,10 @@ async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() 
         .iter()
         .any(|r| r.method == "POST" && r.path.ends_with("/prompt"))
     {
-        assert!(tokio::time::Instant::now() < deadline, "the job never reached the simulator");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never reached the simulator"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server
@@ -343,7 +385,10 @@ async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() 
     );
     sim.hold_queue(false);
     let result = server.next_with_id(&json!(90)).await;
-    assert_eq!(result["result"]["structuredContent"]["status"], "completed", "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"]["status"], "completed",
+        "{result}"
+    );
     // The id is free again once answered.
     server.still_serves(90).await;
     server.close().await;

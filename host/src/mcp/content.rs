@@ -38,4 +38,5 @@ mod tests {
         assert_eq!(err.is_error, Some(true));
         assert_eq!(err.content[0].as_text().unwrap().text, "bad thing");
         assert_eq!(err.structured_content.unwrap()["error"]["kind"], "k");
-    }}
+    }
+}

@@ -298,13 +298,23 @@ fn inspect_batch(message: &[u8]) -> Inspection {
     }
     let answers = items
         .into_iter()
-        .filter_map(|ProbedEnvelope(e)| match (e.method, e.id) {
-            (Field::Present(_), IdField::Readable(id)) => Some(Rejection::new(
-                codes::INVALID_REQUEST,
-                id,
-                "JSON-RPC batches are not supported (MCP removed them in 2025-06-18): send each request on its own",
-            )),
-            _ => None,
+        .filter_map(|ProbedEnvelope(e)| {
+            let notification = e.object
+                && matches!(e.method, Field::Present(_))
+                && e.id == IdField::Absent;
+            // Notifications are never answered; every other element is (null id when
+            // it has none that can be read).
+            (!notification).then(|| {
+                let id = match e.id {
+                    IdField::Readable(id) => id,
+                    _ => Value::Null,
+                };
+                Rejection::new(
+                    codes::INVALID_REQUEST,
+                    id,
+                    "JSON-RPC batches are not supported (MCP removed them in 2025-06-18): send each request on its own",
+                )
+            })
         })
         .collect();
     Inspection::Batch(answers)
@@ -644,7 +654,10 @@ impl FramingTasks {
     /// most `flush_bound`) for the pending output to be written.
     pub async fn finish(self, flush_bound: std::time::Duration) {
         self.reader.abort();
-        if tokio::time::timeout(flush_bound, self.writer).await.is_err() {
+        if tokio::time::timeout(flush_bound, self.writer)
+            .await
+            .is_err()
+        {
             tracing::warn!("stdout did not take the last responses in time; dropping them");
         }
     }
@@ -898,7 +911,11 @@ mod tests {
     fn invalid_json_is_a_parse_error_with_null_id() {
         for text in ["{", "{\"id\": 1,", "not json", "{\"id\":1}x", "\"\\x\""] {
             let r = rejected(text);
-            assert_eq!((r.code, &r.id), (codes::PARSE_ERROR, &Value::Null), "{text}");
+            assert_eq!(
+                (r.code, &r.id),
+                (codes::PARSE_ERROR, &Value::Null),
+                "{text}"
+            );
         }
     }
 
@@ -908,10 +925,19 @@ mod tests {
             (r#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#, json!(7)),
             (r#"{"jsonrpc":"2.0","id":"a","method":5}"#, json!("a")),
             (r#"{"jsonrpc":"2.0","id":8}"#, json!(8)),
-            (r#"{"jsonrpc":"2.0","id":9,"method":"ping","params":3}"#, json!(9)),
+            (
+                r#"{"jsonrpc":"2.0","id":9,"method":"ping","params":3}"#,
+                json!(9),
+            ),
             (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, json!(1.5)),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, Value::Null),
-            (r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#, Value::Null),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+                Value::Null,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#,
+                Value::Null,
+            ),
             ("[1]", Value::Null),
             ("42", Value::Null),
         ];
@@ -931,7 +957,12 @@ mod tests {
         );
         assert_eq!((r.code, r.id), (codes::INVALID_PARAMS, json!(3)));
         let r = rejected(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":5}}"#);
-        assert_eq!((r.code, r.id), (codes::INVALID_PARAMS, json!(4)), "{}", r.message);
+        assert_eq!(
+            (r.code, r.id),
+            (codes::INVALID_PARAMS, json!(4)),
+            "{}",
+            r.message
+        );
         let r = rejected(r#"{"jsonrpc":"2.0","id":5,"method":"x/y","params":{"a":1e999}}"#);
         assert_eq!((r.code, r.id), (codes::METHOD_NOT_FOUND, json!(5)));
     }
@@ -947,7 +978,9 @@ mod tests {
             Inspection::Request(RequestId::String(_))
         ));
         assert!(matches!(
-            inspect(br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":4}}"#),
+            inspect(
+                br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":4}}"#
+            ),
             Inspection::Notification {
                 cancels: Some(RequestId::Number(4))
             }
@@ -972,7 +1005,10 @@ mod tests {
 
     #[test]
     fn oversized_prefix_yields_the_id_when_it_comes_first() {
-        let r = oversized(br#"{"jsonrpc":"2.0","id":"big-1","method":"tools/call","params":{"name":"aaaa"#, 64);
+        let r = oversized(
+            br#"{"jsonrpc":"2.0","id":"big-1","method":"tools/call","params":{"name":"aaaa"#,
+            64,
+        );
         assert_eq!(r.id, json!("big-1"));
         assert!(r.message.contains("64-byte limit"), "{}", r.message);
         assert!(r.message.contains("COMFYUI_MCP_MAX_REQUEST_BYTES"));

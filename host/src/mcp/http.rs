@@ -388,7 +388,8 @@ async fn check_bodies(State(limit): State<usize>, request: Request, next: Next) 
         tracing::debug!(%body, "HTTP JSON-RPC message refused");
         return json_response(StatusCode::BAD_REQUEST, body.to_string());
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 fn too_large(prefix: &[u8], limit: usize) -> Response {
@@ -470,32 +471,62 @@ mod tests {
             "[::1]:8765",
             "LOCALHOST",
         ] {
-            assert_eq!(g.check(&Uri::from_static("/mcp"), &headers(&[("host", host)])), Ok(()), "{host}");
-        }
-        for host in ["evil.example", "evil.example:8765", "127.0.0.2:8765", ""] {
-            assert!(
-                matches!(g.check(&Uri::from_static("/mcp"), &headers(&[("host", host)])), Err(Refusal::Host(_))),
+            assert_eq!(
+                g.check(&Uri::from_static("/mcp"), &headers(&[("host", host)])),
+                Ok(()),
                 "{host}"
             );
         }
-        assert!(matches!(g.check(&Uri::from_static("/mcp"), &HeaderMap::new()), Err(Refusal::Host(_))));
+        for host in ["evil.example", "evil.example:8765", "127.0.0.2:8765", ""] {
+            assert!(
+                matches!(
+                    g.check(&Uri::from_static("/mcp"), &headers(&[("host", host)])),
+                    Err(Refusal::Host(_))
+                ),
+                "{host}"
+            );
+        }
+        assert!(matches!(
+            g.check(&Uri::from_static("/mcp"), &HeaderMap::new()),
+            Err(Refusal::Host(_))
+        ));
     }
 
     #[test]
     fn configured_hosts_match_with_or_without_port() {
         let g = guard(None, &["mcp.example.com", "box.lan:9000"], &[]);
         assert_eq!(
-            g.check(&Uri::from_static("/mcp"), &headers(&[("host", "mcp.example.com:443")])),
+            g.check(
+                &Uri::from_static("/mcp"),
+                &headers(&[("host", "mcp.example.com:443")])
+            ),
             Ok(())
         );
-        assert_eq!(g.check(&Uri::from_static("/mcp"), &headers(&[("host", "box.lan:9000")])), Ok(()));
-        assert!(g.check(&Uri::from_static("/mcp"), &headers(&[("host", "box.lan:9001")])).is_err());
+        assert_eq!(
+            g.check(
+                &Uri::from_static("/mcp"),
+                &headers(&[("host", "box.lan:9000")])
+            ),
+            Ok(())
+        );
+        assert!(
+            g.check(
+                &Uri::from_static("/mcp"),
+                &headers(&[("host", "box.lan:9001")])
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn origins_must_be_on_an_allowed_host() {
         let g = guard(None, &[], &["https://app.example.com"]);
-        let ok = |o: &str| g.check(&Uri::from_static("/mcp"), &headers(&[("host", "127.0.0.1:8765"), ("origin", o)]));
+        let ok = |o: &str| {
+            g.check(
+                &Uri::from_static("/mcp"),
+                &headers(&[("host", "127.0.0.1:8765"), ("origin", o)]),
+            )
+        };
         assert_eq!(ok("http://localhost:3000"), Ok(()));
         assert_eq!(ok("https://app.example.com/"), Ok(()));
         assert!(matches!(ok("http://evil.example"), Err(Refusal::Origin(_))));

@@ -44,4 +44,3 @@ pub use render::{generation_json, job_json};
 pub use server::McpServer;
 pub use shared::Shared;
 pub use stdio::serve_stdio;
-

@@ -20,7 +20,9 @@ use rmcp::model::{
 use serde_json::{Value, json};
 
 use super::render;
-pub use super::uris::{ERRORS_URI, ResourceRef, SCHEME, image_uri, job_uri, parse_uri, template_uri};
+pub use super::uris::{
+    ERRORS_URI, ResourceRef, SCHEME, image_uri, job_uri, parse_uri, template_uri,
+};
 use crate::app::App;
 use crate::catalog::TemplateEntry;
 

@@ -53,4 +53,3 @@ impl std::fmt::Debug for Shared {
             .finish_non_exhaustive()
     }
 }
-
