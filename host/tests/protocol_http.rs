@@ -97,7 +97,7 @@ fn initialize() -> Vec<u8> {
 }
 
 /// A POST to `target` with the given extra header lines and body.
-fn post(target: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
+fn post(target: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
     let mut out = format!("POST {target} HTTP/1.1\r\n");
     for h in headers {
         out.push_str(h);
@@ -176,7 +176,7 @@ async fn malformed_json_is_400_with_a_parse_error() {
     let http = Http::start(f.app.clone(), McpOptions::default()).await;
     let host = format!("Host: {}", http.addr);
     for body in [&b"{\"jsonrpc\": \"2.0\", \"id\": 1,"[..], b"not json"] {
-        let answer = exchange(http.addr, &post("/mcp", &[host.clone()], body)).await;
+        let answer = exchange(http.addr, &post("/mcp", &[&host], body)).await;
         assert_eq!(
             answer.status,
             400,
@@ -189,7 +189,7 @@ async fn malformed_json_is_400_with_a_parse_error() {
     }
     // A request of the wrong shape keeps its id.
     let body = br#"{"jsonrpc":"2.0","id":"x1","method":"tools/call","params":{"name":5}}"#;
-    let answer = exchange(http.addr, &post("/mcp", &[host.clone()], body)).await;
+    let answer = exchange(http.addr, &post("/mcp", &[&host], body)).await;
     assert_eq!(answer.status, 400);
     let error: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(
@@ -206,11 +206,11 @@ async fn a_second_host_header_is_refused() {
     let http = Http::start(f.app.clone(), McpOptions::default()).await;
     let own = format!("Host: {}", http.addr);
     // Sanity: the same request with one loopback Host passes.
-    let ok = exchange(http.addr, &post("/mcp", &[own.clone()], &initialize())).await;
+    let ok = exchange(http.addr, &post("/mcp", &[&own], &initialize())).await;
     assert_eq!(ok.status, 200);
     let two = exchange(
         http.addr,
-        &post("/mcp", &[own, "Host: evil.example".into()], &initialize()),
+        &post("/mcp", &[&own, "Host: evil.example"], &initialize()),
     )
     .await;
     assert!(matches!(two.status, 400 | 403), "status {}", two.status);
@@ -224,13 +224,13 @@ async fn an_absolute_form_target_naming_another_host_is_refused() {
     let own = format!("Host: {}", http.addr);
     let absolute = exchange(
         http.addr,
-        &post("http://evil.example/mcp", &[own.clone()], &initialize()),
+        &post("http://evil.example/mcp", &[&own], &initialize()),
     )
     .await;
     assert_eq!(absolute.status, 403);
     let own_absolute = exchange(
         http.addr,
-        &post(&format!("http://{}/mcp", http.addr), &[own], &initialize()),
+        &post(&format!("http://{}/mcp", http.addr), &[&own], &initialize()),
     )
     .await;
     assert_eq!(own_absolute.status, 200);
@@ -251,13 +251,13 @@ async fn a_refused_request_leaves_the_connection_usable() {
     let mut big = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"pad\":\"".to_vec();
     big.extend(std::iter::repeat_n(b'x', 1 << 20));
     big.extend_from_slice(b"\"}");
-    let mut wire = post("/mcp", &[host.clone()], &big);
+    let mut wire = post("/mcp", &[&host], &big);
     wire.extend(post(
         "/mcp",
         &[
-            host.clone(),
-            "Authorization: Bearer s3cret".into(),
-            "Origin: http://evil.example".into(),
+            &host,
+            "Authorization: Bearer s3cret",
+            "Origin: http://evil.example",
         ],
         &initialize(),
     ));
@@ -290,12 +290,12 @@ async fn bodies_over_the_size_limit_are_413_with_a_json_rpc_error() {
     at_limit.resize(limit - 1, b' ');
     at_limit.push(b'}');
     assert_eq!(at_limit.len(), limit);
-    let ok = exchange(http.addr, &post("/mcp", &[host.clone()], &at_limit)).await;
+    let ok = exchange(http.addr, &post("/mcp", &[&host], &at_limit)).await;
     assert_eq!(ok.status, 200);
     // One byte over: refused, naming the limit and how to raise it.
     let mut over = at_limit.clone();
     over.insert(over.len() - 1, b' ');
-    let refused = exchange(http.addr, &post("/mcp", &[host], &over)).await;
+    let refused = exchange(http.addr, &post("/mcp", &[&host], &over)).await;
     assert_eq!(refused.status, 413);
     assert_eq!(refused.header("connection"), Some("close"));
     let error: Value = serde_json::from_slice(&refused.body).unwrap();

@@ -270,10 +270,10 @@ fn typed_params_error(message: &[u8], method: &str) -> String {
         .ok()
         .and_then(|p| p.params)
         .unwrap_or(Value::Null);
-    if method == "tools/call" {
-        if let Err(e) = serde_json::from_value::<rmcp::model::CallToolRequestParams>(params) {
-            return format!("{e}; expected {{\"name\": string, \"arguments\"?: object}}");
-        }
+    if method == "tools/call"
+        && let Err(e) = serde_json::from_value::<rmcp::model::CallToolRequestParams>(params)
+    {
+        return format!("{e}; expected {{\"name\": string, \"arguments\"?: object}}");
     }
     "the params do not have the shape this method takes".into()
 }
@@ -938,13 +938,9 @@ mod tests {
                 r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#,
                 Value::Null,
             ),
-            ("[1]", Value::Null),
             ("42", Value::Null),
         ];
         for (text, id) in cases {
-            if text.starts_with('[') {
-                continue;
-            }
             let r = rejected(text);
             assert_eq!((r.code, r.id), (codes::INVALID_REQUEST, id), "{text}");
         }
