@@ -92,12 +92,24 @@ async fn start_app(sim: &simulator::SimHandle, out: &Path) -> Arc<App> {
         .expect("app starts")
 }
 
-/// Round trips over the stdio framing.
-async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle) -> (Stats, f64) {
+/// Round trips over the stdio framing; `checked` puts the framing layer of the real stdio
+/// transport (message checks, size limit, in-flight ids) in front of rmcp, as
+/// `serve_stdio` does.
+async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle, checked: bool) -> (Stats, f64) {
     let (client_end, server_end) = tokio::io::duplex(1 << 20);
     let server = McpServer::new(app, McpOptions::default());
     tokio::spawn(async move {
-        let running = server.serve(server_end).await.expect("server");
+        let running = if checked {
+            let (read, write) = tokio::io::split(server_end);
+            let (transport, _tasks) = comfyui_mcp::mcp::framing::frame_stdio(
+                read,
+                write,
+                comfyui_mcp::mcp::framing::DEFAULT_MAX_REQUEST_BYTES,
+            );
+            server.serve(transport).await.expect("server")
+        } else {
+            server.serve(server_end).await.expect("server")
+        };
         let _ = running.waiting().await;
     });
     let (read, mut write) = tokio::io::split(client_end);
@@ -266,20 +278,28 @@ fn main() {
             "{:<22} {:>12} {:>12} {:>10} {:>14} {:>14}",
             "transport", "round trip", "p99", "calls/s", "to POST median", "to POST p99"
         );
-        let (stdio, burst_rate) = bench_stdio(app.clone(), &sim).await;
-        // Empty the held queue, so the HTTP phase does not pay for 700 queued jobs
-        // in every /queue reconciliation.
+        let (stdio, burst_rate) = bench_stdio(app.clone(), &sim, false).await;
+        // Empty the held queue between phases, so a phase does not pay for 700 queued
+        // jobs in every /queue reconciliation.
+        sim.restart().await;
+        sim.hold_queue(true);
+        let (checked, checked_burst_rate) = bench_stdio(app.clone(), &sim, true).await;
         sim.restart().await;
         sim.hold_queue(true);
         let http = bench_http(app.clone(), &sim).await;
-        for (name, s) in [("stdio framing (pipe)", stdio), ("streamable HTTP", http)] {
+        for (name, s) in [
+            ("stdio framing (pipe)", stdio),
+            ("stdio + framing layer", checked),
+            ("streamable HTTP", http),
+        ] {
             println!(
                 "{name:<22} {:>12.2?} {:>12.2?} {:>10.1} {:>14.2?} {:>14.2?}",
                 s.median, s.p99, s.per_second, s.to_post_median, s.to_post_p99
             );
         }
         println!(
-            "stdio, {BURST} calls in flight together (written back to back): {burst_rate:.0} calls/s"
+            "stdio, {BURST} calls in flight together (written back to back): {burst_rate:.0} calls/s; \
+             with the framing layer: {checked_burst_rate:.0} calls/s"
         );
     });
 }

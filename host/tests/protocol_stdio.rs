@@ -393,3 +393,40 @@ async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() 
     server.still_serves(90).await;
     server.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_frees_its_id() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default())
+        .await
+        .expect("simulator starts");
+    let mut server = Server::start(&sim.base_url(), &[]).await;
+    sim.hold_queue(true);
+    server
+        .send_json(&json!({"jsonrpc": "2.0", "id": 95, "method": "tools/call", "params": {
+            "name": "generate_image",
+            "arguments": {"template": "item-icon", "prompt": "a blue gem", "wait": true, "timeout": 600}}}))
+        .await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/prompt"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never reached the simulator"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // rmcp sends no response to a cancelled request, so the id must be free at once.
+    server
+        .send_json(
+            &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 95, "reason": "test"}}),
+        )
+        .await;
+    server.still_serves(95).await;
+    sim.hold_queue(false);
+    server.close().await;
+}
