@@ -22,7 +22,7 @@ const BOUND: Duration = Duration::from_secs(60);
 
 struct Fixture {
     app: Arc<App>,
-    _sim: simulator::SimHandle,
+    sim: simulator::SimHandle,
     _out: tempfile::TempDir,
 }
 
@@ -52,7 +52,7 @@ async fn fixture() -> Fixture {
         .expect("app starts");
     Fixture {
         app,
-        _sim: sim,
+        sim,
         _out: out,
     }
 }
@@ -306,5 +306,104 @@ async fn bodies_over_the_size_limit_are_413_with_a_json_rpc_error() {
         message.contains("COMFYUI_MCP_MAX_REQUEST_BYTES"),
         "{message}"
     );
+    http.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_in_flight_id_in_a_session_is_refused_and_the_first_stream_ends() {
+    let f = fixture().await;
+    let http = Http::start(f.app.clone(), McpOptions::default()).await;
+    let url = format!("http://{}/mcp", http.addr);
+    let client = reqwest::Client::new();
+    let post = |session: Option<&str>, body: Value| {
+        let mut request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let init: Value = serde_json::from_slice(&initialize()).unwrap();
+    let answer = tokio::time::timeout(BOUND, post(None, init))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let session = answer.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = tokio::time::timeout(BOUND, answer.text()).await.unwrap();
+    let initialized = post(
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await
+    .unwrap();
+    assert!(initialized.status().is_success());
+    f.sim.hold_queue(true);
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "generate_image",
+        "arguments": {"template": "item-icon", "prompt": "a green key", "wait": true, "timeout": 600}}});
+    let first = {
+        let request = post(Some(&session), call);
+        tokio::spawn(async move {
+            let response = request.await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        })
+    };
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !f
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/prompt"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never reached the simulator"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = tokio::time::timeout(
+        BOUND,
+        post(
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}),
+        ),
+    )
+    .await
+    .expect("the duplicate is answered")
+    .unwrap();
+    assert_eq!(second.status(), 400);
+    let refusal: Value = serde_json::from_str(&second.text().await.unwrap()).unwrap();
+    assert_eq!(refusal["id"], 7, "{refusal}");
+    assert_eq!(refusal["error"]["code"], -32600, "{refusal}");
+    f.sim.hold_queue(false);
+    let (status, body) = tokio::time::timeout(BOUND, first)
+        .await
+        .expect("the first call's stream ends")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"id\":7") && body.contains("completed"),
+        "{body}"
+    );
+    // Once answered, the id may be used again.
+    let again = tokio::time::timeout(
+        BOUND,
+        post(
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(again.status(), 200);
     http.stop().await;
 }

@@ -155,6 +155,18 @@ pub fn oversized(prefix: &[u8], limit: usize) -> Rejection {
     )
 }
 
+/// The rejection of a request whose id is already used by a request in flight.
+pub fn duplicate(id: &RequestId) -> Rejection {
+    let id = id_json(id);
+    Rejection::new(
+        codes::INVALID_REQUEST,
+        id.clone(),
+        format!(
+            "invalid request: id {id} is already used by a request in flight; use a new id for each request"
+        ),
+    )
+}
+
 /// What to do with one message.
 #[derive(Debug)]
 pub enum Inspection {
@@ -797,15 +809,7 @@ async fn read_input<R: AsyncBufRead + Unpin>(
                     (None, true)
                 } else {
                     tracing::warn!(%id, "refused a request whose id is already in flight");
-                    let rejection = Rejection::new(
-                        codes::INVALID_REQUEST,
-                        id_json(&id),
-                        format!(
-                            "invalid request: id {} is already used by a request in flight; use a new id for each request",
-                            id_json(&id)
-                        ),
-                    );
-                    (Some(rejection.to_line()), false)
+                    (Some(duplicate(&id).to_line()), false)
                 }
             }
             Inspection::Notification { cancels } => {

@@ -16,8 +16,9 @@
 //! params of the wrong shape 400 with `-32602`. Exactly one line goes to stderr outside tracing:
 //! `listening on http://ADDR/mcp`, with the real port.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -27,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
+use rmcp::model::RequestId;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use sha2::{Digest, Sha256};
@@ -126,7 +128,10 @@ pub fn router(
     shutdown: CancellationToken,
 ) -> Router {
     let guard = Arc::new(Guard::new(&options, bound));
-    let max_body = options.max_request_bytes;
+    let checks = Arc::new(BodyChecks {
+        limit: options.max_request_bytes,
+        in_flight: Mutex::default(),
+    });
     let shared = Shared::new(app, options);
     // Host and Origin are checked by the guard, in front of everything.
     let config = StreamableHttpServerConfig::default()
@@ -139,7 +144,7 @@ pub fn router(
     );
     Router::new()
         .route_service(MCP_PATH, service)
-        .layer(axum::middleware::from_fn_with_state(max_body, check_bodies))
+        .layer(axum::middleware::from_fn_with_state(checks, check_bodies))
         .layer(axum::middleware::from_fn_with_state(guard, guard_requests))
 }
 
@@ -343,8 +348,44 @@ async fn drain(body: Body, limit: usize) -> bool {
     true
 }
 
-/// Caps and checks JSON-RPC bodies of POST requests before rmcp reads them.
-async fn check_bodies(State(limit): State<usize>, request: Request, next: Next) -> Response {
+/// The header naming a request's MCP session.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// State of the body checks: the size limit, and the request ids of each session whose
+/// response stream is still open.
+#[derive(Debug)]
+struct BodyChecks {
+    limit: usize,
+    in_flight: Mutex<HashSet<(String, RequestId)>>,
+}
+
+/// Frees a session's request id when its response stream ends (or is dropped).
+struct InFlightEntry {
+    checks: Arc<BodyChecks>,
+    key: Option<(String, RequestId)>,
+}
+
+impl Drop for InFlightEntry {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.checks
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+    }
+}
+
+/// Caps and checks JSON-RPC bodies of POST requests before rmcp reads them, and refuses a
+/// request whose id is already in flight in the same session (the first one's stream
+/// would otherwise never end).
+async fn check_bodies(
+    State(checks): State<Arc<BodyChecks>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = checks.limit;
     let is_json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -370,7 +411,31 @@ async fn check_bodies(State(limit): State<usize>, request: Request, next: Next) 
         Ok(bytes) => bytes,
         Err(_) => return too_large(&[], limit),
     };
+    let session = parts
+        .headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut entry = None;
     let answer = match framing::inspect(&bytes) {
+        Inspection::Request(id) if session.is_some() => {
+            let key = (session.unwrap_or_default(), id.clone());
+            let fresh = checks
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone());
+            if fresh {
+                entry = Some(InFlightEntry {
+                    checks: checks.clone(),
+                    key: Some(key),
+                });
+                None
+            } else {
+                tracing::warn!(%id, "refused an HTTP request whose id is already in flight in its session");
+                Some(framing::duplicate(&id).to_json())
+            }
+        }
         Inspection::Reject(rejection) => Some(rejection.to_json()),
         // A batch of notifications only: nothing to answer (JSON-RPC §6).
         Inspection::Batch(rejections) if rejections.is_empty() => {
@@ -388,8 +453,22 @@ async fn check_bodies(State(limit): State<usize>, request: Request, next: Next) 
         tracing::debug!(%body, "HTTP JSON-RPC message refused");
         return json_response(StatusCode::BAD_REQUEST, body.to_string());
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    match entry {
+        None => response,
+        // The id stays in flight until the response stream has ended.
+        Some(entry) => {
+            use futures_util::StreamExt as _;
+            let (parts, body) = response.into_parts();
+            let stream = body.into_data_stream().map(move |chunk| {
+                let _held = &entry;
+                chunk
+            });
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
+    }
 }
 
 fn too_large(prefix: &[u8], limit: usize) -> Response {
