@@ -808,7 +808,7 @@ async fn read_input<R: AsyncBufRead + Unpin>(
                 if in_flight.enter(id.clone()) {
                     (None, true)
                 } else {
-                    tracing::warn!(%id, "refused a request whose id is already in flight");
+                    tracing::debug!(%id, "refused a request whose id is already in flight");
                     (Some(duplicate(&id).to_line()), false)
                 }
             }

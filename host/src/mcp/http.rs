@@ -432,7 +432,7 @@ async fn check_bodies(
                 });
                 None
             } else {
-                tracing::warn!(%id, "refused an HTTP request whose id is already in flight in its session");
+                tracing::debug!(%id, "refused an HTTP request whose id is already in flight in its session");
                 Some(framing::duplicate(&id).to_json())
             }
         }

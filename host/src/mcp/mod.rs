@@ -1,13 +1,14 @@
 //! The MCP layer: exposes the [`App`](crate::app::App) to MCP clients over stdio or
 //! streamable HTTP with rmcp.
 //!
-//! Module map, each module depending only on the ones listed before it (a DAG; nothing
-//! depends on `server`):
+//! Module map, each module depending only on the ones listed before it (the dependencies
+//! form a DAG; only the transports depend on `server`, and nothing on the transports):
 //! * leaves: `uris` (building and parsing `comfyui://` URIs), `content` (tool result
 //!   envelopes), `thumbnails` (inline thumbnails on a bounded blocking pool), `schemas`
 //!   (input and output JSON Schemas of the tools), `progress` (following a job with
 //!   `notifications/progress`), `framing` (JSON-RPC message checks and the stdio framing
-//!   layer), `options` (the layer's options);
+//!   layer);
+//! * `options` (the layer's options) on `framing` and `thumbnails` (their defaults);
 //! * `render` (status JSON of a job, image entries and blocks) on `uris` and `thumbnails`;
 //! * `resources` (`comfyui://` resources) on `render` and `uris`;
 //! * `definitions` (the tool list and its cache) on `schemas` and `options`;
