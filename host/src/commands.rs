@@ -27,6 +27,7 @@ pub fn loader(
     let runtime = Runtime::new(RuntimeConfig {
         limits: settings.limits(),
         cache_dir: settings.compile_cache_dir(),
+        cache_max_bytes: settings.cache_max_mb.saturating_mul(1 << 20),
     })?;
     Ok(Arc::new(PackLoader::new(Arc::new(runtime), live_catalog)))
 }

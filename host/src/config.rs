@@ -127,8 +127,19 @@ pub struct Settings {
     )]
     pub workflow_dirs: Vec<PathBuf>,
     /// Compiled-pack cache folder; "off" disables it. Default: the user cache folder.
+    /// It must be owned by this user and not writable by group or others
+    /// (artifacts are native code); otherwise the server refuses to start.
     #[arg(long, env = "COMFYUI_MCP_CACHE_DIR", global = true)]
     pub cache_dir: Option<String>,
+    /// Size cap of the compiled-pack cache, in MiB; least recently used
+    /// artifacts are deleted past it.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_CACHE_MAX_MB",
+        default_value_t = pack_runtime::DEFAULT_CACHE_MAX_MB,
+        global = true
+    )]
+    pub cache_max_mb: u64,
     /// Memory cap of one pack call, in MiB.
     #[arg(
         long,

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
 use crate::bindings::{WorkflowPack, WorkflowPackPre};
-use crate::cache::CompileCache;
+use crate::cache::{CacheError, CompileCache, DEFAULT_CACHE_MAX_MB};
 use crate::error::LoadError;
 use crate::limits::Limits;
 use crate::pack::Pack;
@@ -22,18 +22,44 @@ use crate::sandbox::StoreState;
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Settings of a [`Runtime`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Limits applied to every call.
     pub limits: Limits,
-    /// Where compiled packs are cached; `None` disables the disk cache.
+    /// Where compiled packs are cached; `None` disables the disk cache. The
+    /// folder must be owned by this user and writable by no one else, or
+    /// [`Runtime::new`] fails (see [`CacheError`]).
     pub cache_dir: Option<PathBuf>,
+    /// Size cap of the compile cache in bytes; least recently used artifacts
+    /// are deleted past it. Default [`DEFAULT_CACHE_MAX_MB`] MiB.
+    pub cache_max_bytes: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            cache_dir: None,
+            cache_max_bytes: DEFAULT_CACHE_MAX_MB << 20,
+        }
+    }
 }
 
 /// Could not start the WebAssembly engine.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start the WebAssembly engine: {0}")]
 pub struct EngineError(String);
+
+/// Why a [`Runtime`] could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The WebAssembly engine could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The compile cache folder is unsafe or unusable.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
 
 /// Loads packs and runs them in sandboxes. Cheap to share behind an `Arc`.
 pub struct Runtime {
@@ -46,7 +72,9 @@ pub struct Runtime {
 
 impl Runtime {
     /// Creates the engine, links the host API and WASI, and starts the epoch ticker.
-    pub fn new(config: RuntimeConfig) -> Result<Self, EngineError> {
+    ///
+    /// Fails if the compile cache folder is not safe to load native code from.
+    pub fn new(config: RuntimeConfig) -> Result<Self, StartError> {
         let mut wasm = Config::new();
         // Deadlines: the guest checks the epoch at loop headers and function
         // entries, so an endless loop is stopped within one tick of its limit.
@@ -63,8 +91,11 @@ impl Runtime {
         WorkflowPack::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state)
             .map_err(|e| EngineError(e.to_string()))?;
 
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::open(dir, config.cache_max_bytes)?),
+            None => None,
+        };
         let ticker = EpochTicker::start(engine.clone());
-        let cache = config.cache_dir.clone().map(CompileCache::new);
         Ok(Self {
             engine,
             linker,

@@ -108,6 +108,7 @@ fn a_short_time_limit_is_honoured() {
             ..Limits::default()
         },
         cache_dir: None,
+        ..RuntimeConfig::default()
     })
     .unwrap();
     let err = load_and_build(&rt, "endless-loop").unwrap_err();
@@ -212,6 +213,7 @@ fn compile_cache_makes_the_second_load_identical_and_skips_compiling() {
     let config = RuntimeConfig {
         limits: Limits::default(),
         cache_dir: Some(dir.path().to_owned()),
+        ..RuntimeConfig::default()
     };
     let first = Runtime::new(config.clone()).unwrap();
     let a = shipped(&first);
