@@ -1,12 +1,13 @@
 //! Admission control and background loading under hostile packs, each figure with its
 //! idle baseline measured in the same run:
 //!
-//! 1. server RSS ceiling while 200 concurrent calls of `memory-hog` (each grabs memory
-//!    up to the per-call cap) run, against the RSS before; expected about
+//! 1. server RSS ceiling while 200 concurrent calls of `sleeper-agent`'s `hog` (the
+//!    `memory-hog` behaviour in a pack that passes its self-test, so it serves: each call
+//!    grabs memory up to the per-call cap) run, against the RSS before; expected about
 //!    permits x cap above it;
 //! 2. a good pack's call latency (`mini`'s `solid-color`, through `App::generate` to the
-//!    simulator) p50/p99 while 200 calls of `endless-loop` hold or wait for permits, and
-//!    idle;
+//!    simulator) p50/p99 while 200 calls of `sleeper-agent`'s `spin` (the `endless-loop`
+//!    behaviour) hold or wait for permits, and idle;
 //! 3. `get_workflow_status` and `list_workflows` (MCP tool calls over the stdio framing)
 //!    p50/p99 while 200 pack calls wait for permits, and idle;
 //! 4. time from start to `initialize` answered while `slow-loader` (40 templates x
@@ -107,12 +108,15 @@ fn show(label: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
     (p50, p99)
 }
 
+/// `STORM` concurrent calls of a `sleeper-agent` template, awake (a non-empty prompt).
 fn storm(app: &Arc<App>, template: &'static str) -> Vec<tokio::task::JoinHandle<()>> {
     (0..STORM)
         .map(|_| {
             let app = app.clone();
             tokio::spawn(async move {
-                let _ = app.generate(template, Map::new()).await;
+                let mut args = Map::new();
+                args.insert("prompt".into(), json!("go"));
+                let _ = app.generate(template, args).await;
             })
         })
         .collect()
@@ -197,12 +201,12 @@ impl Session {
 }
 
 async fn memory_ceiling() {
-    let env = env(&["memory-hog.wasm"]).await;
+    let env = env(&["sleeper-agent.wasm"]).await;
     let s = settings(&env);
     let app = comfyui_mcp::commands::start_app(&s).await.expect("app");
-    let _ = app.generate("eat-memory", Map::new()).await; // warm caches
+    let _ = app.generate("hog", Map::new()).await; // warm caches (asleep: a valid graph)
     let before = rss_kib();
-    let calls = storm(&app, "eat-memory");
+    let calls = storm(&app, "hog");
     let mut peak = before;
     while !calls.iter().all(|c| c.is_finished()) {
         peak = peak.max(rss_kib());
@@ -210,7 +214,7 @@ async fn memory_ceiling() {
     }
     let permits = app.admission().config().permits;
     println!(
-        "RSS, {STORM} concurrent memory-hog calls: before {} MiB, peak {} MiB, +{} MiB \
+        "RSS, {STORM} concurrent sleeper-agent hog calls: before {} MiB, peak {} MiB, +{} MiB \
          (permits {permits} x cap {} MiB = {} MiB; peak concurrent calls {})",
         before / 1024,
         peak / 1024,
@@ -222,7 +226,7 @@ async fn memory_ceiling() {
 }
 
 async fn latency_under_storm() {
-    let env = env(&["endless-loop.wasm", "mini.wasm"]).await;
+    let env = env(&["sleeper-agent.wasm", "mini.wasm"]).await;
     let app = comfyui_mcp::commands::start_app(&settings(&env))
         .await
         .expect("app");
@@ -230,7 +234,7 @@ async fn latency_under_storm() {
     let mut session = Session::open(app.clone()).await;
     let idle_good = good_calls(&app).await;
     let (idle_status, idle_list) = session.tool_latencies(&job.prompt_id).await;
-    let calls = storm(&app, "loop-forever");
+    let calls = storm(&app, "spin");
     // Wait until the storm holds every permit the pack may take.
     while app.admission().running() == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -243,7 +247,7 @@ async fn latency_under_storm() {
     }
     let (g0, g0_99) = show("good pack call (mini solid-color), idle", idle_good);
     let (g1, g1_99) = show(
-        &format!("good pack call, {STORM} endless-loop calls in flight"),
+        &format!("good pack call, {STORM} sleeper-agent spin calls in flight"),
         busy_good,
     );
     let (s0, _) = show("get_workflow_status, idle", idle_status);

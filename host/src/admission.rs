@@ -262,6 +262,7 @@ impl Admission {
         let share = self.share(pack);
         let acquire = async {
             let own = share
+                .clone()
                 .acquire_owned()
                 .await
                 .map_err(|_| BusyLimit::PackShare)?;

@@ -214,7 +214,7 @@ impl Catalog {
                     .map(|(p, _)| *p)
                     .filter(|p| p != path)
                     .collect();
-                let other = winner.clone().unwrap_or_else(|| others[0].clone());
+                let other = winner.clone().unwrap_or_else(|| others[0].to_path_buf());
                 let keeps = winner.is_some();
                 errors.push(PackProblem {
                     path: (*path).clone(),
@@ -261,7 +261,7 @@ impl Catalog {
                     },
                 );
             }
-            winners.insert(id, winner);
+            winners.insert(*id, winner);
         }
         let mut templates = Vec::new();
         let mut index = HashMap::new();
@@ -307,7 +307,7 @@ impl Catalog {
                     path: path.clone(),
                     kind: ProblemKind::TemplateClash {
                         id: info.id.clone(),
-                        other_path: winner.clone().unwrap_or_else(|| others[0].clone()),
+                        other_path: winner.clone().unwrap_or_else(|| others[0].to_path_buf()),
                         other_keeps: winner.is_some(),
                     },
                     error,

@@ -2,7 +2,8 @@
 //! private templates folder (copies of the committed test packs) and the ComfyUI
 //! simulator on loopback.
 //!
-//! * admission: a storm of spinning calls never runs more than the permits (counted
+//! * admission: a storm of spinning calls (`sleeper-agent`, which passes its self-test
+//!   and spins on real calls) never runs more than the permits (counted
 //!   with the admission's own counter and with the process's OS threads), a good
 //!   pack's call still completes or gets a clean busy error, the server stays
 //!   responsive;
@@ -135,11 +136,19 @@ fn owner_of(app: &App, id: &str) -> Option<String> {
 
 // ---------------------------------------------------------------- admission
 
+/// Arguments that wake `sleeper-agent` up (it behaves with an empty prompt, as in its
+/// self-test, so it serves).
+fn awake() -> Map<String, Value> {
+    let mut args = Map::new();
+    args.insert("prompt".into(), json!("go"));
+    args
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_spinning_calls_never_runs_more_than_the_permits() {
     let _serial = SERIAL.lock().await;
     let fx = Fixture::new(&[
-        ("endless-loop.wasm", "endless-loop.wasm"),
+        ("sleeper-agent.wasm", "sleeper-agent.wasm"),
         ("mini.wasm", "mini.wasm"),
     ])
     .await;
@@ -155,7 +164,11 @@ async fn a_storm_of_spinning_calls_never_runs_more_than_the_permits() {
             "1500",
         ])
         .await;
-    assert!(app.catalog().template("loop-forever").is_some());
+    assert!(
+        app.catalog().template("spin").is_some(),
+        "{:?}",
+        app.catalog().errors()
+    );
     // Warm the ComfyUI caches so the storm is pack calls only.
     app.status("warm-up").await.ok();
     let _ = app
@@ -178,7 +191,7 @@ async fn a_storm_of_spinning_calls_never_runs_more_than_the_permits() {
     let storm: Vec<_> = (0..200)
         .map(|_| {
             let app = app.clone();
-            tokio::spawn(async move { app.generate("loop-forever", Map::new()).await })
+            tokio::spawn(async move { app.generate("spin", awake()).await })
         })
         .collect();
     // During the storm: a good pack's call completes or is cleanly refused as busy,
@@ -201,7 +214,7 @@ async fn a_storm_of_spinning_calls_never_runs_more_than_the_permits() {
             .await
             .expect("every storm call answers")
             .expect("no task panics");
-        let err = outcome.expect_err("an endless loop never builds a graph");
+        let err = outcome.expect_err("a spinning call never builds a graph");
         if err.kind() == "busy" {
             assert!(
                 err.to_string().contains("COMFYUI_MCP_PACK_SHARE")
@@ -456,7 +469,7 @@ async fn a_pack_name_is_unique_whatever_the_file_names() {
         assert!(
             matches!(
                 problems.as_slice(),
-                [(ProblemKind::NameClash { name, other_keeps: false, .. }, _)] if name == "mini"
+                [(ProblemKind::NameClash { name, other_keeps: false, .. }, _)] if name == "mini-pack"
             ),
             "{file}: {problems:?}"
         );
@@ -482,7 +495,7 @@ async fn a_pack_name_is_unique_whatever_the_file_names() {
         panic!("{problems:?}");
     };
     assert!(*other_keeps);
-    assert!(message.contains("pack name `mini` is already used by"), "{message}");
+    assert!(message.contains("pack name `mini-pack` is already used by"), "{message}");
 }
 
 // ---------------------------------------------------------------- honest self-test
