@@ -381,7 +381,10 @@ mod tests {
         );
         assert!(err.to_string().contains("COMFYUI_MCP_PACK_SHARE"), "{err}");
         // Another pack still gets the second permit.
-        admission.run("good.wasm", Wait::Bounded, || ()).await.unwrap();
+        admission
+            .run("good.wasm", Wait::Bounded, || ())
+            .await
+            .unwrap();
         release.store(true, Ordering::SeqCst);
         holder.await.unwrap().unwrap();
         assert_eq!(admission.peak_running(), 2);
@@ -435,15 +438,19 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, AdmissionError::Panicked(ref m) if m == "boom"));
-        assert_eq!(admission.run("p.wasm", Wait::Bounded, || 7).await.unwrap(), 7);
+        assert_eq!(
+            admission.run("p.wasm", Wait::Bounded, || 7).await.unwrap(),
+            7
+        );
     }
 
     #[tokio::test]
     async fn jobs_run_on_threads_with_the_large_stack() {
         let admission = Admission::new(config(1, 1, 1000)).unwrap();
-        // 6 MiB of stack frames: more than a default 2 MiB thread has.
+        // 1000 frames of at least 3 KiB: more than the 2 MiB a default thread
+        // has, under 8 MiB.
         fn deep(n: usize) -> usize {
-            let buf = std::hint::black_box([0u8; 1024]);
+            let buf = std::hint::black_box([0u8; 3072]);
             if n == 0 {
                 buf[0] as usize
             } else {
@@ -451,7 +458,7 @@ mod tests {
             }
         }
         let got = admission
-            .run("deep.wasm", Wait::Bounded, || deep(6 * 1024))
+            .run("deep.wasm", Wait::Bounded, || deep(1000))
             .await
             .unwrap();
         assert_eq!(got, 0);

@@ -17,9 +17,9 @@ use pack_runtime::{HostView, ResolvedParams, params};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+use crate::admission::{Admission, Wait};
 use crate::catalog::{Catalog, CatalogStore};
 use crate::error::AppError;
-use crate::admission::{Admission, Wait};
 use crate::loader::{LiveComfy, PackLoader, admission_key};
 use crate::packs::PackSet;
 use crate::selftest::CatalogHost;

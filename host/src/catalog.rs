@@ -151,10 +151,7 @@ pub struct Catalog {
 /// Resolves one contested claim among `claimants` (path, seen-in-scan):
 /// `Some(winner)` when exactly one claims it or an incumbent keeps it,
 /// `None` when nobody may serve it.
-fn resolve_claim(
-    claimants: &[(&PathBuf, u64)],
-    previous: Option<&Holder>,
-) -> Option<PathBuf> {
+fn resolve_claim(claimants: &[(&PathBuf, u64)], previous: Option<&Holder>) -> Option<PathBuf> {
     if let [(only, _)] = claimants {
         return Some((*only).clone());
     }

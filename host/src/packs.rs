@@ -181,7 +181,12 @@ impl PackSet {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
-    fn apply(&self, path: &Path, token: u64, outcome: Result<Arc<pack_runtime::Pack>, PackProblem>) {
+    fn apply(
+        &self,
+        path: &Path,
+        token: u64,
+        outcome: Result<Arc<pack_runtime::Pack>, PackProblem>,
+    ) {
         let mut state = self.lock();
         let Some(entry) = state.files.get_mut(path) else {
             return; // removed meanwhile

@@ -270,7 +270,13 @@ pub fn self_test_args(template: &TemplateInfo) -> Map<String, Value> {
 /// Every model file the host offers in the folders packs commonly ask for.
 fn offered_models(host: &Arc<dyn HostView>) -> HashSet<String> {
     let mut folders: Vec<&str> = OFFLINE_MODELS.iter().map(|(f, _)| *f).collect();
-    folders.extend(["diffusion_models", "unet", "text_encoders", "clip", "style_models"]);
+    folders.extend([
+        "diffusion_models",
+        "unet",
+        "text_encoders",
+        "clip",
+        "style_models",
+    ]);
     folders
         .into_iter()
         .flat_map(|folder| host.models(folder))

@@ -372,7 +372,11 @@ async fn a_load_over_its_budget_fails_with_the_limit_and_the_setting() {
         panic!("one problem for slow-loader: {problems:?}");
     };
     assert_eq!(*kind, ProblemKind::LoadTimeout, "{message}");
-    for part in ["load budget of 1s", "of 40 templates", "COMFYUI_MCP_PACK_LOAD_TIMEOUT_MS"] {
+    for part in [
+        "load budget of 1s",
+        "of 40 templates",
+        "COMFYUI_MCP_PACK_LOAD_TIMEOUT_MS",
+    ] {
         assert!(message.contains(part), "`{part}` missing from: {message}");
     }
 }
@@ -408,7 +412,12 @@ async fn a_clashing_id_at_start_up_is_served_by_neither_pack_whatever_the_file_n
             "with {clash_file}, a clashing id is served by neither pack"
         );
         // game-assets' other templates still serve.
-        assert_eq!(app.catalog().templates().len(), 3, "{:?}", app.catalog().errors());
+        assert_eq!(
+            app.catalog().templates().len(),
+            3,
+            "{:?}",
+            app.catalog().errors()
+        );
         for file in ["game-assets.wasm", clash_file] {
             assert_eq!(
                 template_clashes(&app, &fx.path(file)),
@@ -444,7 +453,10 @@ async fn on_reload_the_incumbent_keeps_a_clashing_id_whatever_the_file_names() {
             app.catalog().errors()
         );
         let (_, message) = &problems_of(&app, &fx.path(file))[0];
-        assert!(message.contains("clashes with pack game-assets"), "{message}");
+        assert!(
+            message.contains("clashes with pack game-assets"),
+            "{message}"
+        );
     }
     assert!(
         template_clashes(&app, &fx.path("game-assets.wasm")).is_empty(),
@@ -454,16 +466,29 @@ async fn on_reload_the_incumbent_keeps_a_clashing_id_whatever_the_file_names() {
     std::fs::remove_file(fx.path("game-assets.wasm")).unwrap();
     app.packs().rescan().await;
     app.packs().wait_idle().await;
-    assert_eq!(owner_of(&app, "item-icon"), None, "{:?}", app.catalog().errors());
+    assert_eq!(
+        owner_of(&app, "item-icon"),
+        None,
+        "{:?}",
+        app.catalog().errors()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_name_is_unique_whatever_the_file_names() {
     let _serial = SERIAL.lock().await;
     // At start-up: two files of pack `mini`, neither incumbent.
-    let fx = Fixture::new(&[("mini.wasm", "mini.wasm"), ("mini.wasm", "0-mini-copy.wasm")]).await;
+    let fx = Fixture::new(&[
+        ("mini.wasm", "mini.wasm"),
+        ("mini.wasm", "0-mini-copy.wasm"),
+    ])
+    .await;
     let app = fx.app(&[]).await;
-    assert!(app.catalog().packs().is_empty(), "{:?}", app.catalog().errors());
+    assert!(
+        app.catalog().packs().is_empty(),
+        "{:?}",
+        app.catalog().errors()
+    );
     for file in ["mini.wasm", "0-mini-copy.wasm"] {
         let problems = problems_of(&app, &fx.path(file));
         assert!(
@@ -495,7 +520,10 @@ async fn a_pack_name_is_unique_whatever_the_file_names() {
         panic!("{problems:?}");
     };
     assert!(*other_keeps);
-    assert!(message.contains("pack name `mini-pack` is already used by"), "{message}");
+    assert!(
+        message.contains("pack name `mini-pack` is already used by"),
+        "{message}"
+    );
 }
 
 // ---------------------------------------------------------------- honest self-test
@@ -526,7 +554,10 @@ async fn a_pack_cannot_tell_its_self_test_from_a_real_call() {
         .expect("a real call fetches the live catalog");
     let loader = app.loader();
     let live = loader.check_catalog();
-    assert!(matches!(live, comfyui_mcp::selftest::CheckCatalog::Live(..)));
+    assert!(matches!(
+        live,
+        comfyui_mcp::selftest::CheckCatalog::Live(..)
+    ));
     let two_faced = Arc::new(
         loader
             .runtime()
@@ -545,5 +576,8 @@ async fn a_pack_cannot_tell_its_self_test_from_a_real_call() {
     let built = two_faced.build("two-faced", &Map::new(), host).unwrap();
     let real = comfyui::graph::check(&built.graph, &nodes).expect_err("the real graph is invalid");
     let real: Vec<String> = real.iter().map(|e| e.message.clone()).collect();
-    assert_eq!(self_test, real, "the self-test sees what a real call produces");
+    assert_eq!(
+        self_test, real,
+        "the self-test sees what a real call produces"
+    );
 }
