@@ -42,12 +42,6 @@ pub fn loader(settings: &Settings, live: Arc<LiveComfy>) -> anyhow::Result<Arc<P
 pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
     let app = start_app_in_background(settings).await?;
     app.packs().wait_idle().await;
-    tracing::info!(
-        templates = app.catalog().templates().len(),
-        errors = app.catalog().errors().len(),
-        dir = %app.templates_dir().display(),
-        "templates loaded"
-    );
     Ok(app)
 }
 
@@ -81,6 +75,19 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
         )
     })?;
     packs.spawn_rescan();
+    let first_scan = packs.clone();
+    let dir = settings.templates_dir.clone();
+    let catalog = store.clone();
+    tokio::spawn(async move {
+        first_scan.wait_idle().await;
+        let loaded = catalog.load();
+        tracing::info!(
+            templates = loaded.templates().len(),
+            errors = loaded.errors().len(),
+            dir = %dir.display(),
+            "templates loaded (first scan done)"
+        );
+    });
     Ok(Arc::new(App::new(
         store,
         packs,
