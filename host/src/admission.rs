@@ -286,8 +286,14 @@ impl Admission {
             Wait::Bounded => match tokio::time::timeout(self.config.queue_wait, acquire).await {
                 Ok(result) => result.map_err(|_| AdmissionError::Closed),
                 // Which limit kept the call out: its share was full when no
-                // permit of it was free at the deadline.
-                Err(_) if share.available_permits() == 0 => Err(busy(BusyLimit::PackShare)),
+                // permit of it was free at the deadline (and the share is a
+                // limit of its own, smaller than the server's).
+                Err(_)
+                    if share.available_permits() == 0
+                        && self.config.per_pack < self.config.permits =>
+                {
+                    Err(busy(BusyLimit::PackShare))
+                }
                 Err(_) => Err(busy(BusyLimit::Server)),
             },
         }
