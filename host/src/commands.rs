@@ -75,6 +75,7 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
         )
     })?;
     packs.spawn_rescan();
+    spawn_live_self_test(comfy.clone(), packs.clone());
     let first_scan = packs.clone();
     let dir = settings.templates_dir.clone();
     let catalog = store.clone();
@@ -94,6 +95,32 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
         comfy,
         WorkflowDirs::new(settings.workflow_dirs.clone()),
     )))
+}
+
+/// Once ComfyUI is first reached, records its node catalog and model files
+/// and self-tests every pack again against them (the first scan may have
+/// run offline, against the stock catalog).
+fn spawn_live_self_test(comfy: Arc<comfyui::ComfyUi>, packs: Arc<PackSet>) {
+    tokio::spawn(async move {
+        let mut connection = comfy.connection();
+        if connection.wait_for(|c| c.connected).await.is_err() {
+            return;
+        }
+        let (nodes, models) = match (comfy.node_catalog().await, comfy.models_snapshot().await) {
+            (Ok(nodes), Ok(models)) => (nodes, models),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(
+                    "self-tests stay on the stock catalog until a call reaches ComfyUI: {e}"
+                );
+                return;
+            }
+        };
+        let live = packs.loader().live();
+        live.nodes.store(Some(nodes));
+        live.models.store(Some(models));
+        tracing::info!("ComfyUI's node catalog is known: self-testing every pack against it");
+        packs.revalidate().await;
+    });
 }
 
 /// Loads every pack of the templates folder (concurrently, under the

@@ -20,7 +20,10 @@
 //!
 //! Lifecycle: created empty with the service; [`PackSet::rescan`] runs once
 //! at start (in the background for `serve`) and again on every watcher
-//! event; [`PackSet::wait_idle`] waits until no scan or load is in flight.
+//! event; [`PackSet::revalidate`] runs once ComfyUI's live catalog and model
+//! files are first known, so every pack is self-tested against what its
+//! real calls will see; [`PackSet::wait_idle`] waits until no scan or load
+//! is in flight.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +59,15 @@ struct FileState {
     token: u64,
     serving: Option<Candidate>,
     failure: Option<PackProblem>,
+}
+
+/// What a failed load does to the version serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnFailure {
+    /// A new file version failed: the last good version keeps serving.
+    KeepServing,
+    /// The same version failed a new self-test: it stops serving.
+    Withdraw,
 }
 
 /// Decrements the in-flight count when dropped (also on panic or abort).
@@ -169,7 +181,38 @@ impl PackSet {
             let this = self.clone();
             tokio::spawn(async move {
                 let outcome = this.loader.load(&path).await;
-                this.apply(&path, token, outcome);
+                this.apply(&path, token, outcome, OnFailure::KeepServing);
+                drop(guard);
+            });
+        }
+    }
+
+    /// Self-tests every pack file again (the live ComfyUI's catalog and model
+    /// files have become known): each is reloaded (from the compile cache)
+    /// and re-tested; a serving pack that now fails is withdrawn, since its
+    /// graphs would fail on this ComfyUI as well. Returns once the loads are
+    /// started.
+    pub async fn revalidate(self: &Arc<Self>) {
+        let _in_flight = InFlight::enter(&self.in_flight);
+        let _serial = self.scanning.lock().await;
+        let mut loads = Vec::new();
+        {
+            let mut state = self.lock();
+            let paths: Vec<PathBuf> = state.files.keys().cloned().collect();
+            for path in paths {
+                state.next_token += 1;
+                let token = state.next_token;
+                if let Some(entry) = state.files.get_mut(&path) {
+                    entry.token = token;
+                    loads.push((path, token, InFlight::enter(&self.in_flight)));
+                }
+            }
+        }
+        for (path, token, guard) in loads {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let outcome = this.loader.load(&path).await;
+                this.apply(&path, token, outcome, OnFailure::Withdraw);
                 drop(guard);
             });
         }
@@ -186,6 +229,7 @@ impl PackSet {
         path: &Path,
         token: u64,
         outcome: Result<Arc<pack_runtime::Pack>, PackProblem>,
+        on_failure: OnFailure,
     ) {
         let mut state = self.lock();
         let Some(entry) = state.files.get_mut(path) else {
@@ -208,6 +252,11 @@ impl PackSet {
                     pack,
                     seen_in_scan: entry.seen_in_scan,
                 });
+            }
+            Err(problem) if on_failure == OnFailure::Withdraw => {
+                tracing::error!("pack withdrawn: {}", problem.error);
+                entry.serving = None;
+                entry.failure = Some(problem);
             }
             Err(mut problem) => {
                 if let Some(kept) = &entry.serving {

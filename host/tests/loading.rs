@@ -581,3 +581,38 @@ async fn a_pack_cannot_tell_its_self_test_from_a_real_call() {
         "the self-test sees what a real call produces"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_are_self_tested_again_against_the_live_catalog_and_withdrawn_if_they_fail() {
+    let _serial = SERIAL.lock().await;
+    let fx = Fixture::new(&[("mini.wasm", "mini.wasm")]).await;
+    let app = fx.app(&[]).await;
+    // The service self-tests against the simulator's catalog once it is reached.
+    let live = app.loader().live().clone();
+    tokio::time::timeout(BOUND, async {
+        while live.nodes.load().is_none() || live.models.load().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the live catalog becomes known");
+    app.packs().wait_idle().await;
+    assert!(app.catalog().template("solid-color").is_some());
+
+    // A ComfyUI without `EmptyImage`: mini's graphs would fail there, so it stops serving.
+    let bytes = std::fs::read(repo().join("host/comfyui/data/object_info.json")).unwrap();
+    let mut info: Value = serde_json::from_slice(&bytes).unwrap();
+    info.as_object_mut().unwrap().remove("EmptyImage");
+    let nodes = comfyui::nodes::NodeCatalog::from_object_info(&info).unwrap();
+    live.nodes.store(Some(Arc::new(nodes)));
+    live.models
+        .store(Some(Arc::new(comfyui::ModelSnapshot::default())));
+    app.packs().revalidate().await;
+    app.packs().wait_idle().await;
+    assert!(app.catalog().template("solid-color").is_none());
+    let problems = problems_of(&app, &fx.path("mini.wasm"));
+    let [(ProblemKind::SelfTest, message)] = problems.as_slice() else {
+        panic!("{problems:?}");
+    };
+    assert!(message.contains("EmptyImage"), "{message}");
+}
