@@ -108,6 +108,25 @@ impl PackLoader {
             })
     }
 
+    /// Self-tests an already loaded pack again (against what ComfyUI looks
+    /// like now), as an admitted pack call under the load budget.
+    pub async fn retest(self: &Arc<Self>, pack: Arc<Pack>) -> Result<Arc<Pack>, PackProblem> {
+        let this = self.clone();
+        let path = pack.path().to_owned();
+        self.admission
+            .run(&admission_key(&path), Wait::Queue, move || {
+                this.self_test(pack, Instant::now())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(problem(
+                    &path,
+                    ProblemKind::Load,
+                    format!("{}: {e}", path.display()),
+                ))
+            })
+    }
+
     /// The load itself. Runs on an admission thread.
     fn load_admitted(&self, path: &Path) -> Result<Arc<Pack>, PackProblem> {
         let started = Instant::now();
@@ -115,6 +134,13 @@ impl PackLoader {
             .runtime
             .load_file(path)
             .map_err(|e| problem(path, ProblemKind::Load, e.to_string()))?;
+        self.self_test(Arc::new(pack), started)
+    }
+
+    /// The self-test of every template, within the budget counted from `started`.
+    fn self_test(&self, pack: Arc<Pack>, started: Instant) -> Result<Arc<Pack>, PackProblem> {
+        let path = pack.path().to_owned();
+        let path = path.as_path();
         let reports = selftest::run_within(
             &pack,
             &self.check_catalog(),
@@ -139,7 +165,7 @@ impl PackLoader {
                 format!("{}: {e}", path.display()),
             )
         })?;
-        Ok(Arc::new(pack))
+        Ok(pack)
     }
 }
 

@@ -61,15 +61,6 @@ struct FileState {
     failure: Option<PackProblem>,
 }
 
-/// What a failed load does to the version serving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OnFailure {
-    /// A new file version failed: the last good version keeps serving.
-    KeepServing,
-    /// The same version failed a new self-test: it stops serving.
-    Withdraw,
-}
-
 /// Decrements the in-flight count when dropped (also on panic or abort).
 struct InFlight(watch::Sender<usize>);
 
@@ -181,38 +172,38 @@ impl PackSet {
             let this = self.clone();
             tokio::spawn(async move {
                 let outcome = this.loader.load(&path).await;
-                this.apply(&path, token, outcome, OnFailure::KeepServing);
+                this.apply(&path, token, outcome);
                 drop(guard);
             });
         }
     }
 
-    /// Self-tests every pack file again (the live ComfyUI's catalog and model
-    /// files have become known): each is reloaded (from the compile cache)
-    /// and re-tested; a serving pack that now fails is withdrawn, since its
-    /// graphs would fail on this ComfyUI as well. Returns once the loads are
-    /// started.
+    /// Self-tests every serving pack again (the live ComfyUI's catalog and
+    /// model files have become known), on the loaded pack itself (no file is
+    /// read); a pack that now fails is withdrawn, since its graphs would fail
+    /// on this ComfyUI as well. A result is dropped if a new version of the
+    /// file was seen meanwhile. Returns once the self-tests are started.
     pub async fn revalidate(self: &Arc<Self>) {
         let _in_flight = InFlight::enter(&self.in_flight);
         let _serial = self.scanning.lock().await;
-        let mut loads = Vec::new();
-        {
-            let mut state = self.lock();
-            let paths: Vec<PathBuf> = state.files.keys().cloned().collect();
-            for path in paths {
-                state.next_token += 1;
-                let token = state.next_token;
-                if let Some(entry) = state.files.get_mut(&path) {
-                    entry.token = token;
-                    loads.push((path, token, InFlight::enter(&self.in_flight)));
-                }
-            }
-        }
-        for (path, token, guard) in loads {
+        let retests: Vec<_> = {
+            let state = self.lock();
+            state
+                .files
+                .iter()
+                .filter_map(|(path, f)| {
+                    let serving = f.serving.as_ref()?.pack.clone();
+                    Some((path.clone(), f.token, serving))
+                })
+                .collect()
+        };
+        for (path, token, pack) in retests {
+            let guard = InFlight::enter(&self.in_flight);
             let this = self.clone();
             tokio::spawn(async move {
-                let outcome = this.loader.load(&path).await;
-                this.apply(&path, token, outcome, OnFailure::Withdraw);
+                if let Err(problem) = this.loader.retest(pack.clone()).await {
+                    this.withdraw(&path, token, &pack, problem);
+                }
                 drop(guard);
             });
         }
@@ -224,12 +215,38 @@ impl PackSet {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
+    /// Stops serving `pack` (which failed a retest), unless the file changed
+    /// or another version serves meanwhile.
+    fn withdraw(
+        &self,
+        path: &Path,
+        token: u64,
+        pack: &Arc<pack_runtime::Pack>,
+        problem: PackProblem,
+    ) {
+        let mut state = self.lock();
+        let Some(entry) = state.files.get_mut(path) else {
+            return;
+        };
+        let same = entry.token == token
+            && entry
+                .serving
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(&c.pack, pack));
+        if !same {
+            return;
+        }
+        tracing::error!("pack withdrawn: {}", problem.error);
+        entry.serving = None;
+        entry.failure = Some(problem);
+        self.publish(&mut state);
+    }
+
     fn apply(
         &self,
         path: &Path,
         token: u64,
         outcome: Result<Arc<pack_runtime::Pack>, PackProblem>,
-        on_failure: OnFailure,
     ) {
         let mut state = self.lock();
         let Some(entry) = state.files.get_mut(path) else {
@@ -252,11 +269,6 @@ impl PackSet {
                     pack,
                     seen_in_scan: entry.seen_in_scan,
                 });
-            }
-            Err(problem) if on_failure == OnFailure::Withdraw => {
-                tracing::error!("pack withdrawn: {}", problem.error);
-                entry.serving = None;
-                entry.failure = Some(problem);
             }
             Err(mut problem) => {
                 if let Some(kept) = &entry.serving {
