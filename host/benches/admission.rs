@@ -4,7 +4,8 @@
 //! 1. server RSS ceiling while 200 concurrent calls of `sleeper-agent`'s `hog` (the
 //!    `memory-hog` behaviour in a pack that passes its self-test, so it serves: each call
 //!    grabs memory up to the per-call cap) run, against the RSS before; expected about
-//!    permits x cap above it;
+//!    share x cap above it for one pack (default share: half the permits), and
+//!    permits x cap with the share raised to every permit;
 //! 2. a good pack's call latency (`mini`'s `solid-color`, through `App::generate` to the
 //!    simulator) p50/p99 while 200 calls of `sleeper-agent`'s `spin` (the `endless-loop`
 //!    behaviour) hold or wait for permits, and idle;
@@ -200,9 +201,14 @@ impl Session {
     }
 }
 
-async fn memory_ceiling() {
+/// With the default share (one pack: half the permits), then with the share raised to
+/// every permit (the server-wide ceiling).
+async fn memory_ceiling(whole_server: bool) {
     let env = env(&["sleeper-agent.wasm"]).await;
-    let s = settings(&env);
+    let mut s = settings(&env);
+    if whole_server {
+        s.pack_share = Some(s.admission().permits);
+    }
     let app = comfyui_mcp::commands::start_app(&s).await.expect("app");
     let _ = app.generate("hog", Map::new()).await; // warm caches (asleep: a valid graph)
     let before = rss_kib();
@@ -214,8 +220,9 @@ async fn memory_ceiling() {
     }
     let permits = app.admission().config().permits;
     println!(
-        "RSS, {STORM} concurrent sleeper-agent hog calls: before {} MiB, peak {} MiB, +{} MiB \
+        "RSS, {STORM} concurrent sleeper-agent hog calls, share {}: before {} MiB, peak {} MiB, +{} MiB \
          (permits {permits} x cap {} MiB = {} MiB; peak concurrent calls {})",
+        app.admission().config().per_pack,
         before / 1024,
         peak / 1024,
         peak.saturating_sub(before) / 1024,
@@ -305,6 +312,7 @@ fn main() {
     rt.block_on(async {
         initialize_while_slow_pack_loads().await;
         latency_under_storm().await;
-        memory_ceiling().await;
+        memory_ceiling(false).await;
+        memory_ceiling(true).await;
     });
 }
