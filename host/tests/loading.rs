@@ -616,3 +616,32 @@ async fn packs_are_self_tested_again_against_the_live_catalog_and_withdrawn_if_t
     };
     assert!(message.contains("EmptyImage"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reload_never_delays_another_packs_reload() {
+    let _serial = SERIAL.lock().await;
+    let fx = Fixture::new(&[]).await;
+    let app = fx
+        .app(&["--pack-concurrency", "2", "--pack-share", "1"])
+        .await;
+    let mut changes = app.catalog_changes();
+    fx.install("slow-loader.wasm", "slow-loader.wasm");
+    app.packs().rescan().await; // starts the 6 s load, returns at once
+    fx.install("mini.wasm", "mini.wasm");
+    app.packs().rescan().await;
+    tokio::time::timeout(
+        BOUND,
+        changes.wait_for(|_| app.catalog().template("solid-color").is_some()),
+    )
+    .await
+    .expect("mini loads")
+    .unwrap();
+    assert!(
+        app.catalog().template("slow-00").is_none(),
+        "mini's reload waited for the slow pack's"
+    );
+    tokio::time::timeout(BOUND, app.packs().wait_idle())
+        .await
+        .expect("loads end");
+    assert!(app.catalog().template("slow-39").is_some());
+}
