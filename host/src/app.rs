@@ -4,23 +4,25 @@
 //!
 //! One `generate` call: look the template up in the current catalog
 //! snapshot → check the parameters against its specs → build the graph in
-//! the sandbox (blocking thread) → check the graph against ComfyUI's node
+//! the sandbox (admitted: a pack-call permit, an admission thread) → check the graph against ComfyUI's node
 //! catalog → submit and track the job.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use comfyui::nodes::NodeCatalog;
 use comfyui::{ComfyUi, JobOrigin, JobRequest, JobSnapshot, ModelSnapshot};
 use pack_runtime::{HostView, ResolvedParams, params};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+use crate::admission::{Admission, Wait};
 use crate::catalog::{Catalog, CatalogStore};
 use crate::error::AppError;
-use crate::loader::PackLoader;
+use crate::loader::{LiveComfy, PackLoader, admission_key};
+use crate::packs::PackSet;
+use crate::selftest::CatalogHost;
 use crate::workflow_file::{self, WorkflowDirs};
 
 /// What `load_workflow` submitted.
@@ -50,30 +52,24 @@ pub struct CancelReport {
 /// The shared service.
 pub struct App {
     catalog: Arc<CatalogStore>,
-    loader: Arc<PackLoader>,
+    packs: Arc<PackSet>,
     comfy: Arc<ComfyUi>,
-    live_catalog: Arc<ArcSwapOption<NodeCatalog>>,
     workflow_dirs: WorkflowDirs,
-    templates_dir: PathBuf,
 }
 
 impl App {
     /// Assembles the service from its parts.
     pub fn new(
         catalog: Arc<CatalogStore>,
-        loader: Arc<PackLoader>,
+        packs: Arc<PackSet>,
         comfy: Arc<ComfyUi>,
-        live_catalog: Arc<ArcSwapOption<NodeCatalog>>,
         workflow_dirs: WorkflowDirs,
-        templates_dir: PathBuf,
     ) -> Self {
         Self {
             catalog,
-            loader,
+            packs,
             comfy,
-            live_catalog,
             workflow_dirs,
-            templates_dir,
         }
     }
 
@@ -87,14 +83,24 @@ impl App {
         &self.catalog
     }
 
-    /// The pack loader (for the watcher).
+    /// The pack loader.
     pub fn loader(&self) -> &Arc<PackLoader> {
-        &self.loader
+        self.packs.loader()
+    }
+
+    /// The pack files and their load states (for the watcher).
+    pub fn packs(&self) -> &Arc<PackSet> {
+        &self.packs
+    }
+
+    /// The admission every pack call goes through.
+    pub fn admission(&self) -> &Arc<Admission> {
+        self.packs.loader().admission()
     }
 
     /// The watched templates folder.
     pub fn templates_dir(&self) -> &Path {
-        &self.templates_dir
+        self.packs.dir()
     }
 
     /// Receives a new generation number on every catalog swap.
@@ -133,15 +139,20 @@ impl App {
             .clone();
         let resolved = params::resolve(&entry.info, &args).map_err(AppError::InvalidParams)?;
         let (nodes, models) = self.comfy_state().await?;
-        let host: Arc<dyn HostView> = Arc::new(LiveHost {
+        // The same view of ComfyUI a self-test gives the pack.
+        let host: Arc<dyn HostView> = Arc::new(CatalogHost {
             models,
             nodes: nodes.clone(),
         });
         let runner = entry.runner.clone();
         let id = entry.info.id.clone();
-        let built = tokio::task::spawn_blocking(move || runner.build_resolved(&id, resolved, host))
+        let built = self
+            .admission()
+            .run(&admission_key(&entry.pack.path), Wait::Bounded, move || {
+                runner.build_resolved(&id, resolved, host)
+            })
             .await
-            .map_err(|e| AppError::Internal(format!("pack call aborted: {e}")))?
+            .map_err(AppError::from_admission)?
             .map_err(|e| AppError::from_call(&entry.pack.name, e))?;
         comfyui::graph::check(&built.graph, &nodes).map_err(AppError::InvalidGraph)?;
         let metadata = template_metadata(&entry.info.id, &built.params, &built.graph);
@@ -271,30 +282,24 @@ impl App {
             .models_snapshot()
             .await
             .map_err(AppError::ComfyUi)?;
-        let stale = self
-            .live_catalog
+        let live: &LiveComfy = self.loader().live();
+        let stale = live
+            .nodes
             .load()
             .as_ref()
             .is_none_or(|known| !Arc::ptr_eq(known, &nodes));
         if stale {
-            self.live_catalog.store(Some(nodes.clone()));
+            live.nodes.store(Some(nodes.clone()));
+        }
+        let stale = live
+            .models
+            .load()
+            .as_ref()
+            .is_none_or(|known| !Arc::ptr_eq(known, &models));
+        if stale {
+            live.models.store(Some(models.clone()));
         }
         Ok((nodes, models))
-    }
-}
-
-/// What a pack sees of the connected ComfyUI during one call.
-struct LiveHost {
-    models: Arc<ModelSnapshot>,
-    nodes: Arc<NodeCatalog>,
-}
-
-impl HostView for LiveHost {
-    fn models(&self, folder: &str) -> Vec<String> {
-        self.models.folders.get(folder).cloned().unwrap_or_default()
-    }
-    fn has_node(&self, class_type: &str) -> bool {
-        self.nodes.contains(class_type)
     }
 }
 

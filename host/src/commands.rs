@@ -8,36 +8,52 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwapOption;
 use pack_runtime::{ParamKind, ParamSpec, Runtime, RuntimeConfig};
 
+use crate::admission::Admission;
 use crate::app::App;
-use crate::catalog::CatalogStore;
+use crate::catalog::{Catalog, CatalogStore};
 use crate::config::{Settings, SimulateArgs};
-use crate::loader::PackLoader;
+use crate::loader::{LiveComfy, PackLoader, admission_key};
+use crate::packs::PackSet;
 use crate::selftest;
 use crate::workflow_file::WorkflowDirs;
 
-/// Creates the pack runtime and loader from the settings; self-tests check
-/// against `live_catalog` once ComfyUI's catalog has been fetched.
-pub fn loader(
-    settings: &Settings,
-    live_catalog: Arc<ArcSwapOption<comfyui::nodes::NodeCatalog>>,
-) -> anyhow::Result<Arc<PackLoader>> {
+/// Creates the pack runtime, the admission and the loader from the
+/// settings; self-tests check against `live` once ComfyUI has been reached.
+pub fn loader(settings: &Settings, live: Arc<LiveComfy>) -> anyhow::Result<Arc<PackLoader>> {
     let runtime = Runtime::new(RuntimeConfig {
         limits: settings.limits(),
         cache_dir: settings.compile_cache_dir(),
         cache_max_bytes: settings.cache_max_mb.saturating_mul(1 << 20),
     })?;
-    Ok(Arc::new(PackLoader::new(Arc::new(runtime), live_catalog)))
+    let admission =
+        Admission::new(settings.admission()).context("cannot start the pack-call threads")?;
+    Ok(Arc::new(PackLoader::new(
+        Arc::new(runtime),
+        admission,
+        live,
+        settings.load_budget(),
+    )))
 }
 
-/// Starts the service: loads every pack, connects to ComfyUI (which may be
-/// down: it keeps trying), and returns the shared `App`.
+/// Starts the service and waits until the first scan of the templates
+/// folder has loaded (or failed) every pack. For callers that need the
+/// catalog complete at once (tests, benchmarks).
+pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
+    let app = start_app_in_background(settings).await?;
+    app.packs().wait_idle().await;
+    Ok(app)
+}
+
+/// Starts the service with an empty catalog and returns at once; the first
+/// scan runs in the background and each pack appears (a catalog swap, so
+/// `list_changed`) as soon as it has loaded. Connects to ComfyUI (which may
+/// be down: it keeps trying).
 ///
 /// `COMFYUI_URL=sim` runs the built-in simulator in-process instead of
 /// talking to a real ComfyUI (placeholder images; for trying things out).
-pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
+pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<App>> {
     let mut settings = settings.clone();
     if settings.comfyui_url == "sim" {
         let sim = simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default())
@@ -50,40 +66,79 @@ pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
     }
     let settings = &settings;
     let comfy_config = settings.comfy_config()?;
-    let live_catalog = Arc::new(ArcSwapOption::empty());
-    let loader = loader(settings, live_catalog.clone())?;
-    let dir = settings.templates_dir.clone();
-    let scan_loader = loader.clone();
-    let catalog = tokio::task::spawn_blocking(move || scan_loader.scan(&dir, 1))
-        .await
-        .context("loading packs")?;
-    tracing::info!(
-        templates = catalog.templates().len(),
-        errors = catalog.errors().len(),
-        dir = %settings.templates_dir.display(),
-        "templates loaded"
-    );
+    let loader = loader(settings, Arc::new(LiveComfy::default()))?;
+    let store = Arc::new(CatalogStore::new(Catalog::default()));
+    let packs = PackSet::new(settings.templates_dir.clone(), loader, store.clone());
     let comfy = comfyui::ComfyUi::connect(comfy_config.clone()).with_context(|| {
         format!(
             "cannot set up the ComfyUI client for {}",
             comfy_config.display_url()
         )
     })?;
+    packs.spawn_rescan();
+    spawn_live_self_test(comfy.clone(), packs.clone());
+    let first_scan = packs.clone();
+    let dir = settings.templates_dir.clone();
+    let catalog = store.clone();
+    tokio::spawn(async move {
+        first_scan.wait_idle().await;
+        let loaded = catalog.load();
+        tracing::info!(
+            templates = loaded.templates().len(),
+            errors = loaded.errors().len(),
+            dir = %dir.display(),
+            "templates loaded (first scan done)"
+        );
+    });
     Ok(Arc::new(App::new(
-        Arc::new(CatalogStore::new(catalog)),
-        loader,
+        store,
+        packs,
         comfy,
-        live_catalog,
         WorkflowDirs::new(settings.workflow_dirs.clone()),
-        settings.templates_dir.clone(),
     )))
 }
 
+/// Once ComfyUI is first reached, records its node catalog and model files
+/// and self-tests every pack again against them (the first scan may have
+/// run offline, against the stock catalog).
+fn spawn_live_self_test(comfy: Arc<comfyui::ComfyUi>, packs: Arc<PackSet>) {
+    tokio::spawn(async move {
+        let mut connection = comfy.connection();
+        if connection.wait_for(|c| c.connected).await.is_err() {
+            return;
+        }
+        let (nodes, models) = match (comfy.node_catalog().await, comfy.models_snapshot().await) {
+            (Ok(nodes), Ok(models)) => (nodes, models),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(
+                    "self-tests stay on the stock catalog until a call reaches ComfyUI: {e}"
+                );
+                return;
+            }
+        };
+        let live = packs.loader().live();
+        live.nodes.store(Some(nodes));
+        live.models.store(Some(models));
+        tracing::info!("ComfyUI's node catalog is known: self-testing every pack against it");
+        packs.revalidate().await;
+    });
+}
+
+/// Loads every pack of the templates folder (concurrently, under the
+/// admission) into one catalog, for the commands.
+async fn scan_once(settings: &Settings) -> anyhow::Result<Arc<Catalog>> {
+    let loader = loader(settings, Arc::new(LiveComfy::default()))?;
+    let store = Arc::new(CatalogStore::new(Catalog::default()));
+    let packs = PackSet::new(settings.templates_dir.clone(), loader, store.clone());
+    packs.rescan().await;
+    packs.wait_idle().await;
+    Ok(store.load())
+}
+
 /// `comfyui-mcp templates`: every template with its pack and parameters.
-pub fn templates(settings: &Settings) -> anyhow::Result<()> {
-    let loader = loader(settings, Arc::new(ArcSwapOption::empty()))?;
-    let catalog = loader.scan(&settings.templates_dir, 1);
-    let mut out = std::io::stdout().lock();
+pub async fn templates(settings: &Settings) -> anyhow::Result<()> {
+    let catalog = scan_once(settings).await?;
+    let mut out: Vec<u8> = Vec::new();
     writeln!(out, "templates in {}:", settings.templates_dir.display())?;
     for entry in catalog.templates() {
         let t = &entry.info;
@@ -111,7 +166,7 @@ pub fn templates(settings: &Settings) -> anyhow::Result<()> {
     if catalog.templates().is_empty() {
         writeln!(out, "(no templates)")?;
     }
-    Ok(())
+    print_out(out).await
 }
 
 /// One line describing a parameter: name, type, default, range, choices.
@@ -160,15 +215,37 @@ pub fn describe_param(p: &ParamSpec) -> String {
 }
 
 /// `comfyui-mcp check PACK`: loads one pack, self-tests every template, and
-/// reports. Returns whether everything passed.
-pub fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
-    let loader = loader(settings, Arc::new(ArcSwapOption::empty()))?;
-    let mut out = std::io::stdout().lock();
+/// reports. Returns whether everything passed. The load and the self-test
+/// run as one admitted pack call, under the load budget, like a load in `serve`.
+pub async fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
+    let loader = loader(settings, Arc::new(LiveComfy::default()))?;
     let started = std::time::Instant::now();
-    let pack = match loader.runtime().load_file(pack_path) {
+    let job_loader = loader.clone();
+    let path = pack_path.to_owned();
+    let (loaded, reports) = loader
+        .admission()
+        .run(
+            &admission_key(pack_path),
+            crate::admission::Wait::Queue,
+            move || {
+                let loaded = job_loader.runtime().load_file(&path);
+                let reports = loaded.as_ref().ok().map(|pack| {
+                    selftest::run_within(
+                        pack,
+                        &job_loader.check_catalog(),
+                        Some((started, job_loader.load_budget())),
+                    )
+                });
+                (loaded, reports)
+            },
+        )
+        .await?;
+    let mut out: Vec<u8> = Vec::new();
+    let pack = match loaded {
         Ok(pack) => pack,
         Err(e) => {
             writeln!(out, "FAIL  load: {e}")?;
+            print_out(out).await?;
             return Ok(false);
         }
     };
@@ -182,8 +259,12 @@ pub fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
         &pack.sha256()[..12],
         started.elapsed()
     )?;
-    let reports = selftest::run(&pack, &loader.check_catalog());
-    let mut ok = true;
+    let (reports, overrun) = match reports {
+        Some(Ok(reports)) => (reports, None),
+        Some(Err((reports, exceeded))) => (reports, Some(exceeded)),
+        None => (Vec::new(), None),
+    };
+    let mut ok = overrun.is_none();
     for report in &reports {
         match &report.outcome {
             Ok(nodes) => writeln!(
@@ -203,6 +284,9 @@ pub fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
             writeln!(out, "        warning: {w}")?;
         }
     }
+    if let Some(exceeded) = overrun {
+        writeln!(out, "FAIL  {exceeded}")?;
+    }
     writeln!(
         out,
         "{}",
@@ -212,7 +296,17 @@ pub fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
             "some templates failed"
         }
     )?;
+    print_out(out).await?;
     Ok(ok)
+}
+
+/// Writes a command's report to stdout without blocking an async worker.
+async fn print_out(out: Vec<u8>) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(&out).await?;
+    stdout.flush().await?;
+    Ok(())
 }
 
 /// `comfyui-mcp simulate`: the ComfyUI simulator on loopback until ctrl-c,

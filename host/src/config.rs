@@ -159,6 +159,31 @@ pub struct Settings {
     /// Size cap of the graph a pack returns, in bytes.
     #[arg(long, env = "COMFYUI_MCP_MAX_GRAPH_BYTES", default_value_t = 4 << 20, global = true)]
     pub max_graph_bytes: usize,
+    /// Pack calls running at once, server-wide (each on its own 8 MiB-stack
+    /// thread). Default: the number of cores.
+    #[arg(long, env = "COMFYUI_MCP_PACK_CONCURRENCY", global = true)]
+    pub pack_concurrency: Option<usize>,
+    /// Pack calls of one pack running at once. Default: half the pack
+    /// concurrency, rounded up.
+    #[arg(long, env = "COMFYUI_MCP_PACK_SHARE", global = true)]
+    pub pack_share: Option<usize>,
+    /// Longest wait for a pack-call permit before a call fails as busy, in milliseconds.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_PACK_QUEUE_WAIT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub pack_queue_wait_ms: u64,
+    /// Budget of a whole pack load (describe, then the self-test of every
+    /// template), in milliseconds.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_PACK_LOAD_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub pack_load_timeout_ms: u64,
     /// Finished jobs remembered for status look-ups (oldest evicted first).
     #[arg(
         long,
@@ -178,6 +203,20 @@ impl Settings {
             max_graph_bytes: self.max_graph_bytes,
             ..pack_runtime::Limits::default()
         }
+    }
+
+    /// The admission limits of pack calls.
+    pub fn admission(&self) -> crate::admission::AdmissionConfig {
+        crate::admission::AdmissionConfig::resolve(
+            self.pack_concurrency,
+            self.pack_share,
+            Duration::from_millis(self.pack_queue_wait_ms),
+        )
+    }
+
+    /// Budget of one whole pack load.
+    pub fn load_budget(&self) -> Duration {
+        Duration::from_millis(self.pack_load_timeout_ms)
     }
 
     /// The compile cache folder, unless disabled.

@@ -68,6 +68,9 @@ pub enum AppError {
     /// A request that makes no sense as given.
     #[error("{0}")]
     InvalidRequest(String),
+    /// No pack-call permit came free in time (admission control).
+    #[error("{0}")]
+    Busy(crate::admission::AdmissionError),
     /// A bug or an aborted task.
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,6 +90,14 @@ impl AppError {
         }
     }
 
+    /// A pack call the admission did not run: busy, or a host-side failure.
+    pub(crate) fn from_admission(error: crate::admission::AdmissionError) -> Self {
+        match error {
+            busy @ crate::admission::AdmissionError::Busy { .. } => AppError::Busy(busy),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+
     /// A short machine-readable kind.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -102,6 +113,7 @@ impl AppError {
             AppError::PathRefused { .. } => "path_refused",
             AppError::Workflow(_) => "invalid_workflow",
             AppError::InvalidRequest(_) => "invalid_request",
+            AppError::Busy(_) => "busy",
             AppError::Internal(_) => "internal",
         }
     }

@@ -4,7 +4,9 @@
 //! Module map:
 //! * [`config`]: command line and environment settings;
 //! * [`catalog`]: immutable snapshots of the loaded packs and their templates;
+//! * [`admission`]: the one place pack calls are admitted and run;
 //! * [`loader`] and [`selftest`]: turning pack files into catalog entries;
+//! * [`packs`]: the pack files' load states, loaded concurrently, published per pack;
 //! * [`watch`]: hot reload of the templates folder;
 //! * [`workflow_file`]: custom workflow files (folder policy, overrides);
 //! * [`app`]: the service core shared by every MCP session;
@@ -14,6 +16,7 @@
 //! The sandbox lives in the `pack_runtime` crate, the ComfyUI protocol in
 //! `comfyui`, and the ComfyUI stand-in in `simulator`.
 
+pub mod admission;
 pub mod app;
 pub mod catalog;
 pub mod commands;
@@ -21,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod loader;
 pub mod mcp;
+pub mod packs;
 pub mod selftest;
 pub mod sim_control;
 pub mod watch;

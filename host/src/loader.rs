@@ -1,31 +1,64 @@
-//! Loading pack files into catalog snapshots: read, compile (or reuse the
-//! compile cache), self-test, and assemble. Blocking work: async callers run
-//! it on a blocking thread.
+//! Loading one pack file: read, compile (or reuse the compile cache),
+//! describe, self-test, all as one admitted pack call under a load budget.
+//!
+//! Invariants:
+//! * a load runs on an admission thread (never on an async worker) and holds
+//!   one permit of its file's share for its whole duration, so loads obey
+//!   the same concurrency limits as calls; a load waits for a permit as long
+//!   as it takes (it is background work) but never runs outside one;
+//! * the load budget ([`PackLoader::load_budget`]) counts from the start of
+//!   the load (compile, describe and self-test); the self-test stops at the
+//!   first template boundary past it, so a load ends at most one call limit
+//!   after its budget, and fails with [`ProblemKind::LoadTimeout`];
+//! * the self-test sees what a real call sees (see [`crate::selftest`]): the
+//!   live node catalog and model files when ComfyUI has been reached, else
+//!   the bundled catalog and a realistic offline model list.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use comfyui::ModelSnapshot;
 use comfyui::nodes::NodeCatalog;
 use pack_runtime::{Pack, Runtime};
 
-use crate::catalog::Catalog;
+use crate::admission::{Admission, Wait};
+use crate::catalog::{PackProblem, ProblemKind};
 use crate::selftest::{self, CheckCatalog};
+
+/// The connected ComfyUI's node catalog and model files, as last fetched
+/// (empty until ComfyUI has been reached). Shared by calls and self-tests.
+#[derive(Default)]
+pub struct LiveComfy {
+    /// `/object_info`, parsed.
+    pub nodes: ArcSwapOption<NodeCatalog>,
+    /// Model files per folder.
+    pub models: ArcSwapOption<ModelSnapshot>,
+}
 
 /// Loads and self-tests packs.
 pub struct PackLoader {
     runtime: Arc<Runtime>,
-    /// The newest node catalog fetched from ComfyUI, if any (else the stock one is used).
-    live_catalog: Arc<ArcSwapOption<NodeCatalog>>,
+    admission: Arc<Admission>,
+    live: Arc<LiveComfy>,
+    load_budget: Duration,
 }
 
 impl PackLoader {
-    /// A loader running packs in `runtime`, self-testing against `live_catalog` when set.
-    pub fn new(runtime: Arc<Runtime>, live_catalog: Arc<ArcSwapOption<NodeCatalog>>) -> Self {
+    /// A loader running packs in `runtime` through `admission`, self-testing
+    /// against `live` when set, each load within `load_budget`.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        admission: Arc<Admission>,
+        live: Arc<LiveComfy>,
+        load_budget: Duration,
+    ) -> Self {
         Self {
             runtime,
-            live_catalog,
+            admission,
+            live,
+            load_budget,
         }
     }
 
@@ -34,65 +67,130 @@ impl PackLoader {
         &self.runtime
     }
 
-    /// The catalog self-tests check against now.
+    /// The admission every pack call goes through.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// What ComfyUI looked like when last reached.
+    pub fn live(&self) -> &Arc<LiveComfy> {
+        &self.live
+    }
+
+    /// The budget of one whole load.
+    pub fn load_budget(&self) -> Duration {
+        self.load_budget
+    }
+
+    /// What self-tests check against now.
     pub fn check_catalog(&self) -> CheckCatalog {
-        match self.live_catalog.load_full() {
-            Some(live) => CheckCatalog::Live(live),
-            None => CheckCatalog::Stock(NodeCatalog::bundled()),
+        match (self.live.nodes.load_full(), self.live.models.load_full()) {
+            (Some(nodes), Some(models)) => CheckCatalog::Live(nodes, models),
+            _ => CheckCatalog::Stock(NodeCatalog::bundled()),
         }
     }
 
-    /// Loads one pack and self-tests it. The error names the file and the reason.
-    pub fn load(&self, path: &Path) -> Result<Arc<Pack>, String> {
-        let pack = self.runtime.load_file(path).map_err(|e| e.to_string())?;
-        let reports = selftest::run(&pack, &self.check_catalog());
+    /// Loads one pack and self-tests it, as an admitted pack call.
+    pub async fn load(self: &Arc<Self>, path: &Path) -> Result<Arc<Pack>, PackProblem> {
+        let this = self.clone();
+        let owned = path.to_owned();
+        self.admission
+            .run(&admission_key(path), Wait::Queue, move || {
+                this.load_admitted(&owned)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(problem(
+                    path,
+                    ProblemKind::Load,
+                    format!("{}: {e}", path.display()),
+                ))
+            })
+    }
+
+    /// Self-tests an already loaded pack again (against what ComfyUI looks
+    /// like now), as an admitted pack call under the load budget.
+    pub async fn retest(self: &Arc<Self>, pack: Arc<Pack>) -> Result<Arc<Pack>, PackProblem> {
+        let this = self.clone();
+        let path = pack.path().to_owned();
+        self.admission
+            .run(&admission_key(&path), Wait::Queue, move || {
+                this.self_test(pack, Instant::now())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(problem(
+                    &path,
+                    ProblemKind::Load,
+                    format!("{}: {e}", path.display()),
+                ))
+            })
+    }
+
+    /// The load itself. Runs on an admission thread.
+    fn load_admitted(&self, path: &Path) -> Result<Arc<Pack>, PackProblem> {
+        let started = Instant::now();
+        let pack = self
+            .runtime
+            .load_file(path)
+            .map_err(|e| problem(path, ProblemKind::Load, e.to_string()))?;
+        self.self_test(Arc::new(pack), started)
+    }
+
+    /// The self-test of every template, within the budget counted from `started`.
+    fn self_test(&self, pack: Arc<Pack>, started: Instant) -> Result<Arc<Pack>, PackProblem> {
+        let path = pack.path().to_owned();
+        let path = path.as_path();
+        let reports = selftest::run_within(
+            &pack,
+            &self.check_catalog(),
+            Some((started, self.load_budget)),
+        )
+        .map_err(|(_, exceeded)| {
+            problem(
+                path,
+                ProblemKind::LoadTimeout,
+                format!("{}: {exceeded}", path.display()),
+            )
+        })?;
         for report in &reports {
             for warning in &report.warnings {
                 tracing::warn!(path = %path.display(), template = %report.template, "{warning}");
             }
         }
-        selftest::verdict(&reports).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Arc::new(pack))
-    }
-
-    /// Loads every `.wasm` file in `dir` into a new catalog.
-    pub fn scan(&self, dir: &Path, generation: u64) -> Catalog {
-        let mut packs = BTreeMap::new();
-        let mut failures = BTreeMap::new();
-        match pack_files(dir) {
-            Ok(files) => {
-                for path in files {
-                    match self.load(&path) {
-                        Ok(pack) => {
-                            tracing::info!(
-                                path = %path.display(),
-                                pack = %pack.info().name,
-                                version = %pack.info().version,
-                                templates = pack.templates().len(),
-                                "pack loaded"
-                            );
-                            packs.insert(path, pack);
-                        }
-                        Err(error) => {
-                            tracing::error!("pack not loaded: {error}");
-                            failures.insert(path, error);
-                        }
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::error!("{error}");
-                failures.insert(dir.to_owned(), error);
-            }
-        }
-        Catalog::assemble(generation, packs, failures, None)
+        selftest::verdict(&reports).map_err(|e| {
+            problem(
+                path,
+                ProblemKind::SelfTest,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        Ok(pack)
     }
 }
 
-/// The `.wasm` files directly inside `dir`, sorted.
-pub fn pack_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: cannot read the templates folder: {e}", dir.display()))?;
+/// The admission share a pack file's loads and calls count against.
+pub fn admission_key(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn problem(path: &Path, kind: ProblemKind, error: String) -> PackProblem {
+    PackProblem {
+        path: path.to_owned(),
+        kind,
+        error,
+    }
+}
+
+/// The `.wasm` files directly inside `dir`, sorted. Blocking.
+pub fn pack_files(dir: &Path) -> Result<Vec<PathBuf>, PackProblem> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        problem(
+            dir,
+            ProblemKind::Folder,
+            format!("{}: cannot read the templates folder: {e}", dir.display()),
+        )
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| is_pack_file(p))

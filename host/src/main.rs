@@ -55,15 +55,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .command
         .unwrap_or_else(|| Command::Serve(ServeDefaults::parse_from(["comfyui-mcp"]).args));
     match command {
-        // Pack calls block (and WASI's blocking I/O enters a runtime of its
-        // own), so they run on a blocking thread, never on an async worker.
+        // Pack calls run on the admission's threads, never on an async worker.
         Command::Templates => {
-            tokio::task::spawn_blocking(move || commands::templates(&settings)).await??;
+            commands::templates(&settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { pack } => {
-            let passed =
-                tokio::task::spawn_blocking(move || commands::check(&settings, &pack)).await??;
+            let passed = commands::check(&settings, &pack).await?;
             Ok(if passed {
                 ExitCode::SUCCESS
             } else {
@@ -80,7 +78,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // Refuse an exposed address without a token before loading anything.
                 mcp::http::check_exposure(addr, &options)?;
             }
-            let app = commands::start_app(&settings).await?;
+            // `initialize` is answered at once: packs load in the background
+            // and each appears (with list_changed) as soon as it has loaded.
+            let app = commands::start_app_in_background(&settings).await?;
             let _watcher = if args.no_watch {
                 None
             } else {

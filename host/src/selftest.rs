@@ -1,28 +1,148 @@
 //! The self-test a pack must pass before it serves: every template is built
-//! with its defaults (and a placeholder for each required parameter) and the
-//! graph is checked against the node catalog.
+//! with its defaults (and a realistic value for each required parameter) and
+//! the graph is checked against the node catalog.
 //!
-//! The self-test judges the pack, not the machine: model names are
-//! placeholders (so "no checkpoint installed" or an unknown model name is not
-//! a pack defect), and when only the bundled stock catalog is available,
-//! classes it does not know (custom nodes) are tolerated with a warning.
+//! Invariant: to the pack, a self-test looks like a real call. It sees the
+//! same host a `generate` call sees: `has-node` answers from the node catalog
+//! the graph is checked against (the connected ComfyUI's when known, else
+//! the bundled stock one), and `models` lists the connected ComfyUI's model
+//! files when known, else a realistic offline list of common SD 1.5 / SDXL
+//! files ([`OFFLINE_MODELS`]). Nothing in it is a recognisable placeholder.
+//!
+//! The self-test judges the pack, not the machine: a model name the host
+//! itself offered is never a pack defect (offline, the stock catalog lists
+//! no model files), and when only the stock catalog is available, classes it
+//! does not know (custom nodes) are tolerated with a warning.
+//!
+//! A load budget bounds the whole self-test: it stops at the first template
+//! boundary past its deadline (so at most one call limit late).
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use comfyui::ModelSnapshot;
 use comfyui::graph::{self, GraphErrorKind};
 use comfyui::nodes::NodeCatalog;
-use pack_runtime::{HostView, Pack, params};
+use pack_runtime::{HostView, Pack, ParamKind, TemplateInfo};
+use rand::seq::IndexedRandom;
+use serde_json::{Map, Value, json};
 
-/// Model name offered to packs during a self-test, for every model folder.
-pub const PLACEHOLDER_MODEL: &str = "self-test-placeholder.safetensors";
+/// Model files offered to packs when no ComfyUI is connected: widely used
+/// public SD 1.5 / SDXL files, per ComfyUI model folder.
+pub const OFFLINE_MODELS: &[(&str, &[&str])] = &[
+    (
+        "checkpoints",
+        &[
+            "dreamshaper_8.safetensors",
+            "juggernautXL_v9Rdphoto2Lightning.safetensors",
+            "realisticVisionV60B1_v51VAE.safetensors",
+            "sd_xl_base_1.0.safetensors",
+            "sd_xl_refiner_1.0.safetensors",
+            "v1-5-pruned-emaonly.safetensors",
+        ],
+    ),
+    (
+        "loras",
+        &[
+            "add_detail.safetensors",
+            "lcm-lora-sdv1-5.safetensors",
+            "pixel-art-xl.safetensors",
+        ],
+    ),
+    (
+        "vae",
+        &[
+            "sdxl_vae.safetensors",
+            "vae-ft-mse-840000-ema-pruned.safetensors",
+        ],
+    ),
+    ("embeddings", &["EasyNegative.safetensors"]),
+    (
+        "upscale_models",
+        &["4x-UltraSharp.pth", "RealESRGAN_x4plus.pth"],
+    ),
+    (
+        "controlnet",
+        &[
+            "control_v11f1p_sd15_depth.pth",
+            "control_v11p_sd15_canny.pth",
+        ],
+    ),
+    ("clip_vision", &["clip_vision_g.safetensors"]),
+];
 
-/// Which node catalog the self-test checks against.
+/// Prompts a self-test passes for a required text parameter without choices.
+const PROMPTS: &[&str] = &[
+    "a red apple on a wooden table, studio lighting",
+    "a knight in silver armour standing in a misty forest",
+    "a cozy cabin in the mountains at dusk, warm light in the windows",
+    "a portrait of an old fisherman, detailed, soft light",
+    "a treasure chest full of gold coins, game asset, white background",
+];
+
+/// What the self-test checks against and shows the pack.
 #[derive(Clone)]
 pub enum CheckCatalog {
-    /// The connected ComfyUI's catalog: every defect counts.
-    Live(Arc<NodeCatalog>),
-    /// The bundled stock catalog: unknown classes are tolerated (custom nodes).
+    /// The connected ComfyUI's catalog and model files: every defect counts.
+    Live(Arc<NodeCatalog>, Arc<ModelSnapshot>),
+    /// The bundled stock catalog and [`OFFLINE_MODELS`]: unknown classes are
+    /// tolerated (custom nodes).
     Stock(Arc<NodeCatalog>),
+}
+
+impl CheckCatalog {
+    fn nodes(&self) -> &Arc<NodeCatalog> {
+        match self {
+            CheckCatalog::Live(nodes, _) | CheckCatalog::Stock(nodes) => nodes,
+        }
+    }
+
+    /// The host a pack sees during the self-test: the same kind of view a
+    /// real call gets.
+    pub fn host(&self) -> Arc<dyn HostView> {
+        let models = match self {
+            CheckCatalog::Live(_, models) => models.clone(),
+            CheckCatalog::Stock(_) => Arc::new(offline_models()),
+        };
+        Arc::new(CatalogHost {
+            nodes: self.nodes().clone(),
+            models,
+        })
+    }
+}
+
+/// The offline model list as a snapshot.
+pub fn offline_models() -> ModelSnapshot {
+    ModelSnapshot {
+        folders: OFFLINE_MODELS
+            .iter()
+            .map(|(folder, files)| {
+                (
+                    (*folder).to_owned(),
+                    files.iter().map(|f| (*f).to_owned()).collect(),
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// A ComfyUI as a pack sees it: node classes from a catalog, model files per folder.
+/// Used by real calls and by self-tests alike.
+pub struct CatalogHost {
+    /// The node classes.
+    pub nodes: Arc<NodeCatalog>,
+    /// The model files.
+    pub models: Arc<ModelSnapshot>,
+}
+
+impl HostView for CatalogHost {
+    fn models(&self, folder: &str) -> Vec<String> {
+        self.models.folders.get(folder).cloned().unwrap_or_default()
+    }
+    fn has_node(&self, class_type: &str) -> bool {
+        self.nodes.contains(class_type)
+    }
 }
 
 /// One template's self-test result.
@@ -36,25 +156,71 @@ pub struct TemplateReport {
     pub warnings: Vec<String>,
 }
 
-/// Self-tests every template of `pack`.
+/// The self-test ran out of its load budget.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "loading took longer than the pack load budget of {budget:?}: {tested} of {total} templates self-tested in {elapsed:.1?}; \
+     make the templates faster, or raise COMFYUI_MCP_PACK_LOAD_TIMEOUT_MS (--pack-load-timeout-ms)"
+)]
+pub struct BudgetExceeded {
+    /// The budget.
+    pub budget: Duration,
+    /// Templates built before the deadline.
+    pub tested: usize,
+    /// Templates the pack offers.
+    pub total: usize,
+    /// Time spent.
+    pub elapsed: Duration,
+}
+
+/// Self-tests every template of `pack` (no deadline).
 pub fn run(pack: &Pack, catalog: &CheckCatalog) -> Vec<TemplateReport> {
-    let host = placeholder_host();
-    pack.templates()
-        .iter()
-        .map(|template| {
-            let args = params::self_test_args(template);
-            let mut warnings = Vec::new();
-            let outcome = match pack.build(&template.id, &args, host.clone()) {
-                Err(err) => Err(vec![format!("build with defaults failed: {err}")]),
-                Ok(built) => check_graph(&built.graph, catalog, &mut warnings),
-            };
-            TemplateReport {
-                template: template.id.clone(),
-                outcome,
-                warnings,
-            }
+    run_within(pack, catalog, None).unwrap_or_else(|partial| partial.0)
+}
+
+/// Self-tests every template of `pack`, giving up once `budget` (counted
+/// from `started`) has run out: then the reports so far and the overrun.
+#[allow(clippy::type_complexity)]
+pub fn run_within(
+    pack: &Pack,
+    catalog: &CheckCatalog,
+    budget: Option<(Instant, Duration)>,
+) -> Result<Vec<TemplateReport>, (Vec<TemplateReport>, BudgetExceeded)> {
+    let host = catalog.host();
+    let offered = offered_models(&host);
+    let total = pack.templates().len();
+    let mut reports = Vec::with_capacity(total);
+    let over = |reports: &Vec<TemplateReport>| {
+        budget.and_then(|(started, budget)| {
+            let elapsed = started.elapsed();
+            (elapsed > budget).then_some(BudgetExceeded {
+                budget,
+                tested: reports.len(),
+                total,
+                elapsed,
+            })
         })
-        .collect()
+    };
+    for template in pack.templates() {
+        if let Some(exceeded) = over(&reports) {
+            return Err((reports, exceeded));
+        }
+        let args = self_test_args(template);
+        let mut warnings = Vec::new();
+        let outcome = match pack.build(&template.id, &args, host.clone()) {
+            Err(err) => Err(vec![format!("build with defaults failed: {err}")]),
+            Ok(built) => check_graph(&built.graph, catalog, &offered, &mut warnings),
+        };
+        reports.push(TemplateReport {
+            template: template.id.clone(),
+            outcome,
+            warnings,
+        });
+    }
+    match over(&reports) {
+        Some(exceeded) => Err((reports, exceeded)),
+        None => Ok(reports),
+    }
 }
 
 /// `Ok(())` when every template passed, else one line per failure.
@@ -77,44 +243,67 @@ pub fn verdict(reports: &[TemplateReport]) -> Result<(), String> {
     }
 }
 
-fn placeholder_host() -> Arc<dyn HostView> {
-    struct Placeholder;
-    impl HostView for Placeholder {
-        fn models(&self, _folder: &str) -> Vec<String> {
-            vec![PLACEHOLDER_MODEL.to_owned()]
-        }
-        /// Every class: node availability is judged by the graph check.
-        fn has_node(&self, _class_type: &str) -> bool {
-            true
-        }
-    }
-    Arc::new(Placeholder)
+/// Arguments for a template's self-test: its defaults, plus for each
+/// required parameter a value a user could have sent (its first choice, a
+/// realistic prompt, the low end of its range).
+pub fn self_test_args(template: &TemplateInfo) -> Map<String, Value> {
+    let mut rng = rand::rng();
+    template
+        .params
+        .iter()
+        .filter(|p| p.required)
+        .map(|p| {
+            let v = match p.kind {
+                ParamKind::Text => p.choices.first().map_or_else(
+                    || json!(PROMPTS.choose(&mut rng).copied().unwrap_or(PROMPTS[0])),
+                    |c| json!(c),
+                ),
+                ParamKind::Integer => json!(p.minimum.unwrap_or(0.0) as i64),
+                ParamKind::Number => json!(p.minimum.unwrap_or(0.0)),
+                ParamKind::Boolean => json!(false),
+            };
+            (p.name.clone(), v)
+        })
+        .collect()
+}
+
+/// Every model file the host offers in the folders packs commonly ask for.
+fn offered_models(host: &Arc<dyn HostView>) -> HashSet<String> {
+    let mut folders: Vec<&str> = OFFLINE_MODELS.iter().map(|(f, _)| *f).collect();
+    folders.extend([
+        "diffusion_models",
+        "unet",
+        "text_encoders",
+        "clip",
+        "style_models",
+    ]);
+    folders
+        .into_iter()
+        .flat_map(|folder| host.models(folder))
+        .collect()
 }
 
 fn check_graph(
     graph: &serde_json::Value,
     catalog: &CheckCatalog,
+    offered: &HashSet<String>,
     warnings: &mut Vec<String>,
 ) -> Result<usize, Vec<String>> {
-    let (nodes, stock) = match catalog {
-        CheckCatalog::Live(c) => (c, false),
-        CheckCatalog::Stock(c) => (c, true),
-    };
+    let stock = matches!(catalog, CheckCatalog::Stock(_));
     let count = graph.as_object().map_or(0, |g| g.len());
-    let Err(errors) = graph::check(graph, nodes) else {
+    let Err(errors) = graph::check(graph, catalog.nodes()) else {
         return Ok(count);
     };
     let mut problems = Vec::new();
     for error in errors.iter() {
-        let is_placeholder_model = error.kind == GraphErrorKind::ValueNotInList
+        let is_offered_model = error.kind == GraphErrorKind::ValueNotInList
             && error
                 .node_id
                 .as_ref()
                 .zip(error.input.as_ref())
-                .is_some_and(|(node, input)| {
-                    graph[node.as_str()]["inputs"][input.as_str()] == PLACEHOLDER_MODEL
-                });
-        if is_placeholder_model {
+                .and_then(|(node, input)| graph[node.as_str()]["inputs"][input.as_str()].as_str())
+                .is_some_and(|value| offered.contains(value));
+        if is_offered_model {
             continue;
         }
         if stock && error.kind == GraphErrorKind::UnknownClass {

@@ -1,8 +1,10 @@
 //! Hot reload: the templates folder is watched (notify, debounced), and every
-//! change produces a new catalog snapshot, swapped in atomically.
+//! change triggers a rescan of the [`PackSet`].
 //!
-//! * Compiling and self-testing run on a blocking thread, never on the async
-//!   workers.
+//! * The rescan reads and hashes files on a blocking thread, and every load
+//!   runs through the admission, so the watcher never blocks an async worker.
+//! * Loads of different files run concurrently and publish independently:
+//!   one slow or broken pack never delays another pack's reload.
 //! * A new or changed pack replaces the old version only after it loaded and
 //!   passed its self-test; otherwise the last good version keeps serving and
 //!   the failure is listed in the catalog's `errors`.
@@ -14,20 +16,15 @@
 //! * Only events that can change content trigger a rescan: a rescan reads the
 //!   packs, and the opens it causes must not trigger the next one.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use notify::RecursiveMode;
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::new_debouncer;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::app::App;
-use crate::catalog::Catalog;
-use crate::loader::pack_files;
+use crate::packs::PackSet;
 
 /// Quiet period before a burst of file events becomes one reload. Short, so
 /// a `cp` or an atomic rename is picked up quickly; a partial write that
@@ -47,8 +44,14 @@ impl Drop for WatchHandle {
 }
 
 /// Starts watching `app`'s templates folder.
-pub fn spawn(app: Arc<App>) -> anyhow::Result<WatchHandle> {
-    let dir = app.templates_dir().to_owned();
+pub fn spawn(app: Arc<crate::App>) -> anyhow::Result<WatchHandle> {
+    watch_packs(app.packs().clone())
+}
+
+/// Starts watching the folder of `packs`. Events that arrive while a rescan
+/// runs are coalesced into one more rescan.
+pub fn watch_packs(packs: Arc<PackSet>) -> anyhow::Result<WatchHandle> {
+    let dir = packs.dir().to_owned();
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let mut debouncer = new_debouncer(
         DEBOUNCE,
@@ -72,15 +75,8 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<WatchHandle> {
         .map_err(|e| anyhow::anyhow!("cannot watch the templates folder {}: {e}", dir.display()))?;
     tracing::info!(dir = %dir.display(), "watching for pack changes");
     let task = tokio::spawn(async move {
-        let mut known = fingerprints(&app.catalog());
         while rx.recv().await.is_some() {
-            let app2 = app.clone();
-            let previous_known = known.clone();
-            match tokio::task::spawn_blocking(move || reload(&app2, previous_known)).await {
-                Ok(Some(next)) => known = next,
-                Ok(None) => {}
-                Err(e) => tracing::error!("reload task failed: {e}"),
-            }
+            packs.rescan().await;
         }
     });
     Ok(WatchHandle {
@@ -101,91 +97,6 @@ fn is_change(kind: &EventKind) -> bool {
         EventKind::Access(_) => false,
         _ => true,
     }
-}
-
-/// Content hash of each file as last seen (serving or failed).
-type Fingerprints = BTreeMap<PathBuf, String>;
-
-fn fingerprints(catalog: &Catalog) -> Fingerprints {
-    let mut out: Fingerprints = catalog
-        .packs()
-        .iter()
-        .map(|(path, pack)| (path.clone(), pack.sha256().to_owned()))
-        .collect();
-    for problem in catalog.errors() {
-        if let Ok(bytes) = std::fs::read(&problem.path) {
-            out.entry(problem.path.clone())
-                .or_insert_with(|| hex::encode(Sha256::digest(bytes)));
-        }
-    }
-    out
-}
-
-/// Rescans the folder and publishes a new catalog if anything changed.
-/// Returns the new fingerprints, or `None` when nothing changed.
-pub fn reload(app: &App, known: Fingerprints) -> Option<Fingerprints> {
-    let dir = app.templates_dir();
-    let files = match pack_files(dir) {
-        Ok(files) => files,
-        Err(error) => {
-            tracing::error!("{error}");
-            return None;
-        }
-    };
-    let mut seen = Fingerprints::new();
-    for path in files {
-        if let Ok(bytes) = std::fs::read(&path) {
-            seen.insert(path, hex::encode(Sha256::digest(bytes)));
-        }
-    }
-    if seen == known {
-        return None;
-    }
-    let current = app.catalog();
-    let mut packs = current.packs().clone();
-    let mut failures: BTreeMap<PathBuf, String> = current
-        .errors()
-        .iter()
-        .filter(|p| seen.contains_key(&p.path) && !p.error.contains("clashes with"))
-        .map(|p| (p.path.clone(), p.error.clone()))
-        .collect();
-    packs.retain(|path, _| seen.contains_key(path));
-    for (path, hash) in &seen {
-        if known.get(path) == Some(hash) {
-            continue;
-        }
-        match app.loader().load(path) {
-            Ok(pack) => {
-                tracing::info!(
-                    path = %path.display(),
-                    pack = %pack.info().name,
-                    version = %pack.info().version,
-                    "pack (re)loaded"
-                );
-                failures.remove(path);
-                packs.insert(path.clone(), pack);
-            }
-            Err(error) => {
-                let kept = packs
-                    .get(path)
-                    .map(|p| format!(" (version {} keeps serving)", p.info().version));
-                tracing::error!(
-                    "pack not (re)loaded: {error}{}",
-                    kept.clone().unwrap_or_default()
-                );
-                failures.insert(path.clone(), format!("{error}{}", kept.unwrap_or_default()));
-            }
-        }
-    }
-    let next = Catalog::assemble(current.generation() + 1, packs, failures, Some(&current));
-    tracing::info!(
-        generation = next.generation(),
-        templates = next.templates().len(),
-        errors = next.errors().len(),
-        "catalog updated"
-    );
-    app.catalog_store().publish(next);
-    Some(seen)
 }
 
 #[cfg(test)]

@@ -446,8 +446,18 @@ async fn catalog_swaps_notify_list_changed() {
     let old = store.load();
     store.publish(Catalog::assemble(
         old.generation() + 1,
-        old.packs().clone(),
-        Default::default(),
+        0,
+        old.packs()
+            .iter()
+            .map(|(path, pack)| {
+                let candidate = comfyui_mcp::catalog::Candidate {
+                    pack: pack.clone(),
+                    seen_in_scan: 0,
+                };
+                (path.clone(), candidate)
+            })
+            .collect(),
+        Vec::new(),
         Some(&old),
     ));
     let mut seen = Vec::new();

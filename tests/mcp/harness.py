@@ -291,6 +291,10 @@ def is_prompt_post(request: dict[str, Any]) -> bool:
     return request["method"] == "POST" and (path == "/prompt" or path.endswith("/api/prompt"))
 
 
+async def _value(value: Any) -> Any:
+    return value
+
+
 async def poll(
     fetch: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], what: str, timeout: float = WAIT
 ) -> Any:
@@ -419,6 +423,13 @@ async def connect(
         else:
             notifications.append(message)
 
+    async def first_scan_done(stderr: Callable[[], str]) -> None:
+        # `serve` answers `initialize` at once and loads packs in the background; tests
+        # that expect the start-up packs wait for the end of the first scan.
+        await poll(
+            lambda: _value(stderr()), lambda text: "first scan done" in text, "the first pack scan to end"
+        )
+
     def make_conn(session: ClientSession, stderr: Callable[[], str]) -> Conn:
         return Conn(
             session=session,
@@ -441,7 +452,9 @@ async def connect(
                 async with ClientSession(read, write, read_timeout_seconds=WAIT, message_handler=on_message) as s:
                     with anyio.fail_after(WAIT):
                         await s.initialize()
-                    yield make_conn(s, lambda: errlog_path.read_text(encoding="utf-8", errors="replace"))
+                    errlog_text = lambda: errlog_path.read_text(encoding="utf-8", errors="replace")  # noqa: E731
+                    await first_scan_done(errlog_text)
+                    yield make_conn(s, errlog_text)
     elif transport == "http":
         if token:
             env["COMFYUI_MCP_HTTP_TOKEN"] = token
@@ -454,6 +467,7 @@ async def connect(
                     async with ClientSession(read, write, read_timeout_seconds=WAIT, message_handler=on_message) as s:
                         with anyio.fail_after(WAIT):
                             await s.initialize()
+                        await first_scan_done(proc.stderr_text)
                         conn = make_conn(s, proc.stderr_text)
                         conn.http_url = url  # type: ignore[attr-defined]
                         yield conn

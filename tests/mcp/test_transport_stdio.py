@@ -7,6 +7,7 @@ import json
 import queue
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,17 @@ async def test_stdout_is_json_rpc_only_and_logs_go_to_stderr(sim: Sim, tmp_path:
         init, _ = raw.answer(1)
         assert "result" in init, init
         raw.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        raw.send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-        tools, _ = raw.answer(2)
-        names = {t["name"] for t in tools["result"]["tools"]}
+        # Packs load in the background after `initialize`: ask until the noisy one is in.
+        deadline = time.monotonic() + WAIT
+        request_id = 100
+        names: set[str] = set()
+        while "log-flood" not in names and time.monotonic() < deadline:
+            request_id += 1
+            raw.send({"jsonrpc": "2.0", "id": request_id, "method": "tools/list"})
+            tools, _ = raw.answer(request_id)
+            names = {t["name"] for t in tools["result"]["tools"]}
+            if "log-flood" not in names:
+                time.sleep(0.05)
         assert "log-flood" in names, f"the noisy test pack should load: {sorted(names)}"
         # The pack writes 1 MiB to its stdout and floods its log while building.
         raw.send(
