@@ -132,6 +132,58 @@ pub struct Settings {
     /// Size cap of the graph a pack returns, in bytes.
     #[arg(long, env = "COMFYUI_MCP_MAX_GRAPH_BYTES", default_value_t = 4 << 20, global = true)]
     pub max_graph_bytes: usize,
+    /// Most nodes in one graph, from a pack or a workflow file; bigger graphs are refused.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_GRAPH_NODES",
+        default_value_t = comfyui::graph::GraphLimits::DEFAULT.max_nodes,
+        global = true
+    )]
+    pub max_graph_nodes: usize,
+    /// Most graph defects listed in one error (the rest are counted).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_GRAPH_ERRORS",
+        default_value_t = comfyui::graph::GraphLimits::DEFAULT.max_errors,
+        global = true
+    )]
+    pub max_graph_errors: usize,
+    /// Most "did you mean" suggestions computed for one graph.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_GRAPH_SUGGESTIONS",
+        default_value_t = comfyui::graph::GraphLimits::DEFAULT.max_suggestions,
+        global = true
+    )]
+    pub max_graph_suggestions: usize,
+    /// Graph checks and workflow-file reads running at once, off the async runtime (at least 1).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_CHECK_THREADS",
+        default_value_t = crate::blocking::BlockingPool::DEFAULT_THREADS,
+        global = true
+    )]
+    pub check_threads: usize,
+    /// Size cap of a load_workflow file, in bytes (checked before reading).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_WORKFLOW_BYTES",
+        default_value_t = crate::workflow_file::DEFAULT_MAX_WORKFLOW_BYTES,
+        global = true
+    )]
+    pub max_workflow_bytes: u64,
+    /// Node classes allowed although the node policy refuses them by default (comma-separated),
+    /// e.g. CheckpointSave or one API node class.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_ALLOW_NODES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allow_nodes: Vec<String>,
+    /// Allow every paid API node (refused by default).
+    #[arg(long, env = "COMFYUI_MCP_ALLOW_API_NODES", global = true)]
+    pub allow_api_nodes: bool,
     /// Finished jobs remembered for status look-ups (oldest evicted first).
     #[arg(
         long,
@@ -151,6 +203,39 @@ impl Settings {
             max_graph_bytes: self.max_graph_bytes,
             ..pack_runtime::Limits::default()
         }
+    }
+
+    /// The graph budgets.
+    pub fn graph_limits(&self) -> comfyui::graph::GraphLimits {
+        comfyui::graph::GraphLimits {
+            max_nodes: self.max_graph_nodes,
+            max_errors: self.max_graph_errors,
+            max_suggestions: self.max_graph_suggestions,
+        }
+    }
+
+    /// The node policy.
+    pub fn node_policy(&self) -> comfyui::policy::NodePolicy {
+        comfyui::policy::NodePolicy {
+            allow_api_nodes: self.allow_api_nodes,
+            allowed_classes: self
+                .allow_nodes
+                .iter()
+                .map(|class| class.trim())
+                .filter(|class| !class.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// The gate every graph passes before submission: its own blocking pool, the graph
+    /// budgets and the node policy.
+    pub fn graph_gate(&self) -> crate::graph_gate::GraphGate {
+        crate::graph_gate::GraphGate::new(
+            crate::blocking::BlockingPool::new("graph check", self.check_threads),
+            self.graph_limits(),
+            self.node_policy(),
+        )
     }
 
     /// The compile cache folder, unless disabled.

@@ -7,6 +7,8 @@
 //! * [`loader`] and [`selftest`]: turning pack files into catalog entries;
 //! * [`watch`]: hot reload of the templates folder;
 //! * [`workflow_file`]: custom workflow files (folder policy, overrides);
+//! * [`blocking`] and [`graph_gate`]: the bounded blocking pool, and the node policy and
+//!   graph check every graph passes on it before submission;
 //! * [`app`]: the service core shared by every MCP session;
 //! * [`mcp`]: the MCP server (tools, resources, progress; stdio and HTTP);
 //! * [`commands`]: the `templates`, `check` and `simulate` commands.
@@ -15,10 +17,12 @@
 //! `comfyui`, and the ComfyUI stand-in in `simulator`.
 
 pub mod app;
+pub mod blocking;
 pub mod catalog;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod graph_gate;
 pub mod loader;
 pub mod mcp;
 pub mod selftest;
