@@ -156,7 +156,11 @@ mod tests {
         started.await.unwrap();
         caller.abort();
         let _ = caller.await;
-        assert_eq!(pool.available(), 0, "the job still runs and holds its permit");
+        assert_eq!(
+            pool.available(),
+            0,
+            "the job still runs and holds its permit"
+        );
         release.send(()).unwrap();
         // The job ends; the permit comes back.
         assert_eq!(pool.run(|| 3).await.unwrap(), 3);

@@ -68,15 +68,18 @@ pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
             comfy_config.display_url()
         )
     })?;
-    Ok(Arc::new(App::new(
-        Arc::new(CatalogStore::new(catalog)),
-        loader,
-        comfy,
-        live_catalog,
-        WorkflowDirs::new(settings.workflow_dirs.clone()).with_max_bytes(settings.max_workflow_bytes),
-        settings.templates_dir.clone(),
-    )
-    .with_graph_gate(settings.graph_gate()))))
+    Ok(Arc::new(
+        App::new(
+            Arc::new(CatalogStore::new(catalog)),
+            loader,
+            comfy,
+            live_catalog,
+            WorkflowDirs::new(settings.workflow_dirs.clone())
+                .with_max_bytes(settings.max_workflow_bytes),
+            settings.templates_dir.clone(),
+        )
+        .with_graph_gate(settings.graph_gate()),
+    ))
 }
 
 /// `comfyui-mcp templates`: every template with its pack and parameters.

@@ -372,11 +372,18 @@ mod tests {
     #[test]
     fn ui_format_gets_an_explanation_and_prompt_bodies_are_unwrapped() {
         let ui = br#"{"nodes": [], "links": [], "version": 0.4}"#;
-        let e = parse_api_graph("w.json", ui, NODES).unwrap_err().to_string();
+        let e = parse_api_graph("w.json", ui, NODES)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("UI-format") && e.contains("Export (API)"), "{e}");
         let body =
             br#"{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}}, "client_id": "x"}"#;
-        assert!(parse_api_graph("w.json", body, NODES).unwrap().get("1").is_some());
+        assert!(
+            parse_api_graph("w.json", body, NODES)
+                .unwrap()
+                .get("1")
+                .is_some()
+        );
         assert!(
             parse_api_graph("w.json", b"[1]", NODES)
                 .unwrap_err()
@@ -454,7 +461,12 @@ mod tests {
     fn a_workflow_over_the_node_cap_is_refused_naming_the_limit() {
         let graph = |n: usize| {
             let nodes: Map<String, Value> = (0..n)
-                .map(|i| (i.to_string(), json!({"class_type": "EmptyImage", "inputs": {}})))
+                .map(|i| {
+                    (
+                        i.to_string(),
+                        json!({"class_type": "EmptyImage", "inputs": {}}),
+                    )
+                })
                 .collect();
             serde_json::to_vec(&nodes).unwrap()
         };
@@ -468,16 +480,20 @@ mod tests {
         );
         let error = parse_api_graph("w.json", &graph(6), 5).unwrap_err();
         assert!(
-            matches!(error, AppError::WorkflowTooManyNodes { nodes: 6, limit: 5, .. }),
+            matches!(
+                error,
+                AppError::WorkflowTooManyNodes {
+                    nodes: 6,
+                    limit: 5,
+                    ..
+                }
+            ),
             "{error:?}"
         );
         let text = error.to_string();
         assert!(text.contains("COMFYUI_MCP_MAX_GRAPH_NODES"), "{text}");
         // A /prompt body counts the nodes of its prompt.
-        let body = format!(
-            "{{\"prompt\": {}}}",
-            String::from_utf8(graph(6)).unwrap()
-        );
+        let body = format!("{{\"prompt\": {}}}", String::from_utf8(graph(6)).unwrap());
         assert!(parse_api_graph("w.json", body.as_bytes(), 5).is_err());
     }
 }

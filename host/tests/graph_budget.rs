@@ -124,7 +124,10 @@ async fn near_miss_graphs_get_a_capped_report_and_other_clients_are_served() {
             "{suggested} suggestions (cap 20)"
         );
         let text = error.to_string();
-        assert!(text.contains("... and 1949 more defects not listed"), "{text}");
+        assert!(
+            text.contains("... and 1949 more defects not listed"),
+            "{text}"
+        );
         assert!(text.len() < 64 << 10, "{} bytes", text.len());
     }
 }
@@ -206,7 +209,8 @@ async fn refused_nodes_are_allowed_when_configured() {
 
 /// The shipped txt2img example with a CheckpointSave node added.
 fn example_with_checkpoint_save() -> Value {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/workflows/txt2img_api.json");
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/workflows/txt2img_api.json");
     let mut graph: Value = serde_json::from_slice(&std::fs::read(example).unwrap()).unwrap();
     let loader = graph
         .as_object()
@@ -244,7 +248,10 @@ async fn load_workflow_applies_the_node_policy() {
     assert_eq!(error.kind(), "node_refused", "{error}");
     let text = error.to_string();
     assert!(text.contains("node \"99\" (CheckpointSave)"), "{text}");
-    assert!(text.contains("COMFYUI_MCP_ALLOW_NODES=CheckpointSave"), "{text}");
+    assert!(
+        text.contains("COMFYUI_MCP_ALLOW_NODES=CheckpointSave"),
+        "{text}"
+    );
 
     let allowed = fixture(&["--allow-nodes", "CheckpointSave"]).await;
     std::fs::write(
@@ -277,10 +284,15 @@ async fn load_workflow_caps_file_size_and_node_count() {
     big.extend(std::iter::repeat_n(b' ', 5000));
     std::fs::write(f.workflows.join("big.json"), big).unwrap();
 
-    load(&f.app, "three.json").await.expect("3 nodes: at the cap");
+    load(&f.app, "three.json")
+        .await
+        .expect("3 nodes: at the cap");
     let error = load(&f.app, "four.json").await.unwrap_err();
     assert_eq!(error.kind(), "workflow_too_many_nodes", "{error}");
-    assert!(error.to_string().contains("over the limit of 3 nodes"), "{error}");
+    assert!(
+        error.to_string().contains("over the limit of 3 nodes"),
+        "{error}"
+    );
     let error = load(&f.app, "big.json").await.unwrap_err();
     assert_eq!(error.kind(), "workflow_too_large", "{error}");
     assert!(

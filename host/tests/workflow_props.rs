@@ -78,7 +78,12 @@ fn graph() -> impl Strategy<Value = Value> {
 
 fn override_key() -> impl Strategy<Value = String> {
     prop_oneof![
-        prop::sample::select(SAMPLER_KEYS.iter().map(|(k, _)| (*k).to_owned()).collect::<Vec<_>>()),
+        prop::sample::select(
+            SAMPLER_KEYS
+                .iter()
+                .map(|(k, _)| (*k).to_owned())
+                .collect::<Vec<_>>()
+        ),
         Just("prompt".to_owned()),
         Just("negative_prompt".to_owned()),
         (0usize..12, input_name()).prop_map(|(node, input)| format!("{node}.{input}")),

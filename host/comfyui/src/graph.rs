@@ -1362,8 +1362,22 @@ mod tests {
     #[test]
     fn bounded_edit_distance_agrees_with_levenshtein_within_the_bound() {
         let words = [
-            "", "a", "ab", "ba", "abc", "kitten", "sitting", "KSampler", "ksampler", "KSamplr",
-            "euler", "euler_ancestral", "heun", "saturday", "sunday", "xxxxxxxxxxxx",
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "kitten",
+            "sitting",
+            "KSampler",
+            "ksampler",
+            "KSamplr",
+            "euler",
+            "euler_ancestral",
+            "heun",
+            "saturday",
+            "sunday",
+            "xxxxxxxxxxxx",
         ];
         for a in words {
             for b in words {

@@ -293,7 +293,10 @@ mod tests {
             .filter(|c| c.api_node)
             .filter(|c| policy.refusal(&c.name, &catalog) == Some(Refusal::PaidApi))
             .count();
-        assert_eq!(refused_api, catalog.classes().filter(|c| c.api_node).count());
+        assert_eq!(
+            refused_api,
+            catalog.classes().filter(|c| c.api_node).count()
+        );
     }
 
     #[test]
@@ -342,7 +345,10 @@ mod tests {
         assert_eq!(errors.0[0].node_count, 1000);
         assert_eq!(errors.0[0].node_ids.len(), SHOWN_NODES);
         let text = errors.to_string();
-        assert!(text.contains("COMFYUI_MCP_ALLOW_NODES=CheckpointSave"), "{text}");
+        assert!(
+            text.contains("COMFYUI_MCP_ALLOW_NODES=CheckpointSave"),
+            "{text}"
+        );
         assert!(text.contains("(1000 nodes)"), "{text}");
         assert!(text.contains("COMFYUI_MCP_ALLOW_API_NODES=1"), "{text}");
         assert!(text.contains("nodes \"0\", \"1\""), "{text}");

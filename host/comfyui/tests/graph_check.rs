@@ -387,7 +387,9 @@ fn invalid_input_types() {
         Some("lossless"),
     );
     assert!(
-        errors.errors()[0].message.contains("non-empty string as true"),
+        errors.errors()[0]
+            .message
+            .contains("non-empty string as true"),
         "{}",
         errors.errors()[0].message
     );
@@ -910,7 +912,10 @@ fn a_graph_at_the_node_cap_passes_and_one_over_is_refused_naming_the_limit() {
     assert_eq!(error.kind, GraphErrorKind::TooManyNodes);
     assert!(error.message.contains("2001 nodes"), "{error:?}");
     assert!(error.message.contains("2000"), "{error:?}");
-    assert!(error.message.contains("COMFYUI_MCP_MAX_GRAPH_NODES"), "{error:?}");
+    assert!(
+        error.message.contains("COMFYUI_MCP_MAX_GRAPH_NODES"),
+        "{error:?}"
+    );
 
     // A smaller configured cap applies the same way.
     let limits = comfyui::graph::GraphLimits {
