@@ -404,7 +404,7 @@ pub fn check_with(
 
     // Without a class for every node, "no output node" may just be a consequence.
     if output_nodes.is_empty() && all_resolved {
-        checker.errors.push(GraphError {
+        checker.push_error(GraphError {
             node_id: None,
             class_type: None,
             input: None,
@@ -498,7 +498,16 @@ impl<'g> Checker<'g> {
         true
     }
 
-    /// Records a defect: listed while there is room, counted otherwise.
+    /// Records a graph-wide defect: listed while there is room, counted otherwise.
+    fn push_error(&mut self, error: GraphError) {
+        if self.full() {
+            self.omitted += 1;
+        } else {
+            self.errors.push(error);
+        }
+    }
+
+    /// Records a defect of a node: listed while there is room, counted otherwise.
     fn push(
         &mut self,
         node: &Node<'_>,
@@ -506,11 +515,7 @@ impl<'g> Checker<'g> {
         kind: GraphErrorKind,
         message: String,
     ) {
-        if self.full() {
-            self.omitted += 1;
-            return;
-        }
-        self.errors.push(GraphError {
+        self.push_error(GraphError {
             node_id: Some(clip(node.id)),
             class_type: node.class_type.map(clip),
             input: input.map(clip),
