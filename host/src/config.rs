@@ -181,8 +181,13 @@ pub struct Settings {
         global = true
     )]
     pub allow_nodes: Vec<String>,
-    /// Allow every paid API node (refused by default).
-    #[arg(long, env = "COMFYUI_MCP_ALLOW_API_NODES", global = true)]
+    /// Allow every paid API node (refused by default); the environment takes 1/true/yes/on.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_ALLOW_API_NODES",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
     pub allow_api_nodes: bool,
     /// Finished jobs remembered for status look-ups (oldest evicted first).
     #[arg(
@@ -274,4 +279,80 @@ fn default_cache_dir() -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("comfyui-mcp").join("compiled-packs"))
+}
+
+#[cfg(test)]
+mod graph_settings_tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut all = vec!["comfyui-mcp"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parses").settings
+    }
+
+    #[test]
+    fn graph_budgets_and_node_policy_have_documented_defaults_and_flags() {
+        let defaults = parse(&[]);
+        assert_eq!(
+            defaults.graph_limits(),
+            comfyui::graph::GraphLimits::DEFAULT
+        );
+        assert_eq!(
+            defaults.node_policy(),
+            comfyui::policy::NodePolicy::default()
+        );
+        assert_eq!(
+            defaults.check_threads,
+            crate::blocking::BlockingPool::DEFAULT_THREADS
+        );
+        let set = parse(&[
+            "--max-graph-nodes",
+            "10",
+            "--max-graph-errors",
+            "3",
+            "--max-graph-suggestions",
+            "1",
+            "--check-threads",
+            "4",
+            "--allow-nodes",
+            "CheckpointSave, ModelSave",
+            "--allow-api-nodes",
+        ]);
+        assert_eq!(
+            set.graph_limits(),
+            comfyui::graph::GraphLimits {
+                max_nodes: 10,
+                max_errors: 3,
+                max_suggestions: 1
+            }
+        );
+        let policy = set.node_policy();
+        assert!(policy.allow_api_nodes);
+        assert_eq!(
+            policy.allowed_classes.into_iter().collect::<Vec<_>>(),
+            ["CheckpointSave", "ModelSave"]
+        );
+        assert_eq!(set.graph_gate().limits().max_nodes, 10);
+    }
+
+    /// The policy flags read the documented environment variables.
+    #[test]
+    fn policy_flags_read_their_environment_variables() {
+        let cmd = Cli::command();
+        for (id, env) in [
+            ("allow_api_nodes", "COMFYUI_MCP_ALLOW_API_NODES"),
+            ("allow_nodes", "COMFYUI_MCP_ALLOW_NODES"),
+            ("max_graph_nodes", "COMFYUI_MCP_MAX_GRAPH_NODES"),
+            ("check_threads", "COMFYUI_MCP_CHECK_THREADS"),
+            ("max_workflow_bytes", "COMFYUI_MCP_MAX_WORKFLOW_BYTES"),
+        ] {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .expect("the flag exists");
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(env)), "{id}");
+        }
+    }
 }
