@@ -96,6 +96,9 @@ pub enum AppError {
     /// A request that makes no sense as given.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A job of a bounded blocking pool (graph check, workflow file) did not finish.
+    #[error("internal error: {0}")]
+    Blocking(#[from] crate::blocking::BlockingError),
     /// A bug or an aborted task.
     #[error("internal error: {0}")]
     Internal(String),
@@ -133,7 +136,7 @@ impl AppError {
             AppError::PathRefused { .. } => "path_refused",
             AppError::Workflow(_) => "invalid_workflow",
             AppError::InvalidRequest(_) => "invalid_request",
-            AppError::Internal(_) => "internal",
+            AppError::Blocking(_) | AppError::Internal(_) => "internal",
         }
     }
 

@@ -81,8 +81,7 @@ impl GraphGate {
             .run(move || {
                 check_now(&graph, &nodes, &policy, &limits).map(|summary| (graph, summary))
             })
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?
+            .await?
     }
 
     /// Reads `path` through the folder policy, parses it (within the node cap) and applies
@@ -109,8 +108,7 @@ impl GraphGate {
                     overrides,
                 })
             })
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?
+            .await?
     }
 }
 
