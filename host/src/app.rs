@@ -4,8 +4,10 @@
 //!
 //! One `generate` call: look the template up in the current catalog
 //! snapshot → check the parameters against its specs → build the graph in
-//! the sandbox (admitted: a pack-call permit, an admission thread) → check the graph against ComfyUI's node
-//! catalog → submit and track the job.
+//! the sandbox (admitted: a pack-call permit, an admission thread) → the
+//! node policy and the graph check against ComfyUI's node catalog, on the
+//! bounded blocking pool of the [`GraphGate`] → submit and track the job.
+//! `load_workflow` reads, parses and checks its file on that pool too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,10 +22,11 @@ use tokio::sync::watch;
 use crate::admission::{Admission, Wait};
 use crate::catalog::{Catalog, CatalogStore};
 use crate::error::AppError;
+use crate::graph_gate::GraphGate;
 use crate::loader::{LiveComfy, PackLoader, admission_key};
 use crate::packs::PackSet;
 use crate::selftest::CatalogHost;
-use crate::workflow_file::{self, WorkflowDirs};
+use crate::workflow_file::WorkflowDirs;
 
 /// What `load_workflow` submitted.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct App {
     packs: Arc<PackSet>,
     comfy: Arc<ComfyUi>,
     workflow_dirs: WorkflowDirs,
+    /// Node policy and graph check, off the runtime (defaults until [`App::with_graph_gate`]).
+    gate: GraphGate,
 }
 
 impl App {
@@ -70,7 +75,19 @@ impl App {
             packs,
             comfy,
             workflow_dirs,
+            gate: GraphGate::default(),
         }
+    }
+
+    /// The same service with this graph gate (budgets and node policy from the settings).
+    pub fn with_graph_gate(mut self, gate: GraphGate) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// The graph gate.
+    pub fn graph_gate(&self) -> &GraphGate {
+        &self.gate
     }
 
     /// The current catalog snapshot.
@@ -154,10 +171,10 @@ impl App {
             .await
             .map_err(AppError::from_admission)?
             .map_err(|e| AppError::from_call(&entry.pack.name, e))?;
-        comfyui::graph::check(&built.graph, &nodes).map_err(AppError::InvalidGraph)?;
-        let metadata = template_metadata(&entry.info.id, &built.params, &built.graph);
+        let (graph, _) = self.gate.check(built.graph, nodes).await?;
+        let metadata = template_metadata(&entry.info.id, &built.params, &graph);
         let request = JobRequest {
-            graph: built.graph,
+            graph,
             origin: JobOrigin::Template {
                 template_id: entry.info.id.clone(),
                 pack_name: entry.pack.name.clone(),
@@ -177,11 +194,13 @@ impl App {
         path: &str,
         overrides: Map<String, Value>,
     ) -> Result<WorkflowSubmission, AppError> {
-        let file = self.workflow_dirs.read(path)?;
-        let mut graph = workflow_file::parse_api_graph(&file.display_name, &file.bytes)?;
-        let applied = workflow_file::apply_overrides(&mut graph, &overrides);
+        let loaded = self
+            .gate
+            .load_workflow(&self.workflow_dirs, path, overrides)
+            .await?;
+        let (file, applied) = (loaded.file, loaded.overrides);
         let (nodes, _) = self.comfy_state().await?;
-        comfyui::graph::check(&graph, &nodes).map_err(AppError::InvalidGraph)?;
+        let (graph, _) = self.gate.check(loaded.graph, nodes).await?;
         let request = JobRequest {
             graph,
             origin: JobOrigin::Workflow {

@@ -90,12 +90,16 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
             "templates loaded (first scan done)"
         );
     });
-    Ok(Arc::new(App::new(
-        store,
-        packs,
-        comfy,
-        WorkflowDirs::new(settings.workflow_dirs.clone()),
-    )))
+    Ok(Arc::new(
+        App::new(
+            store,
+            packs,
+            comfy,
+            WorkflowDirs::new(settings.workflow_dirs.clone())
+                .with_max_bytes(settings.max_workflow_bytes),
+        )
+        .with_graph_gate(settings.graph_gate()),
+    ))
 }
 
 /// Once ComfyUI is first reached, records its node catalog and model files

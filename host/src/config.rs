@@ -184,6 +184,63 @@ pub struct Settings {
         global = true
     )]
     pub pack_load_timeout_ms: u64,
+    /// Most nodes in one graph, from a pack or a workflow file; bigger graphs are refused.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_GRAPH_NODES",
+        default_value_t = comfyui::graph::GraphLimits::DEFAULT.max_nodes,
+        global = true
+    )]
+    pub max_graph_nodes: usize,
+    /// Most graph defects listed in one error (the rest are counted).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_GRAPH_ERRORS",
+        default_value_t = comfyui::graph::GraphLimits::DEFAULT.max_errors,
+        global = true
+    )]
+    pub max_graph_errors: usize,
+    /// Most "did you mean" suggestions computed for one graph.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_GRAPH_SUGGESTIONS",
+        default_value_t = comfyui::graph::GraphLimits::DEFAULT.max_suggestions,
+        global = true
+    )]
+    pub max_graph_suggestions: usize,
+    /// Graph checks and workflow-file reads running at once, off the async runtime (at least 1).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_CHECK_THREADS",
+        default_value_t = crate::blocking::BlockingPool::DEFAULT_THREADS,
+        global = true
+    )]
+    pub check_threads: usize,
+    /// Size cap of a load_workflow file, in bytes (checked before reading).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_WORKFLOW_BYTES",
+        default_value_t = crate::workflow_file::DEFAULT_MAX_WORKFLOW_BYTES,
+        global = true
+    )]
+    pub max_workflow_bytes: u64,
+    /// Node classes allowed although the node policy refuses them by default (comma-separated),
+    /// e.g. CheckpointSave or one API node class.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_ALLOW_NODES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allow_nodes: Vec<String>,
+    /// Allow every paid API node (refused by default); the environment takes 1/true/yes/on.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_ALLOW_API_NODES",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub allow_api_nodes: bool,
     /// Finished jobs remembered for status look-ups (oldest evicted first).
     #[arg(
         long,
@@ -217,6 +274,39 @@ impl Settings {
     /// Budget of one whole pack load.
     pub fn load_budget(&self) -> Duration {
         Duration::from_millis(self.pack_load_timeout_ms)
+    }
+
+    /// The graph budgets.
+    pub fn graph_limits(&self) -> comfyui::graph::GraphLimits {
+        comfyui::graph::GraphLimits {
+            max_nodes: self.max_graph_nodes,
+            max_errors: self.max_graph_errors,
+            max_suggestions: self.max_graph_suggestions,
+        }
+    }
+
+    /// The node policy.
+    pub fn node_policy(&self) -> comfyui::policy::NodePolicy {
+        comfyui::policy::NodePolicy {
+            allow_api_nodes: self.allow_api_nodes,
+            allowed_classes: self
+                .allow_nodes
+                .iter()
+                .map(|class| class.trim())
+                .filter(|class| !class.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// The gate every graph passes before submission: its own blocking pool, the graph
+    /// budgets and the node policy.
+    pub fn graph_gate(&self) -> crate::graph_gate::GraphGate {
+        crate::graph_gate::GraphGate::new(
+            crate::blocking::BlockingPool::new("graph check", self.check_threads),
+            self.graph_limits(),
+            self.node_policy(),
+        )
     }
 
     /// The compile cache folder, unless disabled.
@@ -263,5 +353,81 @@ fn positive_count(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("must be a whole number of at least 1 ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod graph_settings_tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut all = vec!["comfyui-mcp"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parses").settings
+    }
+
+    #[test]
+    fn graph_budgets_and_node_policy_have_documented_defaults_and_flags() {
+        let defaults = parse(&[]);
+        assert_eq!(
+            defaults.graph_limits(),
+            comfyui::graph::GraphLimits::DEFAULT
+        );
+        assert_eq!(
+            defaults.node_policy(),
+            comfyui::policy::NodePolicy::default()
+        );
+        assert_eq!(
+            defaults.check_threads,
+            crate::blocking::BlockingPool::DEFAULT_THREADS
+        );
+        let set = parse(&[
+            "--max-graph-nodes",
+            "10",
+            "--max-graph-errors",
+            "3",
+            "--max-graph-suggestions",
+            "1",
+            "--check-threads",
+            "4",
+            "--allow-nodes",
+            "CheckpointSave, ModelSave",
+            "--allow-api-nodes",
+        ]);
+        assert_eq!(
+            set.graph_limits(),
+            comfyui::graph::GraphLimits {
+                max_nodes: 10,
+                max_errors: 3,
+                max_suggestions: 1
+            }
+        );
+        let policy = set.node_policy();
+        assert!(policy.allow_api_nodes);
+        assert_eq!(
+            policy.allowed_classes.into_iter().collect::<Vec<_>>(),
+            ["CheckpointSave", "ModelSave"]
+        );
+        assert_eq!(set.graph_gate().limits().max_nodes, 10);
+    }
+
+    /// The policy flags read the documented environment variables.
+    #[test]
+    fn policy_flags_read_their_environment_variables() {
+        let cmd = Cli::command();
+        for (id, env) in [
+            ("allow_api_nodes", "COMFYUI_MCP_ALLOW_API_NODES"),
+            ("allow_nodes", "COMFYUI_MCP_ALLOW_NODES"),
+            ("max_graph_nodes", "COMFYUI_MCP_MAX_GRAPH_NODES"),
+            ("check_threads", "COMFYUI_MCP_CHECK_THREADS"),
+            ("max_workflow_bytes", "COMFYUI_MCP_MAX_WORKFLOW_BYTES"),
+        ] {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .expect("the flag exists");
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(env)), "{id}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! precise message and a structured form for MCP error payloads.
 
 use comfyui::graph::GraphErrors;
+use comfyui::policy::PolicyViolations;
 use comfyui::{CancelError, ClientError};
 use pack_runtime::{CallError, FieldError};
 use serde_json::{Value, json};
@@ -31,6 +32,33 @@ pub enum AppError {
     /// The graph failed the pre-submission check.
     #[error("the graph is invalid for this ComfyUI:\n{0}")]
     InvalidGraph(GraphErrors),
+    /// The graph uses node classes the node policy refuses.
+    #[error("the graph uses node classes this server refuses:\n{0}")]
+    NodePolicy(PolicyViolations),
+    /// A workflow file over the size cap (checked before reading).
+    #[error(
+        "workflow file {path} is {bytes} bytes, over the limit of {limit} bytes; a server operator can raise it with --max-workflow-bytes or COMFYUI_MCP_MAX_WORKFLOW_BYTES"
+    )]
+    WorkflowTooLarge {
+        /// The file.
+        path: String,
+        /// Its size (or what was read of it).
+        bytes: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// A workflow file with more nodes than the graph node cap.
+    #[error(
+        "workflow {name} has {nodes} nodes, over the limit of {limit} nodes per graph; a server operator can raise it with --max-graph-nodes or COMFYUI_MCP_MAX_GRAPH_NODES"
+    )]
+    WorkflowTooManyNodes {
+        /// The file's name.
+        name: String,
+        /// Its node count.
+        nodes: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// ComfyUI refused, failed or was unreachable.
     #[error("{0}")]
     ComfyUi(ClientError),
@@ -71,6 +99,9 @@ pub enum AppError {
     /// No pack-call permit came free in time (admission control).
     #[error("{0}")]
     Busy(crate::admission::AdmissionError),
+    /// A job of a bounded blocking pool (graph check, workflow file) did not finish.
+    #[error("internal error: {0}")]
+    Blocking(#[from] crate::blocking::BlockingError),
     /// A bug or an aborted task.
     #[error("internal error: {0}")]
     Internal(String),
@@ -105,6 +136,9 @@ impl AppError {
             AppError::InvalidParams(_) => "invalid_parameters",
             AppError::Pack { .. } => "pack_failed",
             AppError::InvalidGraph(_) => "invalid_graph",
+            AppError::NodePolicy(_) => "node_refused",
+            AppError::WorkflowTooLarge { .. } => "workflow_too_large",
+            AppError::WorkflowTooManyNodes { .. } => "workflow_too_many_nodes",
             AppError::ComfyUi(ClientError::Rejected { .. }) => "comfyui_rejected",
             AppError::ComfyUi(_) => "comfyui_unavailable",
             AppError::Cancel(_) => "cancel_failed",
@@ -114,7 +148,7 @@ impl AppError {
             AppError::Workflow(_) => "invalid_workflow",
             AppError::InvalidRequest(_) => "invalid_request",
             AppError::Busy(_) => "busy",
-            AppError::Internal(_) => "internal",
+            AppError::Blocking(_) | AppError::Internal(_) => "internal",
         }
     }
 
@@ -123,6 +157,7 @@ impl AppError {
         let details = match self {
             AppError::InvalidParams(errors) => Some(json!(errors)),
             AppError::InvalidGraph(errors) => Some(errors.to_json()),
+            AppError::NodePolicy(violations) => Some(violations.to_json()),
             AppError::ComfyUi(ClientError::Rejected {
                 error, node_errors, ..
             }) => Some(json!({"error": error, "node_errors": node_errors})),

@@ -9,6 +9,8 @@
 //! * [`packs`]: the pack files' load states, loaded concurrently, published per pack;
 //! * [`watch`]: hot reload of the templates folder;
 //! * [`workflow_file`]: custom workflow files (folder policy, overrides);
+//! * [`blocking`] and [`graph_gate`]: the bounded blocking pool, and the node policy and
+//!   graph check every graph passes on it before submission;
 //! * [`app`]: the service core shared by every MCP session;
 //! * [`mcp`]: the MCP server (tools, resources, progress; stdio and HTTP);
 //! * [`commands`]: the `templates`, `check` and `simulate` commands.
@@ -18,10 +20,12 @@
 
 pub mod admission;
 pub mod app;
+pub mod blocking;
 pub mod catalog;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod graph_gate;
 pub mod loader;
 pub mod mcp;
 pub mod packs;

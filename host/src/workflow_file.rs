@@ -1,6 +1,13 @@
 //! Custom workflow files for `load_workflow`: the folder policy (a path must
 //! resolve inside a configured workflow folder, after `..` and symlinks),
 //! API-format detection, and parameter overrides.
+//!
+//! Budgets: a file over [`WorkflowDirs::max_bytes`] (default [`DEFAULT_MAX_WORKFLOW_BYTES`],
+//! setting `COMFYUI_MCP_MAX_WORKFLOW_BYTES`) is refused from its metadata, before it is read,
+//! and the read itself stops one byte past the cap (a file growing meanwhile is refused too);
+//! a graph of more nodes than the graph node cap is refused after parsing. Everything here is
+//! blocking file and CPU work: the server runs it on its bounded blocking pool
+//! ([`crate::graph_gate`]). Parsing and overrides never panic on any input.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 
-/// Largest workflow file accepted.
-const MAX_WORKFLOW_BYTES: u64 = 8 << 20;
+/// Default size cap of a workflow file: 8 MiB.
+pub const DEFAULT_MAX_WORKFLOW_BYTES: u64 = 8 << 20;
 
 /// The folders workflow files may be read from.
 #[derive(Debug, Clone)]
@@ -19,6 +26,8 @@ pub struct WorkflowDirs {
     configured: Vec<PathBuf>,
     /// Canonical forms of those that exist.
     canonical: Vec<PathBuf>,
+    /// Largest file accepted, in bytes.
+    max_bytes: u64,
 }
 
 /// A workflow file that passed the folder policy.
@@ -42,7 +51,19 @@ impl WorkflowDirs {
         Self {
             configured: dirs,
             canonical,
+            max_bytes: DEFAULT_MAX_WORKFLOW_BYTES,
         }
+    }
+
+    /// The same folders with another file size cap.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The file size cap, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     fn allowed(&self) -> String {
@@ -91,7 +112,7 @@ impl WorkflowDirs {
                 outside = true;
                 continue;
             }
-            return read_file(&real);
+            return read_file(&real, self.max_bytes);
         }
         if outside {
             Err(refused())
@@ -111,26 +132,34 @@ impl WorkflowDirs {
     }
 }
 
-fn read_file(path: &Path) -> Result<WorkflowFile, AppError> {
+fn read_file(path: &Path, max_bytes: u64) -> Result<WorkflowFile, AppError> {
+    use std::io::Read as _;
     let unreadable = |e: std::io::Error| {
         AppError::Workflow(format!("cannot read workflow file {}: {e}", path.display()))
     };
-    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let too_large = |bytes: u64| AppError::WorkflowTooLarge {
+        path: path.display().to_string(),
+        bytes,
+        limit: max_bytes,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Err(AppError::Workflow(format!(
             "{} is not a file",
             path.display()
         )));
     }
-    if meta.len() > MAX_WORKFLOW_BYTES {
-        return Err(AppError::Workflow(format!(
-            "workflow file {} is {} bytes, over the {} byte limit",
-            path.display(),
-            meta.len(),
-            MAX_WORKFLOW_BYTES
-        )));
+    if meta.len() > max_bytes {
+        return Err(too_large(meta.len()));
     }
-    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
     Ok(WorkflowFile {
         display_name: path
             .file_name()
@@ -142,9 +171,22 @@ fn read_file(path: &Path) -> Result<WorkflowFile, AppError> {
     })
 }
 
-/// Parses an API-format graph. Accepts a bare graph or a `/prompt` body
-/// (`{"prompt": {...}}`); a UI-format export gets an explanation.
-pub fn parse_api_graph(name: &str, bytes: &[u8]) -> Result<Value, AppError> {
+/// Parses an API-format graph of at most `max_nodes` nodes. Accepts a bare graph or a
+/// `/prompt` body (`{"prompt": {...}}`); a UI-format export gets an explanation.
+pub fn parse_api_graph(name: &str, bytes: &[u8], max_nodes: usize) -> Result<Value, AppError> {
+    let graph = parse_unbounded(name, bytes)?;
+    let nodes = graph.as_object().map_or(0, Map::len);
+    if nodes > max_nodes {
+        return Err(AppError::WorkflowTooManyNodes {
+            name: name.to_owned(),
+            nodes,
+            limit: max_nodes,
+        });
+    }
+    Ok(graph)
+}
+
+fn parse_unbounded(name: &str, bytes: &[u8]) -> Result<Value, AppError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| AppError::Workflow(format!("{name} is not valid JSON: {e}")))?;
     let Value::Object(mut top) = value else {
@@ -285,6 +327,8 @@ fn encoders_on(graph: &Value, port: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    const NODES: usize = comfyui::graph::GraphLimits::DEFAULT.max_nodes;
+
     fn t2i() -> Value {
         json!({
             "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},
@@ -328,19 +372,26 @@ mod tests {
     #[test]
     fn ui_format_gets_an_explanation_and_prompt_bodies_are_unwrapped() {
         let ui = br#"{"nodes": [], "links": [], "version": 0.4}"#;
-        let e = parse_api_graph("w.json", ui).unwrap_err().to_string();
+        let e = parse_api_graph("w.json", ui, NODES)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("UI-format") && e.contains("Export (API)"), "{e}");
         let body =
             br#"{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}}, "client_id": "x"}"#;
-        assert!(parse_api_graph("w.json", body).unwrap().get("1").is_some());
         assert!(
-            parse_api_graph("w.json", b"[1]")
+            parse_api_graph("w.json", body, NODES)
+                .unwrap()
+                .get("1")
+                .is_some()
+        );
+        assert!(
+            parse_api_graph("w.json", b"[1]", NODES)
                 .unwrap_err()
                 .to_string()
                 .contains("JSON object")
         );
         assert!(
-            parse_api_graph("w.json", b"{")
+            parse_api_graph("w.json", b"{", NODES)
                 .unwrap_err()
                 .to_string()
                 .contains("not valid JSON")
@@ -379,5 +430,70 @@ mod tests {
         }
         let missing = dirs.read("absent.json").unwrap_err().to_string();
         assert!(missing.contains("not found"), "{missing}");
+    }
+
+    #[test]
+    fn the_file_size_cap_is_checked_before_reading_and_holds_at_the_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let at_limit = br#"{"1": {"class_type": "EmptyImage", "inputs": {}}}"#;
+        std::fs::write(root.path().join("ok.json"), at_limit).unwrap();
+        let mut over = at_limit.to_vec();
+        over.push(b' ');
+        std::fs::write(root.path().join("big.json"), &over).unwrap();
+        let dirs =
+            WorkflowDirs::new(vec![root.path().to_owned()]).with_max_bytes(at_limit.len() as u64);
+        assert_eq!(dirs.read("ok.json").unwrap().bytes, at_limit);
+        let error = dirs.read("big.json").unwrap_err();
+        assert!(
+            matches!(error, AppError::WorkflowTooLarge { bytes, limit, .. }
+                if bytes == over.len() as u64 && limit == at_limit.len() as u64),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(text.contains("COMFYUI_MCP_MAX_WORKFLOW_BYTES"), "{text}");
+        assert_eq!(
+            WorkflowDirs::new(vec![]).max_bytes(),
+            DEFAULT_MAX_WORKFLOW_BYTES
+        );
+    }
+
+    #[test]
+    fn a_workflow_over_the_node_cap_is_refused_naming_the_limit() {
+        let graph = |n: usize| {
+            let nodes: Map<String, Value> = (0..n)
+                .map(|i| {
+                    (
+                        i.to_string(),
+                        json!({"class_type": "EmptyImage", "inputs": {}}),
+                    )
+                })
+                .collect();
+            serde_json::to_vec(&nodes).unwrap()
+        };
+        assert_eq!(
+            parse_api_graph("w.json", &graph(5), 5)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .len(),
+            5
+        );
+        let error = parse_api_graph("w.json", &graph(6), 5).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                AppError::WorkflowTooManyNodes {
+                    nodes: 6,
+                    limit: 5,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(text.contains("COMFYUI_MCP_MAX_GRAPH_NODES"), "{text}");
+        // A /prompt body counts the nodes of its prompt.
+        let body = format!("{{\"prompt\": {}}}", String::from_utf8(graph(6)).unwrap());
+        assert!(parse_api_graph("w.json", body.as_bytes(), 5).is_err());
     }
 }

@@ -31,6 +31,16 @@
 //! not. Limits that `f64` cannot hold exactly (PrimitiveInt's ±(2^63−1) round to ±2^63) can
 //! let exactly ±2^63 through where ComfyUI would refuse it.
 //!
+//! Budgets ([`GraphLimits`], defaults written once in [`GraphLimits::DEFAULT`]): a graph of more
+//! than `max_nodes` nodes is refused before any node is looked at; at most `max_errors` defects
+//! are listed (the rest are counted, [`GraphErrors::omitted`]); at most `max_suggestions`
+//! "did you mean" hints are computed per check, each one a length-filtered, bounded edit
+//! distance with early exit over the catalog (or a combo's choices), and never for names longer
+//! than [`SUGGEST_MAX_CHARS`]. Node ids, class names and input names taken from the graph are cut
+//! to [`SHOWN_NAME_CHARS`] in messages and error fields, so the size of a report is bounded by
+//! `max_errors` whatever the graph holds. The cost of one check is linear in the graph's size
+//! (plus the catalog's choice lists); callers still run it off the async runtime.
+//!
 //! Invariants: [`check`] never panics on any JSON value, and the same graph always gives the
 //! same errors in the same order (graph order, then class input order, then graph-wide errors).
 
@@ -45,6 +55,40 @@ use crate::nodes::{InputKind, InputSpec, NodeCatalog, NodeClass, json_type};
 const SHOWN_CHOICES: usize = 12;
 /// Values longer than this (in characters) are cut in messages.
 const SHOWN_VALUE_CHARS: usize = 80;
+/// Node ids, class names and input names from the graph longer than this (in characters) are
+/// cut, in messages and in [`GraphError`] fields.
+pub const SHOWN_NAME_CHARS: usize = 120;
+/// Names longer than this (in characters) get no "did you mean" suggestion.
+pub const SUGGEST_MAX_CHARS: usize = 100;
+
+/// The budgets of one [`check_with`] run; plain data, defaults in [`GraphLimits::DEFAULT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GraphLimits {
+    /// Largest number of nodes a graph may have; a bigger graph is refused as a whole
+    /// ([`GraphErrorKind::TooManyNodes`]). Server setting: `COMFYUI_MCP_MAX_GRAPH_NODES`.
+    pub max_nodes: usize,
+    /// Most defects listed in one report; the others are only counted.
+    /// Server setting: `COMFYUI_MCP_MAX_GRAPH_ERRORS`.
+    pub max_errors: usize,
+    /// Most "did you mean" suggestions computed in one check.
+    /// Server setting: `COMFYUI_MCP_MAX_GRAPH_SUGGESTIONS`.
+    pub max_suggestions: usize,
+}
+
+impl GraphLimits {
+    /// The defaults: 2000 nodes, 50 listed defects, 20 suggestions.
+    pub const DEFAULT: GraphLimits = GraphLimits {
+        max_nodes: 2000,
+        max_errors: 50,
+        max_suggestions: 20,
+    };
+}
+
+impl Default for GraphLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// What a valid graph contains.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +131,8 @@ pub enum GraphErrorKind {
     NoOutputNode,
     /// Nodes depend on each other's outputs in a loop.
     Cycle,
+    /// The graph has more nodes than [`GraphLimits::max_nodes`]; nothing else was checked.
+    TooManyNodes,
 }
 
 impl GraphErrorKind {
@@ -107,6 +153,7 @@ impl GraphErrorKind {
             GraphErrorKind::ReturnTypeMismatch => "return_type_mismatch",
             GraphErrorKind::NoOutputNode => "no_output_node",
             GraphErrorKind::Cycle => "dependency_cycle",
+            GraphErrorKind::TooManyNodes => "too_many_nodes",
         }
     }
 
@@ -119,7 +166,8 @@ impl GraphErrorKind {
         match self {
             GraphErrorKind::NotAnObject
             | GraphErrorKind::MissingClassType
-            | GraphErrorKind::UnknownClass => "invalid_prompt",
+            | GraphErrorKind::UnknownClass
+            | GraphErrorKind::TooManyNodes => "invalid_prompt",
             GraphErrorKind::NoOutputNode => "prompt_no_outputs",
             GraphErrorKind::LinkToMissingNode
             | GraphErrorKind::BadOutputIndex
@@ -151,35 +199,69 @@ pub struct GraphError {
     pub message: String,
 }
 
-/// All defects of a graph (never empty when returned by [`check`]).
+/// The defects of a graph (never empty when returned by [`check`]): at most
+/// [`GraphLimits::max_errors`] listed, the others counted in [`GraphErrors::omitted`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct GraphErrors(pub Vec<GraphError>);
+pub struct GraphErrors {
+    errors: Vec<GraphError>,
+    omitted: usize,
+    /// The cap that was in force, for the "and N more" line.
+    cap: usize,
+}
 
 impl GraphErrors {
-    /// The defects, in a stable order.
-    pub fn errors(&self) -> &[GraphError] {
-        &self.0
+    /// A report of `errors`, none omitted.
+    pub fn new(errors: Vec<GraphError>) -> Self {
+        let cap = errors.len();
+        Self {
+            errors,
+            omitted: 0,
+            cap,
+        }
     }
 
-    /// Number of defects.
+    /// The listed defects, in a stable order.
+    pub fn errors(&self) -> &[GraphError] {
+        &self.errors
+    }
+
+    /// Number of listed defects.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.errors.len()
+    }
+
+    /// Number of defects found beyond the cap and not listed.
+    pub fn omitted(&self) -> usize {
+        self.omitted
     }
 
     /// True when there is no defect.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.errors.is_empty() && self.omitted == 0
     }
 
-    /// Iterates over the defects.
+    /// Iterates over the listed defects.
     pub fn iter(&self) -> std::slice::Iter<'_, GraphError> {
-        self.0.iter()
+        self.errors.iter()
+    }
+
+    /// The "... and N more" line, when defects were omitted.
+    fn omitted_line(&self) -> Option<String> {
+        (self.omitted > 0).then(|| {
+            format!(
+                "... and {} more defects not listed (at most {} are reported)",
+                self.omitted, self.cap
+            )
+        })
     }
 
     /// The defects as a JSON list for error payloads: each entry has `kind`, `comfy_type`,
-    /// `message` and, when known, `node_id`, `class_type` and `input`.
+    /// `message` and, when known, `node_id`, `class_type` and `input`. When defects were
+    /// omitted, a last entry `{"kind": "more_defects_omitted", "omitted": N, "message"}` says
+    /// how many.
     pub fn to_json(&self) -> Value {
-        self.0
+        let mut list: Vec<Value> = self
+            .errors
             .iter()
             .map(|error| {
                 let mut entry = Map::new();
@@ -197,18 +279,32 @@ impl GraphErrors {
                 entry.insert("message".into(), error.message.clone().into());
                 Value::Object(entry)
             })
-            .collect()
+            .collect();
+        if let Some(line) = self.omitted_line() {
+            let mut entry = Map::new();
+            entry.insert("kind".into(), "more_defects_omitted".into());
+            entry.insert("omitted".into(), self.omitted.into());
+            entry.insert("message".into(), line.into());
+            list.push(Value::Object(entry));
+        }
+        Value::Array(list)
     }
 }
 
 impl fmt::Display for GraphErrors {
-    /// One line per defect.
+    /// One line per listed defect, then the "... and N more" line when some were omitted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
+        for (i, error) in self.errors.iter().enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
             }
             f.write_str(&error.message)?;
+        }
+        if let Some(line) = self.omitted_line() {
+            if !self.errors.is_empty() {
+                f.write_str("\n")?;
+            }
+            f.write_str(&line)?;
         }
         Ok(())
     }
@@ -220,16 +316,26 @@ impl<'a> IntoIterator for &'a GraphErrors {
     type Item = &'a GraphError;
     type IntoIter = std::slice::Iter<'a, GraphError>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.errors.iter()
     }
 }
 
-/// Checks an API-format graph against a node catalog; see the module docs for what is checked.
+/// Checks an API-format graph against a node catalog with the default [`GraphLimits`]; see
+/// the module docs for what is checked.
 ///
-/// Returns the output nodes when the graph is valid, otherwise every defect found.
+/// Returns the output nodes when the graph is valid, otherwise the defects found.
 pub fn check(graph: &Value, catalog: &NodeCatalog) -> Result<GraphSummary, GraphErrors> {
+    check_with(graph, catalog, &GraphLimits::DEFAULT)
+}
+
+/// Checks an API-format graph against a node catalog within `limits`.
+pub fn check_with(
+    graph: &Value,
+    catalog: &NodeCatalog,
+    limits: &GraphLimits,
+) -> Result<GraphSummary, GraphErrors> {
     let Some(nodes) = graph.as_object() else {
-        return Err(GraphErrors(vec![GraphError {
+        return Err(GraphErrors::new(vec![GraphError {
             node_id: None,
             class_type: None,
             input: None,
@@ -240,8 +346,23 @@ pub fn check(graph: &Value, catalog: &NodeCatalog) -> Result<GraphSummary, Graph
             ),
         }]));
     };
+    if nodes.len() > limits.max_nodes {
+        return Err(GraphErrors::new(vec![GraphError {
+            node_id: None,
+            class_type: None,
+            input: None,
+            kind: GraphErrorKind::TooManyNodes,
+            message: format!(
+                "the graph has {} nodes, over the limit of {} nodes per graph; nothing else was \
+                 checked (a server operator can raise the limit with --max-graph-nodes or \
+                 COMFYUI_MCP_MAX_GRAPH_NODES)",
+                nodes.len(),
+                limits.max_nodes
+            ),
+        }]));
+    }
     if nodes.is_empty() {
-        return Err(GraphErrors(vec![GraphError {
+        return Err(GraphErrors::new(vec![GraphError {
             node_id: None,
             class_type: None,
             input: None,
@@ -257,13 +378,16 @@ pub fn check(graph: &Value, catalog: &NodeCatalog) -> Result<GraphSummary, Graph
         nodes: Vec::with_capacity(nodes.len()),
         index: HashMap::with_capacity(nodes.len()),
         errors: Vec::new(),
+        omitted: 0,
+        max_errors: limits.max_errors,
+        suggestions_left: limits.max_suggestions,
     };
     for (id, node) in nodes {
         checker.index.insert(id.as_str(), checker.nodes.len());
         let resolved = checker.resolve(id, node);
         checker.nodes.push(resolved);
     }
-    let all_resolved = checker.errors.is_empty();
+    let all_resolved = !checker.found_any();
 
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); checker.nodes.len()];
     let mut output_nodes = Vec::new();
@@ -280,7 +404,7 @@ pub fn check(graph: &Value, catalog: &NodeCatalog) -> Result<GraphSummary, Graph
 
     // Without a class for every node, "no output node" may just be a consequence.
     if output_nodes.is_empty() && all_resolved {
-        checker.errors.push(GraphError {
+        checker.push_error(GraphError {
             node_id: None,
             class_type: None,
             input: None,
@@ -294,13 +418,17 @@ pub fn check(graph: &Value, catalog: &NodeCatalog) -> Result<GraphSummary, Graph
         checker.report_cycle(&cycle);
     }
 
-    if checker.errors.is_empty() {
+    if !checker.found_any() {
         Ok(GraphSummary {
             output_nodes,
             node_count: checker.nodes.len(),
         })
     } else {
-        Err(GraphErrors(checker.errors))
+        Err(GraphErrors {
+            errors: checker.errors,
+            omitted: checker.omitted,
+            cap: limits.max_errors,
+        })
     }
 }
 
@@ -317,11 +445,12 @@ struct Node<'g> {
 }
 
 impl Node<'_> {
-    /// `node "3" (KSampler)`, the start of every message about this node.
+    /// `node "3" (KSampler)`, the start of every message about this node (names cut to
+    /// [`SHOWN_NAME_CHARS`]).
     fn label(&self) -> String {
         match self.class_type {
-            Some(class) => format!("node {:?} ({class})", self.id),
-            None => format!("node {:?}", self.id),
+            Some(class) => format!("node {:?} ({})", clip(self.id), clip(class)),
+            None => format!("node {:?}", clip(self.id)),
         }
     }
 }
@@ -333,7 +462,13 @@ struct Checker<'g> {
     nodes: Vec<Node<'g>>,
     /// Node id → position in `nodes`.
     index: HashMap<&'g str, usize>,
+    /// The listed defects (at most `max_errors`).
     errors: Vec<GraphError>,
+    /// Defects found beyond `max_errors`.
+    omitted: usize,
+    max_errors: usize,
+    /// "Did you mean" suggestions still allowed in this run.
+    suggestions_left: usize,
 }
 
 /// The empty `inputs` of a node that has none.
@@ -343,6 +478,36 @@ fn no_inputs() -> &'static Map<String, Value> {
 }
 
 impl<'g> Checker<'g> {
+    /// Whether any defect was found (listed or not).
+    fn found_any(&self) -> bool {
+        !self.errors.is_empty() || self.omitted > 0
+    }
+
+    /// Whether the list is full: further defects are only counted, so callers skip building
+    /// costly messages.
+    fn full(&self) -> bool {
+        self.errors.len() >= self.max_errors
+    }
+
+    /// Takes one suggestion from this run's budget, if the defect will be listed at all.
+    fn take_suggestion(&mut self) -> bool {
+        if self.full() || self.suggestions_left == 0 {
+            return false;
+        }
+        self.suggestions_left -= 1;
+        true
+    }
+
+    /// Records a graph-wide defect: listed while there is room, counted otherwise.
+    fn push_error(&mut self, error: GraphError) {
+        if self.full() {
+            self.omitted += 1;
+        } else {
+            self.errors.push(error);
+        }
+    }
+
+    /// Records a defect of a node: listed while there is room, counted otherwise.
     fn push(
         &mut self,
         node: &Node<'_>,
@@ -350,10 +515,10 @@ impl<'g> Checker<'g> {
         kind: GraphErrorKind,
         message: String,
     ) {
-        self.errors.push(GraphError {
-            node_id: Some(node.id.to_owned()),
-            class_type: node.class_type.map(str::to_owned),
-            input: input.map(str::to_owned),
+        self.push_error(GraphError {
+            node_id: Some(clip(node.id)),
+            class_type: node.class_type.map(clip),
+            input: input.map(clip),
             kind,
             message,
         });
@@ -409,13 +574,17 @@ impl<'g> Checker<'g> {
         if let Some(class_type) = node.class_type {
             node.class = self.catalog.class(class_type);
             if node.class.is_none() {
-                let hint = closest(class_type, self.catalog.classes().map(|c| c.name.as_str()))
-                    .map(|name| format!("; did you mean {name:?}?"))
-                    .unwrap_or_default();
+                let hint = if self.take_suggestion() {
+                    closest(class_type, self.catalog.classes().map(|c| c.name.as_str()))
+                        .map(|name| format!("; did you mean {name:?}?"))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 let message = format!(
                     "{} uses class_type {:?}, which this ComfyUI does not have ({} node classes available{hint})",
                     node.label(),
-                    class_type,
+                    clip(class_type),
                     self.catalog.len()
                 );
                 self.push(&node, None, GraphErrorKind::UnknownClass, message);
@@ -490,7 +659,7 @@ impl<'g> Checker<'g> {
         items: &'g [Value],
         deps: &mut Vec<usize>,
     ) {
-        let at = || format!("{} input {:?}", node.label(), input);
+        let at = || format!("{} input {:?}", node.label(), clip(input));
         let (target_id, slot) = match items {
             [Value::String(target), Value::Number(slot)] => match slot.as_u64() {
                 Some(slot) => (target.as_str(), slot),
@@ -524,11 +693,17 @@ impl<'g> Checker<'g> {
             }
         };
         let Some(&target) = self.index.get(target_id) else {
-            let message = format!(
-                "{} links to node {target_id:?}, which is not in the graph (its nodes: {})",
-                at(),
-                self.node_list()
-            );
+            // The node list costs a pass over the graph: only for a defect that is listed.
+            let message = if self.full() {
+                String::new()
+            } else {
+                format!(
+                    "{} links to node {:?}, which is not in the graph (its nodes: {})",
+                    at(),
+                    clip(target_id),
+                    self.node_list()
+                )
+            };
             self.push(
                 node,
                 Some(input),
@@ -575,7 +750,8 @@ impl<'g> Checker<'g> {
 
     /// Checks a literal value against the input's kind.
     fn check_literal(&mut self, node: &Node<'_>, spec: &InputSpec, value: &Value) {
-        if let Some((kind, problem)) = literal_defect(&spec.kind, value) {
+        let mut suggest = || self.take_suggestion();
+        if let Some((kind, problem)) = literal_defect(&spec.kind, value, &mut suggest) {
             let message = format!("{} input {:?}: {problem}", node.label(), spec.name);
             self.push(node, Some(&spec.name), kind, message);
         }
@@ -591,11 +767,15 @@ impl<'g> Checker<'g> {
                 first.label()
             )
         } else {
-            let members: Vec<String> = cycle.iter().map(|&i| self.nodes[i].label()).collect();
+            let members: Vec<String> = cycle
+                .iter()
+                .take(SHOWN_CHOICES)
+                .map(|&i| self.nodes[i].label())
+                .collect();
+            let shown = list_first(&members, cycle.len(), "nodes");
             format!(
-                "{} form a dependency cycle (each needs the others' outputs, directly or \
-                 indirectly); ComfyUI cannot run it",
-                members.join(", ")
+                "{shown} form a dependency cycle (each needs the others' outputs, directly or \
+                 indirectly); ComfyUI cannot run it"
             )
         };
         self.push(&first, None, GraphErrorKind::Cycle, message);
@@ -603,14 +783,24 @@ impl<'g> Checker<'g> {
 
     /// The graph's node ids for messages, cut when long.
     fn node_list(&self) -> String {
-        let ids: Vec<&str> = self.nodes.iter().map(|n| n.id).collect();
-        list_with_count(&ids, "nodes")
+        let shown: Vec<String> = self
+            .nodes
+            .iter()
+            .take(SHOWN_CHOICES)
+            .map(|n| clip(n.id))
+            .collect();
+        list_first(&shown, self.nodes.len(), "nodes")
     }
 }
 
 /// What is wrong with a literal for an input of this kind (the message after `node ... input
 /// ...: `), or `None` when it is acceptable.
-fn literal_defect(kind: &InputKind, value: &Value) -> Option<(GraphErrorKind, String)> {
+/// `suggest` is asked (at most once) whether a "did you mean" hint may be computed.
+fn literal_defect(
+    kind: &InputKind,
+    value: &Value,
+    suggest: &mut dyn FnMut() -> bool,
+) -> Option<(GraphErrorKind, String)> {
     let wrong_type = || {
         let problem = format!(
             "{} is {}; expected {}",
@@ -644,7 +834,11 @@ fn literal_defect(kind: &InputKind, value: &Value) -> Option<(GraphErrorKind, St
         InputKind::Combo { open: true, .. } => wrong_type(),
         InputKind::Combo { options, .. } if combo_contains(options, value) => None,
         InputKind::Combo { options, .. } => {
-            Some((GraphErrorKind::ValueNotInList, not_in_list(value, options)))
+            let hint = value.is_string() && !options.is_empty() && suggest();
+            Some((
+                GraphErrorKind::ValueNotInList,
+                not_in_list(value, options, hint),
+            ))
         }
         InputKind::Link(ty) if ty == "*" => None,
         InputKind::Link(_) => Some((
@@ -804,7 +998,8 @@ fn combo_contains(options: &[String], value: &Value) -> bool {
 }
 
 /// `"euler_fancy" is not one of euler, heun, ... (42 choices); did you mean "euler"?`
-fn not_in_list(value: &Value, options: &[String]) -> String {
+/// A "did you mean" hint is looked for only when `suggest` is true.
+fn not_in_list(value: &Value, options: &[String], suggest: bool) -> String {
     if options.is_empty() {
         return format!(
             "{} is not available: this ComfyUI lists no choices for this input (for a model file: \
@@ -815,6 +1010,7 @@ fn not_in_list(value: &Value, options: &[String]) -> String {
     let names: Vec<&str> = options.iter().map(String::as_str).collect();
     let hint = value
         .as_str()
+        .filter(|_| suggest)
         .and_then(|text| closest(text, names.iter().copied()))
         .map(|name| format!("; did you mean {name:?}?"))
         .unwrap_or_default();
@@ -827,23 +1023,24 @@ fn not_in_list(value: &Value, options: &[String]) -> String {
 
 /// `a, b, c (3 choices)` or `a, b, ... (42 choices)`.
 fn list_with_count(items: &[&str], noun: &str) -> String {
-    let shown = items
+    let shown: Vec<&str> = items.iter().take(SHOWN_CHOICES).copied().collect();
+    list_first(&shown, items.len(), noun)
+}
+
+/// `shown` (the first items of a list of `total`), then `, ...` when cut, then the count.
+fn list_first<S: AsRef<str>>(shown: &[S], total: usize, noun: &str) -> String {
+    let joined = shown
         .iter()
-        .take(SHOWN_CHOICES)
-        .copied()
+        .map(AsRef::as_ref)
         .collect::<Vec<_>>()
         .join(", ");
-    let more = if items.len() > SHOWN_CHOICES {
-        ", ..."
-    } else {
-        ""
-    };
-    let noun = if items.len() == 1 {
+    let more = if total > shown.len() { ", ..." } else { "" };
+    let noun = if total == 1 {
         noun.trim_end_matches('s')
     } else {
         noun
     };
-    format!("{shown}{more} ({} {noun})", items.len())
+    format!("{joined}{more} ({total} {noun})")
 }
 
 /// What an input accepts, for messages: `an integer from 1 to 16384`, `a link to a MODEL output`.
@@ -897,12 +1094,40 @@ fn describe_outputs(class: &NodeClass) -> String {
     }
 }
 
-/// A JSON value for a message, cut to a readable length.
+/// A JSON value for a message, cut to a readable length. Serialising stops soon after the
+/// cut, so a huge value costs no more than a small one.
 fn show(value: &Value) -> String {
-    let text = value.to_string();
+    /// Collects bytes up to a limit, then refuses more (which stops serde_json).
+    struct Capped(Vec<u8>);
+    impl std::io::Write for Capped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            // Every char is at most 4 bytes: this many bytes hold the shown chars and one more.
+            let room = (SHOWN_VALUE_CHARS + 1) * 4 - self.0.len().min((SHOWN_VALUE_CHARS + 1) * 4);
+            if room == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let take = buf.len().min(room);
+            self.0.extend_from_slice(&buf[..take]);
+            Ok(take)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped(Vec::new());
+    let _ = serde_json::to_writer(&mut out, value);
+    let text = String::from_utf8_lossy(&out.0);
     match text.char_indices().nth(SHOWN_VALUE_CHARS) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
+        None => text.into_owned(),
+    }
+}
+
+/// A name taken from the graph (node id, class, input), cut to [`SHOWN_NAME_CHARS`].
+fn clip(name: &str) -> String {
+    match name.char_indices().nth(SHOWN_NAME_CHARS) {
+        Some((cut, _)) => format!("{}...", &name[..cut]),
+        None => name.to_owned(),
     }
 }
 
@@ -912,41 +1137,79 @@ fn show_items(items: &[Value]) -> String {
 }
 
 /// The candidate closest to `needle` (case-insensitive edit distance), if it is close enough
-/// to be a likely typo. Only called on error paths.
+/// to be a likely typo (at most a third of its length, at least 1). Only called on error paths,
+/// within the run's suggestion budget. Cost: candidates whose length differs by more than the
+/// limit are skipped unread; the others cost a banded edit distance that stops as soon as the
+/// limit is out of reach; needles over [`SUGGEST_MAX_CHARS`] get no suggestion.
 fn closest<'a>(needle: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let needle: Vec<char> = needle.to_lowercase().chars().collect();
+    if needle.chars().nth(SUGGEST_MAX_CHARS).is_some() {
+        return None;
+    }
+    let needle: Vec<char> = needle.chars().flat_map(char::to_lowercase).collect();
     let limit = (needle.len() / 3).max(1);
     let mut best: Option<(usize, &str)> = None;
+    let mut lower: Vec<char> = Vec::new();
     for candidate in candidates {
-        let lower: Vec<char> = candidate.to_lowercase().chars().collect();
+        // Lowercasing keeps the char count for almost every name; a name whose count changes
+        // is measured again below.
+        if candidate.len() < needle.len().saturating_sub(limit)
+            || candidate.chars().count().abs_diff(needle.len()) > limit + 1
+        {
+            continue;
+        }
+        lower.clear();
+        lower.extend(candidate.chars().flat_map(char::to_lowercase));
         if lower.len().abs_diff(needle.len()) > limit {
             continue;
         }
-        let distance = edit_distance(&needle, &lower);
-        if distance <= limit && best.is_none_or(|(d, name)| (distance, candidate) < (d, name)) {
+        // Only a strictly better candidate (or an equal one sorting first) matters.
+        let bound = best.map_or(limit, |(d, _)| d);
+        let Some(distance) = bounded_edit_distance(&needle, &lower, bound) else {
+            continue;
+        };
+        if best.is_none_or(|(d, name)| (distance, candidate) < (d, name)) {
             best = Some((distance, candidate));
         }
     }
     best.map(|(_, name)| name)
 }
 
-/// Levenshtein distance.
-fn edit_distance(a: &[char], b: &[char]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect();
+/// Levenshtein distance of `a` and `b` when it is at most `limit`, else `None`. Only the band
+/// of width `2 * limit + 1` around the diagonal is computed, and the computation stops as soon
+/// as every cell of a row exceeds `limit`: O(len * limit).
+fn bounded_edit_distance(a: &[char], b: &[char], limit: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > limit {
+        return None;
+    }
+    let over = limit + 1;
+    // row[j]: distance between a[..i] and b[..j]; cells outside the band hold `over`.
+    let mut row: Vec<usize> = (0..=b.len()).map(|j| j.min(over)).collect();
     for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == cb {
+        let from = (i + 1).saturating_sub(limit).max(1);
+        let to = (i + 1 + limit).min(b.len());
+        let mut diagonal = row[from - 1];
+        row[from - 1] = if from == 1 { (i + 1).min(over) } else { over };
+        let mut row_min = row[from - 1];
+        for j in from..=to {
+            let above = row[j];
+            let cost = if *ca == b[j - 1] {
                 diagonal
             } else {
-                1 + diagonal.min(above).min(row[j])
+                1 + diagonal.min(above).min(row[j - 1])
             };
+            row[j] = cost.min(over);
+            row_min = row_min.min(row[j]);
             diagonal = above;
         }
+        if to < b.len() {
+            row[to + 1] = over;
+        }
+        if row_min > limit {
+            return None;
+        }
     }
-    row[b.len()]
+    let distance = row[b.len()];
+    (distance <= limit).then_some(distance)
 }
 
 /// The dependency cycles of a graph: strongly connected components with more than one node,
@@ -1082,10 +1345,82 @@ mod tests {
         assert_eq!(closest("dpmpp_2m", names.iter().copied()), None);
     }
 
+    /// Plain Levenshtein distance, the reference for the bounded one.
+    fn edit_distance(a: &[char], b: &[char]) -> usize {
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let above = row[j + 1];
+                row[j + 1] = if ca == cb {
+                    diagonal
+                } else {
+                    1 + diagonal.min(above).min(row[j])
+                };
+                diagonal = above;
+            }
+        }
+        row[b.len()]
+    }
+
+    #[test]
+    fn bounded_edit_distance_agrees_with_levenshtein_within_the_bound() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "kitten",
+            "sitting",
+            "KSampler",
+            "ksampler",
+            "KSamplr",
+            "euler",
+            "euler_ancestral",
+            "heun",
+            "saturday",
+            "sunday",
+            "xxxxxxxxxxxx",
+        ];
+        for a in words {
+            for b in words {
+                let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+                let exact = edit_distance(&a, &b);
+                for limit in 0..8 {
+                    let expected = (exact <= limit).then_some(exact);
+                    assert_eq!(
+                        bounded_edit_distance(&a, &b, limit),
+                        expected,
+                        "{a:?} {b:?} limit {limit}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_needles_get_no_suggestion() {
+        let long = "k".repeat(SUGGEST_MAX_CHARS + 1);
+        assert_eq!(closest(&long, [long.as_str()].into_iter()), None);
+        let ok = "k".repeat(SUGGEST_MAX_CHARS);
+        assert_eq!(closest(&ok, [ok.as_str()].into_iter()), Some(ok.as_str()));
+    }
+
+    #[test]
+    fn huge_values_are_shown_cut_and_cheaply() {
+        let huge = Value::from("x".repeat(1 << 20));
+        let text = show(&huge);
+        assert_eq!(text.chars().count(), SHOWN_VALUE_CHARS + 3, "{text}");
+        assert!(text.ends_with("..."));
+        assert_eq!(show(&Value::from("é")), "\"é\"");
+    }
+
     #[test]
     fn long_choice_lists_are_cut_but_counted() {
         let options: Vec<String> = (0..42).map(|i| format!("s{i}")).collect();
-        let text = not_in_list(&Value::from("zzz"), &options);
+        let text = not_in_list(&Value::from("zzz"), &options, true);
         assert!(text.contains("s0, s1"), "{text}");
         assert!(text.contains("... (42 choices)"), "{text}");
         assert!(!text.contains("s41"), "{text}");

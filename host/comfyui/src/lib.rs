@@ -6,7 +6,7 @@
 //! types), `client` (HTTP API), `events` (websocket messages), `ws` (websocket task),
 //! `snapshot` (public job view), `tracker` (job state machine, no I/O), `jobs` (the backend
 //! service), `outputs` (downloads and provenance), `nodes` (object_info catalog), `graph`
-//! (graph checker).
+//! (graph checker), `policy` (which node classes a graph may use).
 
 pub mod client;
 pub mod config;
@@ -16,6 +16,7 @@ pub mod graph;
 pub mod jobs;
 pub mod nodes;
 pub mod outputs;
+pub mod policy;
 pub mod snapshot;
 pub mod tracker;
 pub mod types;

@@ -50,7 +50,7 @@ fn errors_of(graph: &Value, catalog: &NodeCatalog) -> GraphErrors {
 fn only_error(graph: &Value) -> GraphError {
     let errors = errors_of(graph, &NodeCatalog::bundled());
     assert_eq!(errors.len(), 1, "expected one error, got:\n{errors}");
-    errors.0[0].clone()
+    errors.errors()[0].clone()
 }
 
 fn assert_error(error: &GraphError, kind: GraphErrorKind, node: Option<&str>, input: Option<&str>) {
@@ -381,15 +381,17 @@ fn invalid_input_types() {
     let errors = errors_of(&graph, &catalog_with_models());
     assert_eq!(errors.len(), 1, "{errors}");
     assert_error(
-        &errors.0[0],
+        &errors.errors()[0],
         GraphErrorKind::InvalidInputType,
         Some("21"),
         Some("lossless"),
     );
     assert!(
-        errors.0[0].message.contains("non-empty string as true"),
+        errors.errors()[0]
+            .message
+            .contains("non-empty string as true"),
         "{}",
-        errors.0[0].message
+        errors.errors()[0].message
     );
 }
 
@@ -433,18 +435,18 @@ fn values_out_of_range() {
         ]
     );
     assert!(
-        errors.0[0]
+        errors.errors()[0]
             .message
             .contains("from 0 to 18446744073709551615"),
         "{}",
-        errors.0[0].message
+        errors.errors()[0].message
     );
     // One past u64::MAX cannot be a seed.
     graph = posted_graph("prompt_t2i_tiny.json");
     graph["3"]["inputs"]["seed"] = serde_json::from_str("18446744073709551616").unwrap();
     let errors = errors_of(&graph, &catalog);
     assert_error(
-        &errors.0[0],
+        &errors.errors()[0],
         GraphErrorKind::ValueTooBig,
         Some("3"),
         Some("seed"),
@@ -458,7 +460,7 @@ fn value_not_in_list_names_the_choices() {
     graph["3"]["inputs"]["sampler_name"] = json!("euler_fancy");
     let errors = errors_of(&graph, &catalog);
     assert_eq!(errors.len(), 1, "{errors}");
-    let error = &errors.0[0];
+    let error = &errors.errors()[0];
     assert_error(
         error,
         GraphErrorKind::ValueNotInList,
@@ -870,4 +872,133 @@ fn recorded_float_for_int_is_refused_although_comfyui_truncates_it() {
         "{}",
         error.message
     );
+}
+
+// ---- budgets: node count, error count, suggestions -------------------------------------------
+
+/// `count` nodes: EmptyImage → SaveImage pairs (a valid graph when `count` is even).
+fn chain_of_pairs(count: usize) -> Value {
+    let mut graph = serde_json::Map::new();
+    for pair in 0..count / 2 {
+        let source = format!("{}", 2 * pair);
+        graph.insert(
+            source.clone(),
+            json!({"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}),
+        );
+        graph.insert(
+            format!("{}", 2 * pair + 1),
+            json!({"class_type": "SaveImage", "inputs": {"images": [source, 0], "filename_prefix": "p"}}),
+        );
+    }
+    Value::Object(graph)
+}
+
+#[test]
+fn a_graph_at_the_node_cap_passes_and_one_over_is_refused_naming_the_limit() {
+    let catalog = NodeCatalog::bundled();
+    let cap = comfyui::graph::GraphLimits::default().max_nodes;
+    assert_eq!(cap, 2000, "documented default");
+    let at_cap = chain_of_pairs(cap);
+    assert_eq!(check(&at_cap, &catalog).unwrap().node_count, cap);
+
+    let mut over = at_cap;
+    over.as_object_mut().unwrap().insert(
+        "extra".into(),
+        json!({"class_type": "PreviewImage", "inputs": {"images": ["0", 0]}}),
+    );
+    let errors = errors_of(&over, &catalog);
+    assert_eq!(errors.len(), 1, "{errors}");
+    let error = &errors.errors()[0];
+    assert_eq!(error.kind, GraphErrorKind::TooManyNodes);
+    assert!(error.message.contains("2001 nodes"), "{error:?}");
+    assert!(error.message.contains("2000"), "{error:?}");
+    assert!(
+        error.message.contains("COMFYUI_MCP_MAX_GRAPH_NODES"),
+        "{error:?}"
+    );
+
+    // A smaller configured cap applies the same way.
+    let limits = comfyui::graph::GraphLimits {
+        max_nodes: 4,
+        ..Default::default()
+    };
+    assert!(comfyui::graph::check_with(&chain_of_pairs(4), &catalog, &limits).is_ok());
+    let errors = comfyui::graph::check_with(&chain_of_pairs(6), &catalog, &limits).unwrap_err();
+    assert_eq!(errors.errors()[0].kind, GraphErrorKind::TooManyNodes);
+}
+
+/// Thousands of class names one letter away from real ones: every node is an unknown class
+/// with a likely suggestion. The report stays capped and only a bounded number of suggestions
+/// is computed.
+#[test]
+fn thousands_of_near_miss_classes_give_a_capped_report_with_bounded_suggestions() {
+    let catalog = NodeCatalog::bundled();
+    let limits = comfyui::graph::GraphLimits::default();
+    let names: Vec<String> = catalog.classes().map(|c| c.name.clone()).collect();
+    let mut graph = serde_json::Map::new();
+    for i in 0..limits.max_nodes {
+        let mut name = names[i % names.len()].clone();
+        name.push('x');
+        // Inputs with many bad combo values too, each a suggestion candidate.
+        graph.insert(
+            format!("{i}"),
+            json!({"class_type": name, "inputs": {"sampler_name": "eulerr"}}),
+        );
+    }
+    let errors = errors_of(&Value::Object(graph), &catalog);
+    assert_eq!(errors.len(), limits.max_errors, "listed defects are capped");
+    assert_eq!(errors.omitted(), limits.max_nodes - limits.max_errors);
+    let suggested = errors
+        .iter()
+        .filter(|e| e.message.contains("did you mean"))
+        .count();
+    assert!(suggested > 0, "near misses still get some suggestions");
+    assert!(
+        suggested <= limits.max_suggestions,
+        "{suggested} suggestions over the cap {}",
+        limits.max_suggestions
+    );
+    let text = errors.to_string();
+    assert!(
+        text.ends_with(&format!(
+            "... and {} more defects not listed (at most {} are reported)",
+            limits.max_nodes - limits.max_errors,
+            limits.max_errors
+        )),
+        "{}",
+        &text[text.len().saturating_sub(200)..]
+    );
+    let json = errors.to_json();
+    let list = json.as_array().unwrap();
+    assert_eq!(list.len(), limits.max_errors + 1);
+    assert_eq!(list.last().unwrap()["kind"], "more_defects_omitted");
+    assert_eq!(
+        list.last().unwrap()["omitted"],
+        limits.max_nodes - limits.max_errors
+    );
+}
+
+/// Hostile sizes inside a node (a huge id, a huge class name, a huge value, many inputs) give
+/// messages of bounded size.
+#[test]
+fn hostile_sizes_give_bounded_messages() {
+    let catalog = NodeCatalog::bundled();
+    let long_id = "i".repeat(100_000);
+    let long_class = "KSampler".repeat(10_000);
+    let mut inputs = serde_json::Map::new();
+    for i in 0..5_000 {
+        inputs.insert(format!("extra{i}"), json!([format!("missing{i}"), 0]));
+    }
+    let graph = json!({
+        long_id.clone(): {"class_type": long_class, "inputs": {}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": ["x".repeat(1 << 20)]}},
+        "3": {"class_type": "PreviewImage", "inputs": inputs},
+    });
+    let errors = errors_of(&graph, &catalog);
+    assert!(errors.len() <= comfyui::graph::GraphLimits::default().max_errors);
+    for error in &errors {
+        assert!(error.message.len() < 2_000, "{} bytes", error.message.len());
+        assert!(error.node_id.as_ref().is_none_or(|id| id.len() < 300));
+        assert!(error.class_type.as_ref().is_none_or(|c| c.len() < 300));
+    }
 }

@@ -1,0 +1,130 @@
+//! The gate every graph passes before it is submitted, whoever wrote it (a pack's `build` or a
+//! `load_workflow` file): the node policy, then the graph check, both on the bounded
+//! [`BlockingPool`], never on an async worker.
+//!
+//! Invariants: one [`GraphGate`] per server, shared by every session; its budgets
+//! ([`GraphLimits`], [`NodePolicy`], the workflow file caps) are plain data fixed at start-up
+//! from the server settings; a check costs at most one pool permit for its whole duration, so
+//! however many clients send costly graphs at once, at most `threads` checks run and the async
+//! runtime keeps serving everyone else.
+
+use std::sync::Arc;
+
+use comfyui::graph::{self, GraphLimits, GraphSummary};
+use comfyui::nodes::NodeCatalog;
+use comfyui::policy::NodePolicy;
+use serde_json::{Map, Value};
+
+use crate::blocking::BlockingPool;
+use crate::error::AppError;
+use crate::workflow_file::{self, Overrides, WorkflowDirs, WorkflowFile};
+
+/// What a graph must satisfy, and where it is checked.
+#[derive(Debug, Clone)]
+pub struct GraphGate {
+    pool: BlockingPool,
+    limits: GraphLimits,
+    policy: Arc<NodePolicy>,
+}
+
+impl Default for GraphGate {
+    fn default() -> Self {
+        Self::new(
+            BlockingPool::default(),
+            GraphLimits::DEFAULT,
+            NodePolicy::default(),
+        )
+    }
+}
+
+/// A workflow file read, parsed and with its overrides applied.
+#[derive(Debug)]
+pub struct LoadedWorkflow {
+    /// The file (its bytes dropped after parsing).
+    pub file: WorkflowFile,
+    /// The graph, overrides applied.
+    pub graph: Value,
+    /// What the overrides did.
+    pub overrides: Overrides,
+}
+
+impl GraphGate {
+    /// A gate running checks on `pool` within `limits` and `policy`.
+    pub fn new(pool: BlockingPool, limits: GraphLimits, policy: NodePolicy) -> Self {
+        Self {
+            pool,
+            limits,
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The graph budgets.
+    pub fn limits(&self) -> &GraphLimits {
+        &self.limits
+    }
+
+    /// The node policy.
+    pub fn policy(&self) -> &NodePolicy {
+        &self.policy
+    }
+
+    /// Checks `graph` against the policy and `nodes` off the runtime; gives the graph back
+    /// when it may be submitted.
+    pub async fn check(
+        &self,
+        graph: Value,
+        nodes: Arc<NodeCatalog>,
+    ) -> Result<(Value, GraphSummary), AppError> {
+        let policy = self.policy.clone();
+        let limits = self.limits;
+        self.pool
+            .run(move || {
+                check_now(&graph, &nodes, &policy, &limits).map(|summary| (graph, summary))
+            })
+            .await?
+    }
+
+    /// Reads `path` through the folder policy, parses it (within the node cap) and applies
+    /// `overrides`, off the runtime.
+    pub async fn load_workflow(
+        &self,
+        dirs: &WorkflowDirs,
+        path: &str,
+        overrides: Map<String, Value>,
+    ) -> Result<LoadedWorkflow, AppError> {
+        let dirs = dirs.clone();
+        let path = path.to_owned();
+        let max_nodes = self.limits.max_nodes;
+        self.pool
+            .run(move || {
+                let mut file = dirs.read(&path)?;
+                let mut graph =
+                    workflow_file::parse_api_graph(&file.display_name, &file.bytes, max_nodes)?;
+                file.bytes = Vec::new();
+                let overrides = workflow_file::apply_overrides(&mut graph, &overrides);
+                Ok(LoadedWorkflow {
+                    file,
+                    graph,
+                    overrides,
+                })
+            })
+            .await?
+    }
+}
+
+/// The policy, then the graph check, on the calling thread (a blocking one). A graph over the
+/// node cap gets only the node-cap error.
+pub fn check_now(
+    graph: &Value,
+    nodes: &NodeCatalog,
+    policy: &NodePolicy,
+    limits: &GraphLimits,
+) -> Result<GraphSummary, AppError> {
+    let within_cap = graph
+        .as_object()
+        .is_none_or(|nodes| nodes.len() <= limits.max_nodes);
+    if within_cap {
+        policy.check(graph, nodes).map_err(AppError::NodePolicy)?;
+    }
+    graph::check_with(graph, nodes, limits).map_err(AppError::InvalidGraph)
+}
