@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(l.used(), 600 + 50 * TABLE_ELEMENT_BYTES);
         assert!(l.refusal().is_none());
         let left = 1000 - l.used();
-        assert!(l.memory_growing(600, 600 + left, None).unwrap(), "exactly at the cap");
+        assert!(
+            l.memory_growing(600, 600 + left, None).unwrap(),
+            "exactly at the cap"
+        );
         assert!(l.memory_growing(0, 1, None).is_err(), "one byte over");
         assert_eq!(
             l.refusal(),
@@ -186,7 +189,8 @@ mod tests {
     fn a_failed_growth_is_given_back_and_declared_maximums_are_not_refusals() {
         let mut l = limiter(1000);
         assert!(l.memory_growing(0, 800, None).unwrap());
-        l.memory_grow_failed(wasmtime::format_err!("mmap failed")).unwrap();
+        l.memory_grow_failed(wasmtime::format_err!("mmap failed"))
+            .unwrap();
         assert_eq!(l.used(), 0);
         assert!(!l.memory_growing(0, 800, Some(700)).unwrap());
         assert!(l.refusal().is_none());

@@ -169,7 +169,10 @@ mod tests {
         let a = ParamValue::Text("cat".into());
         let b = ParamValue::Integer(1);
         let seed = CallSeed::for_build("t", [("prompt", &a), ("steps", &b)]);
-        assert_eq!(seed, CallSeed::for_build("t", [("prompt", &a), ("steps", &b)]));
+        assert_eq!(
+            seed,
+            CallSeed::for_build("t", [("prompt", &a), ("steps", &b)])
+        );
         assert_eq!(bytes(seed.secure()), bytes(seed.secure()));
         assert_ne!(bytes(seed.secure()), bytes(seed.insecure()));
         let other = [

@@ -240,6 +240,134 @@ impl CapturedOutput {
 
     /// Bytes kept and dropped so far (for tests and diagnostics).
     #[cfg(test)]
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        let buf = self.0.lock().unwrap();
+        (buf.used, buf.dropped_bytes)
+    }
+
+    /// Lines kept and dropped so far (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn line_usage(&self) -> (usize, usize) {
+        let buf = self.0.lock().unwrap();
+        (buf.lines.len(), buf.dropped_lines)
+    }
+}
+
+fn stream_level(stream: &str) -> Level {
+    if stream == "stderr" {
+        Level::Warn
+    } else {
+        Level::Info
+    }
+}
+
+impl OutputBuffer {
+    fn complete_line(&mut self, level: Level, is_stderr: bool, line: &[u8]) {
+        if is_stderr {
+            self.remember_stderr(line);
+        }
+        self.push(level, line);
+    }
+
+    fn remember_stderr(&mut self, line: &[u8]) {
+        let line = line.trim_ascii();
+        // Rust's panic hook adds a hint about RUST_BACKTRACE: noise for our users.
+        if line.is_empty() || line.starts_with(b"note: run with `RUST_BACKTRACE") {
+            return;
+        }
+        // Only a bounded prefix is decoded, whatever the line's length.
+        let prefix = &line[..line.len().min(STDERR_TAIL_CHARS * 4)];
+        let text: String = String::from_utf8_lossy(prefix)
+            .chars()
+            .take(STDERR_TAIL_CHARS)
+            .collect();
+        if self.stderr_tail.len() == STDERR_TAIL_LINES {
+            self.stderr_tail.pop_front();
+        }
+        self.stderr_tail
+            .push_back(escape_control(&text).into_owned());
+    }
+
+    fn push(&mut self, level: Level, message: &[u8]) {
+        if self.lines.len() >= self.max_lines || message.len() > self.max_bytes - self.used {
+            self.drop_line(message.len());
+            return;
+        }
+        let text = String::from_utf8_lossy(message);
+        let text = escape_control(&text);
+        let room = self.max_bytes - self.used;
+        if text.len() > room {
+            self.drop_line(text.len());
+            return;
+        }
+        self.used += text.len();
+        self.lines.push((level, text.into_owned()));
+    }
+
+    fn drop_line(&mut self, bytes: usize) {
+        self.dropped_lines += 1;
+        self.dropped_bytes = self.dropped_bytes.saturating_add(bytes);
+    }
+}
+
+/// One of a pack's output streams (stdout or stderr), feeding [`CapturedOutput`].
+#[derive(Clone)]
+struct CapturedStream {
+    name: &'static str,
+    output: CapturedOutput,
+}
+
+impl IsTerminal for CapturedStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for CapturedStream {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CapturedStream {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.output.write(self.name, &bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.output.write(self.name, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

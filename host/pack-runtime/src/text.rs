@@ -83,7 +83,9 @@ fn escaped_width(c: char) -> usize {
     match c {
         '\n' | '\r' | '\t' => 2,
         // `\u{` + hex digits + `}`
-        c if is_unsafe_char(c) => 4 + (32 - u32::from(c).leading_zeros()).div_ceil(4).max(1) as usize,
+        c if is_unsafe_char(c) => {
+            4 + (32 - u32::from(c).leading_zeros()).div_ceil(4).max(1) as usize
+        }
         c => c.len_utf8(),
     }
 }
@@ -104,7 +106,10 @@ mod tests {
     #[test]
     fn cap_cuts_at_a_boundary_and_counts_the_rest() {
         assert_eq!(cap("short", 10), "short");
-        assert_eq!(cap("0123456789abc", 10), "0123456789 ... (3 more bytes cut)");
+        assert_eq!(
+            cap("0123456789abc", 10),
+            "0123456789 ... (3 more bytes cut)"
+        );
         // `é` is two bytes: never split.
         assert_eq!(cap("ééé", 3), "é ... (4 more bytes cut)");
         // Escapes count against the budget and are never split.

@@ -72,7 +72,12 @@ impl Guest for Pack {
                 let r = step(0, depth as u64);
                 // `r` depends on every level; use it so nothing is optimised away.
                 let color = (r & 0xff) as i64;
-                Ok(solid_color_graph(64, 64, color, &format!("comfyui-mcp/deep-{depth}")))
+                Ok(solid_color_graph(
+                    64,
+                    64,
+                    color,
+                    &format!("comfyui-mcp/deep-{depth}"),
+                ))
             }
             _ => Err(BuildError::UnknownTemplate(id)),
         }

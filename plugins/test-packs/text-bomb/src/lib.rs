@@ -12,11 +12,11 @@
 
 use std::io::Write;
 
+use test_pack_support::comfyui::workflow::types::FieldError;
 use test_pack_support::host::{self, Level};
 use test_pack_support::{
     BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, template,
 };
-use test_pack_support::comfyui::workflow::types::FieldError;
 
 /// A line that would forge a log record, clear the screen and reverse the text
 /// after it, if it reached a terminal raw.
