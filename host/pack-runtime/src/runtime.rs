@@ -58,6 +58,9 @@ impl Runtime {
         // runs on a thread with `Limits::native_stack_bytes` of native stack
         // (`Pack::call`), so this limit is always hit before the native stack.
         wasm.max_wasm_stack(config.limits.wasm_stack_bytes);
+        // Never used (calls are synchronous), but wasmtime refuses a wasm stack
+        // larger than it; give it the same headroom as the call threads.
+        wasm.async_stack_size(config.limits.native_stack_bytes());
         let engine = Engine::new(&wasm).map_err(|e| EngineError(e.to_string()))?;
 
         let mut linker = Linker::<StoreState>::new(&engine);

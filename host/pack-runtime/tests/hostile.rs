@@ -234,7 +234,7 @@ fn an_export_of_the_wrong_shape_fails_at_load_naming_the_abi() {
     let text = err.to_string();
     assert!(
         text.contains("exports do not match the comfyui:workflow@1.0.0 ABI")
-            && text.contains("info")
+            && text.contains("type mismatch")
             && !text.contains("crashed"),
         "{text}"
     );
