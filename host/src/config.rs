@@ -185,7 +185,6 @@ impl Settings {
             max_error_bytes: self.pack_error_bytes,
             max_field_errors: self.pack_field_errors,
             max_random_bytes: self.pack_random_bytes,
-            ..pack_runtime::Limits::default()
         }
     }
 
