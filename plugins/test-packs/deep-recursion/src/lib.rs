@@ -3,7 +3,7 @@
 //!
 //! - `runaway`: recurses without end; the host must stop it with a clear
 //!   "stack exhausted" error;
-//! - `deep`: recurses `depth` calls deep (integer parameter, default 100 000), then
+//! - `deep`: recurses `depth` calls deep (integer parameter, default 40 000), then
 //!   returns a tiny valid graph (EmptyImage -> SaveImage, prefix
 //!   `comfyui-mcp/deep-<depth>`). Interpreters compiled to wasm recurse like this.
 //!
@@ -18,7 +18,7 @@ use test_pack_support::{
 };
 
 /// Default depth of the `deep` template.
-pub const DEFAULT_DEPTH: i64 = 100_000;
+pub const DEFAULT_DEPTH: i64 = 40_000;
 /// Largest depth the `deep` template accepts.
 pub const MAX_DEPTH: i64 = 10_000_000;
 
