@@ -227,6 +227,38 @@ fn memory_count_is_capped() {
 }
 
 #[test]
+fn table_count_is_capped_at_the_limit() {
+    let rt = runtime();
+    let max = Limits::default().max_tables;
+    let tables = |n: usize| "(table 1 funcref) ".repeat(n);
+    let at_limit = load_wat(&rt, &component(&tables(max), 1));
+    assert!(is_export_mismatch(&at_limit), "{at_limit}");
+    let err = load_wat(&rt, &component(&tables(max + 1), 1));
+    assert!(is_instantiate_limit(&err), "{err}");
+    assert!(err.to_string().contains(&format!("{max} tables")), "{err}");
+}
+
+#[test]
+fn a_random_request_over_its_cap_fails_and_one_at_the_cap_succeeds() {
+    // clock-snoop asks for 16 bytes at a time.
+    let at = runtime_with(Limits {
+        max_random_bytes: 16,
+        ..Limits::default()
+    });
+    pack(&at, "clock-snoop")
+        .build("snoop-time", &Map::new(), host())
+        .expect("16 bytes at a cap of 16");
+    let under = runtime_with(Limits {
+        max_random_bytes: 15,
+        ..Limits::default()
+    });
+    let err = pack(&under, "clock-snoop")
+        .build("snoop-time", &Map::new(), host())
+        .unwrap_err();
+    assert!(matches!(err, CallError::Trap(_)), "{err}");
+}
+
+#[test]
 fn an_export_of_the_wrong_shape_fails_at_load_naming_the_abi() {
     let rt = runtime();
     let err = load_wat(&rt, &component("(memory 1)", 1));
