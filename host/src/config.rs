@@ -241,6 +241,33 @@ pub struct Settings {
         global = true
     )]
     pub allow_api_nodes: bool,
+    /// Core module instances one pack call may create.
+    #[arg(long, env = "COMFYUI_MCP_PACK_MAX_INSTANCES", default_value_t = pack_runtime::Limits::default().max_instances, global = true)]
+    pub pack_max_instances: usize,
+    /// Linear memories one pack call may create (all share the memory cap).
+    #[arg(long, env = "COMFYUI_MCP_PACK_MAX_MEMORIES", default_value_t = pack_runtime::Limits::default().max_memories, global = true)]
+    pub pack_max_memories: usize,
+    /// Tables one pack call may create (their elements share the memory cap).
+    #[arg(long, env = "COMFYUI_MCP_PACK_MAX_TABLES", default_value_t = pack_runtime::Limits::default().max_tables, global = true)]
+    pub pack_max_tables: usize,
+    /// WebAssembly stack of one pack call, in KiB (each call runs on a thread with this plus 2 MiB).
+    #[arg(long, env = "COMFYUI_MCP_PACK_STACK_KB", default_value_t = pack_runtime::Limits::default().wasm_stack_bytes >> 10, global = true)]
+    pub pack_stack_kb: usize,
+    /// Bytes of log output (log, stdout, stderr) kept per pack call.
+    #[arg(long, env = "COMFYUI_MCP_PACK_LOG_BYTES", default_value_t = pack_runtime::Limits::default().max_log_bytes, global = true)]
+    pub pack_log_bytes: usize,
+    /// Lines of log output kept per pack call (empty lines count).
+    #[arg(long, env = "COMFYUI_MCP_PACK_LOG_LINES", default_value_t = pack_runtime::Limits::default().max_log_lines, global = true)]
+    pub pack_log_lines: usize,
+    /// Bytes kept of one pack error text (a failure message, one field error).
+    #[arg(long, env = "COMFYUI_MCP_PACK_ERROR_BYTES", default_value_t = pack_runtime::Limits::default().max_error_bytes, global = true)]
+    pub pack_error_bytes: usize,
+    /// Field errors kept from a pack's invalid-params answer.
+    #[arg(long, env = "COMFYUI_MCP_PACK_FIELD_ERRORS", default_value_t = pack_runtime::Limits::default().max_field_errors, global = true)]
+    pub pack_field_errors: usize,
+    /// Bytes one wasi:random request of a pack may ask for.
+    #[arg(long, env = "COMFYUI_MCP_PACK_RANDOM_BYTES", default_value_t = pack_runtime::Limits::default().max_random_bytes, global = true)]
+    pub pack_random_bytes: u64,
     /// Finished jobs remembered for status look-ups (oldest evicted first).
     #[arg(
         long,
@@ -258,7 +285,15 @@ impl Settings {
             memory_bytes: self.pack_memory_mb << 20,
             call_timeout: Duration::from_millis(self.pack_timeout_ms),
             max_graph_bytes: self.max_graph_bytes,
-            ..pack_runtime::Limits::default()
+            max_instances: self.pack_max_instances,
+            max_memories: self.pack_max_memories,
+            max_tables: self.pack_max_tables,
+            wasm_stack_bytes: self.pack_stack_kb << 10,
+            max_log_bytes: self.pack_log_bytes,
+            max_log_lines: self.pack_log_lines,
+            max_error_bytes: self.pack_error_bytes,
+            max_field_errors: self.pack_field_errors,
+            max_random_bytes: self.pack_random_bytes,
         }
     }
 

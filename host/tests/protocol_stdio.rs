@@ -131,6 +131,29 @@ impl Server {
     }
 
     /// A ping answers: the session still serves.
+    /// Packs load in the background after `initialize`: polls `tools/list` until `tool`
+    /// is served (bounded).
+    async fn wait_for_tool(&mut self, tool: &str) {
+        let deadline = tokio::time::Instant::now() + BOUND;
+        for n in 0.. {
+            let id = json!(format!("tools-{n}"));
+            self.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}))
+                .await;
+            let list = self.next_with_id(&id).await;
+            let served = list["result"]["tools"]
+                .as_array()
+                .is_some_and(|tools| tools.iter().any(|t| t["name"] == tool));
+            if served {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tool {tool} was never served"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn still_serves(&mut self, id: u64) {
         self.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}))
             .await;
@@ -350,6 +373,7 @@ async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() 
         .await
         .expect("simulator starts");
     let mut server = Server::start(&sim.base_url(), &[]).await;
+    server.wait_for_tool("item-icon").await;
     // Held queue: the waiting call stays in flight until released.
     sim.hold_queue(true);
     server
@@ -401,6 +425,7 @@ async fn a_cancelled_request_frees_its_id() {
         .await
         .expect("simulator starts");
     let mut server = Server::start(&sim.base_url(), &[]).await;
+    server.wait_for_tool("item-icon").await;
     sim.hold_queue(true);
     server
         .send_json(&json!({"jsonrpc": "2.0", "id": 95, "method": "tools/call", "params": {

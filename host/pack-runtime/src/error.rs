@@ -1,4 +1,10 @@
 //! Errors at the runtime's edge: loading a pack, and calling into one.
+//!
+//! Every pack-provided text inside these errors (a `failed` message, field
+//! errors, an unknown id, what the pack wrote on stderr) has been escaped
+//! and capped by `text.rs` before it gets here; each variant is chosen from
+//! typed facts (the trap code, the limiter's record, the phase of the call),
+//! never from the text of a wasmtime message.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +60,20 @@ pub enum LoadError {
         /// What wasmtime said.
         reason: String,
     },
+    /// The pack exports the `templates` interface, but its functions do not
+    /// have the ABI's types (e.g. a wrong signature, or built against
+    /// edited WIT).
+    #[error(
+        "{path}: the pack's exports do not match the comfyui:workflow@{supported} ABI: {reason} (rebuild the pack against the published wit/workflow.wit)"
+    )]
+    ExportMismatch {
+        /// The pack file.
+        path: PathBuf,
+        /// The version this host implements.
+        supported: String,
+        /// What did not match.
+        reason: String,
+    },
     /// A metadata call (`info` or `list`) failed.
     #[error("{path}: pack failed while describing itself: {source}")]
     Describe {
@@ -101,9 +121,43 @@ pub enum CallError {
         /// The limit in force.
         limit_bytes: usize,
     },
+    /// The call ran out of WebAssembly stack (runaway or too deep recursion).
+    #[error(
+        "pack exhausted its call stack of {} KiB (runaway or too deep recursion){}",
+        .limit_bytes >> 10,
+        .said.as_deref().map(|s| format!("; the pack wrote: {s}")).unwrap_or_default()
+    )]
+    StackExhausted {
+        /// The stack limit in force (`Limits::wasm_stack_bytes`).
+        limit_bytes: usize,
+        /// The pack's last stderr lines, escaped and capped.
+        said: Option<String>,
+    },
+    /// The pack's component could not be instantiated in the sandbox, e.g. it
+    /// creates more core instances, memories or tables than allowed.
+    #[error(
+        "pack could not be instantiated: {reason} (the sandbox allows {max_instances} core instances, {max_memories} memories and {max_tables} tables per call; raise Limits::max_instances / max_memories / max_tables)"
+    )]
+    Instantiate {
+        /// What wasmtime said.
+        reason: String,
+        /// `Limits::max_instances` in force.
+        max_instances: usize,
+        /// `Limits::max_memories` in force.
+        max_memories: usize,
+        /// `Limits::max_tables` in force.
+        max_tables: usize,
+    },
+    /// The pack's exports do not have the ABI's types.
+    #[error("the pack's exports do not match the ABI: {0}")]
+    AbiMismatch(String),
     /// The pack trapped (a panic, an `unreachable`, an out-of-bounds access, ...).
+    /// The text is the trap, then what the pack last wrote on stderr.
     #[error("pack crashed: {0}")]
     Trap(String),
+    /// No thread could be started to run the call.
+    #[error("cannot start a thread for the pack call: {0}")]
+    Thread(String),
     /// The graph exceeded the output cap.
     #[error("pack returned a graph of {size} bytes, over the limit of {limit} bytes")]
     OutputTooLarge {

@@ -15,8 +15,15 @@
 //! * a pack is compiled once (or loaded from the compile cache) and
 //!   pre-instantiated once; every call gets a fresh `Store`, so nothing leaks
 //!   between calls or callers and a trap only ever poisons its own store;
-//! * every call runs under [`Limits`]: a memory cap, a wall-clock deadline
-//!   enforced by epoch interruption, and a cap on the graph's size;
+//! * every call runs under [`Limits`]: one memory budget for all memories
+//!   and tables of the call, caps on instances, memories and tables, a
+//!   wall-clock deadline enforced by epoch interruption, a wasm stack limit
+//!   (on a thread with a matching native stack), caps on the graph's size,
+//!   on log output (bytes and lines) and on pack error texts;
+//! * a call is pure: clocks are fixed and randomness is seeded from the
+//!   template id and parameters, so equal parameters give identical graphs;
+//! * pack-provided text reaches logs and errors only through
+//!   [`text::escape_control`].
 //! * WASI p2 is linked so ordinary `wasm32-wasip2` builds instantiate, but
 //!   the context grants nothing: no preopens, env, args or sockets. A pack's
 //!   stdout and stderr are captured, capped, and forwarded to the log.
@@ -30,19 +37,23 @@ mod abi;
 mod bindings;
 mod cache;
 mod error;
+mod limiter;
 mod limits;
 mod pack;
 pub mod params;
+mod purity;
 mod runtime;
 mod sandbox;
 mod spec;
+pub mod text;
 
 pub use abi::{ABI_PACKAGE, ABI_VERSION};
 pub use cache::{CacheError, DEFAULT_CACHE_MAX_MB};
 pub use error::{CallError, LoadError};
-pub use limits::Limits;
+pub use limits::{Limits, NATIVE_STACK_HEADROOM, TABLE_ELEMENT_BYTES};
 pub use pack::{BuiltGraph, Pack};
 pub use params::{FieldError, ResolvedParams};
+pub use purity::{FIXED_WALL_CLOCK_SECS, MONOTONIC_STEP_NS};
 pub use runtime::{EngineError, Runtime, RuntimeConfig, StartError};
 pub use sandbox::{HostView, StaticHost};
 pub use spec::{Alias, PackInfo, ParamKind, ParamSpec, ParamValue, TemplateInfo};

@@ -1,5 +1,14 @@
 //! A loaded pack and the one way to call into it: a fresh, limited `Store`
 //! per call, dropped afterwards whatever happened.
+//!
+//! Every call (metadata at load, self-tests, builds) goes through
+//! [`Pack::call`], so every call runs: on a thread of its own with
+//! [`Limits::native_stack_bytes`] of native stack; under the store-wide
+//! limiter (`limiter.rs`) from instantiation on, start functions included;
+//! with the epoch deadline; with clocks and randomness fixed by the call's
+//! seed (`purity.rs`). Its error is classified from typed facts only: the
+//! limiter's refusal, the trap code, and the phase (instantiate, bind the
+//! exports, run) in which it failed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,9 +20,11 @@ use crate::bindings::{WorkflowPack, WorkflowPackPre, wit};
 use crate::error::{CallError, LoadError};
 use crate::limits::Limits;
 use crate::params::{self, FieldError, ResolvedParams};
+use crate::purity::CallSeed;
 use crate::runtime::{EPOCH_TICK, EpochTicker};
-use crate::sandbox::{HostView, StoreState};
+use crate::sandbox::{CapturedOutput, HostView, StoreState};
 use crate::spec::{PackInfo, TemplateInfo};
+use crate::text;
 
 /// A pack that loaded, described itself, and passed metadata validation.
 pub struct Pack {
@@ -80,13 +91,20 @@ impl Pack {
             source,
         };
         let (info, templates) = pack
-            .call(offline, |store, bindings| {
+            .call(offline, CallSeed::for_describe(), |store, bindings| {
                 let api = bindings.comfyui_workflow_templates();
                 let info = api.call_info(&mut *store)?;
                 let templates = api.call_list(&mut *store)?;
                 Ok((info, templates))
             })
-            .map_err(describe_err)?;
+            .map_err(|source| match source {
+                CallError::AbiMismatch(reason) => LoadError::ExportMismatch {
+                    path: pack.path.clone(),
+                    supported: crate::abi::ABI_VERSION.to_owned(),
+                    reason,
+                },
+                source => describe_err(source),
+            })?;
         pack.info = info.into();
         pack.templates = templates.into_iter().map(Into::into).collect();
         validate_metadata(&pack.info, &pack.templates).map_err(|reason| LoadError::Metadata {
@@ -152,25 +170,15 @@ impl Pack {
                 value: value.into(),
             })
             .collect();
-        let outcome = self.call(host, |store, bindings| {
+        let seed = CallSeed::for_build(template_id, params.iter());
+        let outcome = self.call(host, seed, |store, bindings| {
             bindings
                 .comfyui_workflow_templates()
                 .call_build(&mut *store, template_id, &wit_params)
         })?;
         let text = match outcome {
             Ok(text) => text,
-            Err(wit::BuildError::UnknownTemplate(id)) => {
-                return Err(self.unknown_template(&id));
-            }
-            Err(wit::BuildError::InvalidParams(errors)) => {
-                return Err(CallError::InvalidParams(
-                    errors
-                        .into_iter()
-                        .map(|e| FieldError::new(e.param, e.message))
-                        .collect(),
-                ));
-            }
-            Err(wit::BuildError::Failed(message)) => return Err(CallError::Failed(message)),
+            Err(error) => return Err(self.build_error(error)),
         };
         if text.len() > self.limits.max_graph_bytes {
             return Err(CallError::OutputTooLarge {
@@ -209,15 +217,74 @@ impl Pack {
         }
     }
 
-    /// Runs `f` in a fresh store under the pack's limits. The store (and with
-    /// it any trapped or interrupted instance) is dropped before returning.
-    fn call<R>(
+    /// A pack's own `build-error`, its texts escaped and capped.
+    fn build_error(&self, error: wit::BuildError) -> CallError {
+        let max = self.limits.max_error_bytes;
+        match error {
+            wit::BuildError::UnknownTemplate(id) => self.unknown_template(&text::cap(&id, max)),
+            wit::BuildError::InvalidParams(errors) => {
+                let total = errors.len();
+                let keep = total.min(self.limits.max_field_errors);
+                let mut kept: Vec<FieldError> = errors
+                    .into_iter()
+                    .take(keep)
+                    .map(|e| FieldError::new(text::cap(&e.param, max), text::cap(&e.message, max)))
+                    .collect();
+                if total > keep {
+                    kept.push(FieldError::new(
+                        "...",
+                        format!(
+                            "and {} more errors cut (the pack reported {total}; at most {keep} are kept, raise Limits::max_field_errors)",
+                            total - keep
+                        ),
+                    ));
+                }
+                CallError::InvalidParams(kept)
+            }
+            wit::BuildError::Failed(message) => CallError::Failed(text::cap(&message, max)),
+        }
+    }
+
+    /// Runs `f` in a fresh store under the pack's limits, on a thread with
+    /// the native stack the wasm stack limit needs. The store (and with it
+    /// any trapped or interrupted instance) is dropped before returning.
+    fn call<R: Send>(
         &self,
         host: Arc<dyn HostView>,
-        f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R>,
+        seed: CallSeed,
+        f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R> + Send,
     ) -> Result<R, CallError> {
-        let mut store = Store::new(&self.engine, StoreState::new(&self.limits, host));
-        store.limiter(|state| &mut state.limits);
+        // Events of the call (the pack's log lines included) belong to the
+        // caller's span and are emitted on the caller's thread.
+        let span = tracing::Span::current();
+        let (result, output) = std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("pack-call".into())
+                .stack_size(self.limits.native_stack_bytes())
+                .spawn_scoped(scope, || {
+                    let _entered = span.enter();
+                    self.call_here(host, seed, f)
+                })
+                .map_err(|e| CallError::Thread(e.to_string()))?;
+            Ok(worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        })?;
+        output.flush_to_log(&self.info.name);
+        result
+    }
+
+    /// [`Pack::call`] on the current thread, which must have
+    /// [`Limits::native_stack_bytes`] of stack. Returns the call's output
+    /// for the caller to log.
+    fn call_here<R>(
+        &self,
+        host: Arc<dyn HostView>,
+        seed: CallSeed,
+        f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R>,
+    ) -> (Result<R, CallError>, CapturedOutput) {
+        let mut store = Store::new(&self.engine, StoreState::new(&self.limits, host, seed));
+        store.limiter(|state| &mut state.limiter);
         let ticks = self
             .limits
             .call_timeout
@@ -227,39 +294,84 @@ impl Pack {
         store.epoch_deadline_trap();
         let result = self
             .pre
+            .instance_pre()
             .instantiate(&mut store)
-            .and_then(|bindings| f(&mut store, &bindings));
+            .map_err(|e| (Phase::Instantiate, e))
+            .and_then(|instance| {
+                WorkflowPack::new(&mut store, &instance).map_err(|e| (Phase::Bind, e))
+            })
+            .and_then(|bindings| f(&mut store, &bindings).map_err(|e| (Phase::Run, e)));
         let output = store.data().output.clone();
-        let result = result.map_err(|err| self.classify(err, &output));
-        output.flush_to_log(&self.info.name);
-        result
+        let refused = store.data().limiter.refusal().is_some();
+        let result = result.map_err(|(phase, err)| self.classify(phase, err, refused, &output));
+        (result, output)
     }
 
-    fn classify(&self, err: wasmtime::Error, output: &crate::sandbox::CapturedOutput) -> CallError {
-        let trap = err.downcast_ref::<Trap>().copied();
-        if trap == Some(Trap::Interrupt) {
-            return CallError::Timeout {
-                limit: self.limits.call_timeout,
-            };
-        }
-        let full = format!("{err:#}");
-        if full.contains("forcing trap when growing memory") {
+    fn classify(
+        &self,
+        phase: Phase,
+        err: wasmtime::Error,
+        refused: bool,
+        output: &CapturedOutput,
+    ) -> CallError {
+        tracing::debug!(pack = %text::escape_control(&self.info.name), ?phase, "pack call failed: {}", text::escape_control(&format!("{err:#}")));
+        // The limiter's record comes first: a refused growth traps, and
+        // whatever the pack did next is a consequence.
+        if refused {
             return CallError::MemoryLimit {
                 limit_bytes: self.limits.memory_bytes,
             };
         }
-        tracing::debug!(pack = %self.info.name, "pack trapped: {full}");
+        let trap = err.downcast_ref::<Trap>().copied();
+        match trap {
+            Some(Trap::Interrupt) => {
+                return CallError::Timeout {
+                    limit: self.limits.call_timeout,
+                };
+            }
+            Some(Trap::StackOverflow) => {
+                return CallError::StackExhausted {
+                    limit_bytes: self.limits.wasm_stack_bytes,
+                    said: output.stderr_tail(),
+                };
+            }
+            _ => {}
+        }
+        let max = self.limits.max_error_bytes;
+        match (phase, trap) {
+            (Phase::Bind, _) => return CallError::AbiMismatch(text::cap(&format!("{err:#}"), max)),
+            (Phase::Instantiate, None) => {
+                return CallError::Instantiate {
+                    reason: text::cap(&err.root_cause().to_string(), max),
+                    max_instances: self.limits.max_instances,
+                    max_memories: self.limits.max_memories,
+                    max_tables: self.limits.max_tables,
+                };
+            }
+            _ => {}
+        }
         // The wasm backtrace is for pack authors (debug log); users get the
-        // trap and what the pack said last.
+        // trap (whose text already says "wasm trap") and what the pack said last.
         let reason = match trap {
-            Some(trap) => format!("wasm trap: {trap}"),
-            None => err.root_cause().to_string(),
+            Some(trap) => trap.to_string(),
+            None => text::cap(&err.root_cause().to_string(), max),
         };
         match output.stderr_tail() {
             Some(said) => CallError::Trap(format!("{reason}; the pack wrote: {said}")),
             None => CallError::Trap(reason),
         }
     }
+}
+
+/// Where in a call an error arose.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Instantiating the component (start functions included).
+    Instantiate,
+    /// Looking up and type-checking the exports against the ABI.
+    Bind,
+    /// Running the exported functions.
+    Run,
 }
 
 fn json_type(v: &Value) -> &'static str {

@@ -81,6 +81,14 @@ impl Runtime {
         wasm.epoch_interruption(true);
         wasm.wasm_component_model(true);
         wasm.cranelift_opt_level(OptLevel::Speed);
+        // Interpreters compiled to wasm (QuickJS, SpiderMonkey, CPython) recurse
+        // deeply; wasmtime's 512 KiB default is too small for them. Every call
+        // runs on a thread with `Limits::native_stack_bytes` of native stack
+        // (`Pack::call`), so this limit is always hit before the native stack.
+        wasm.max_wasm_stack(config.limits.wasm_stack_bytes);
+        // Never used (calls are synchronous), but wasmtime refuses a wasm stack
+        // larger than it; give it the same headroom as the call threads.
+        wasm.async_stack_size(config.limits.native_stack_bytes());
         let engine = Engine::new(&wasm).map_err(|e| EngineError(e.to_string()))?;
 
         let mut linker = Linker::<StoreState>::new(&engine);
@@ -136,7 +144,11 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(compile_err)?;
-        let pre = WorkflowPackPre::new(instance_pre).map_err(compile_err)?;
+        let pre = WorkflowPackPre::new(instance_pre).map_err(|e| LoadError::ExportMismatch {
+            path: path.to_owned(),
+            supported: crate::abi::ABI_VERSION.to_owned(),
+            reason: crate::text::cap(&format!("{e:#}"), self.config.limits.max_error_bytes),
+        })?;
         Pack::describe(
             path.to_owned(),
             sha256,

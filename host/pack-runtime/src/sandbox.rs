@@ -1,6 +1,13 @@
 //! The per-call sandbox: the state each `Store` owns, the WASI context that
-//! grants nothing, the capped capture of a pack's output, and the host
+//! grants nothing (and whose clocks and randomness are fixed per call, see
+//! `purity.rs`), the capped capture of a pack's output, and the host
 //! functions a pack may import (`log`, `models`, `has-node`).
+//!
+//! Output invariant: per call, at most `Limits::max_log_lines` lines and
+//! `Limits::max_log_bytes` bytes (after escaping) are kept, whatever the
+//! pack writes; past either budget, lines are only counted. Each line is
+//! escaped with [`escape_control`] when it is kept, so what reaches the log
+//! is one record per line. Splitting is linear in what the pack writes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::pin::Pin;
@@ -8,13 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{Level, comfyui::workflow};
+use crate::limiter::CallLimiter;
 use crate::limits::Limits;
+use crate::purity::{CallSeed, FixedWallClock, SteppingClock};
+use crate::text::escape_control;
 
 /// The read-only view of ComfyUI that a pack may query during a call.
 ///
@@ -49,34 +58,35 @@ impl HostView for StaticHost {
 pub(crate) struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limiter: CallLimiter,
     host: Arc<dyn HostView>,
     pub(crate) output: CapturedOutput,
 }
 
 impl StoreState {
-    pub(crate) fn new(limits: &Limits, host: Arc<dyn HostView>) -> Self {
-        let output = CapturedOutput::new(limits.max_log_bytes);
+    pub(crate) fn new(limits: &Limits, host: Arc<dyn HostView>, seed: CallSeed) -> Self {
+        let output = CapturedOutput::new(limits.max_log_bytes, limits.max_log_lines);
         // `WasiCtxBuilder::new()` already denies everything (no preopens, env,
         // args, stdin, sockets, name lookups); the explicit calls keep that
-        // true if wasmtime-wasi's defaults ever change.
+        // true if wasmtime-wasi's defaults ever change. Clocks and randomness
+        // are replaced so the call is a pure function of its parameters.
         let wasi = WasiCtxBuilder::new()
             .stdout(output.stream("stdout"))
             .stderr(output.stream("stderr"))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(FixedWallClock)
+            .monotonic_clock(SteppingClock::default())
+            .secure_random(seed.secure())
+            .insecure_random(seed.insecure())
+            .insecure_random_seed(seed.insecure_seed())
+            .max_random_size(limits.max_random_bytes)
             .build();
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                // Trap instead of returning -1 from memory.grow, so a memory
-                // bomb is reported as such rather than as a guest abort.
-                .trap_on_grow_failure(true)
-                .instances(64)
-                .build(),
+            limiter: CallLimiter::new(limits),
             host,
             output,
         }
@@ -107,26 +117,36 @@ impl workflow::host::Host for StoreState {
 }
 
 /// Output a pack produced during one call (stdout, stderr, log lines), capped
-/// at a byte budget shared by all three. Past the budget, output is dropped
-/// silently for the pack (writes still succeed) and counted.
+/// at a byte and a line budget shared by all three. Past either budget,
+/// output is dropped silently for the pack (writes still succeed) and counted.
 #[derive(Clone)]
 pub(crate) struct CapturedOutput(Arc<Mutex<OutputBuffer>>);
 
+/// An unterminated stdout or stderr tail longer than this is kept as a line.
+const MAX_PARTIAL_LINE: usize = 4096;
+
+/// Stderr lines remembered for error messages, and characters kept of each.
+const STDERR_TAIL_LINES: usize = 2;
+const STDERR_TAIL_CHARS: usize = 300;
+
 #[derive(Default)]
 struct OutputBuffer {
-    budget: usize,
+    max_bytes: usize,
+    max_lines: usize,
     lines: Vec<(Level, String)>,
     used: usize,
-    dropped: usize,
+    dropped_bytes: usize,
+    dropped_lines: usize,
     partial: BTreeMap<&'static str, Vec<u8>>,
-    /// The last few meaningful stderr lines (a panic message, typically).
+    /// The last few meaningful stderr lines (a panic message, typically), escaped.
     stderr_tail: std::collections::VecDeque<String>,
 }
 
 impl CapturedOutput {
-    fn new(budget: usize) -> Self {
+    fn new(max_bytes: usize, max_lines: usize) -> Self {
         Self(Arc::new(Mutex::new(OutputBuffer {
-            budget,
+            max_bytes,
+            max_lines,
             ..Default::default()
         })))
     }
@@ -140,46 +160,45 @@ impl CapturedOutput {
 
     fn push_log(&self, level: Level, message: &str) {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        buf.push(level, message);
+        buf.push(level, message.as_bytes());
     }
 
     fn write(&self, stream: &'static str, bytes: &[u8]) {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut pending = buf.partial.remove(stream).unwrap_or_default();
-        pending.extend_from_slice(bytes);
-        let level = if stream == "stderr" {
-            Level::Warn
-        } else {
-            Level::Info
-        };
-        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            if stream == "stderr" {
-                buf.remember_stderr(&text);
+        let level = stream_level(stream);
+        let is_stderr = stream == "stderr";
+        // Every segment but the last is a complete line; `split` is linear.
+        let mut segments = bytes.split(|&b| b == b'\n');
+        let last = segments.next_back().unwrap_or_default();
+        for (i, segment) in segments.enumerate() {
+            if i == 0 && !pending.is_empty() {
+                pending.extend_from_slice(segment);
+                let line = std::mem::take(&mut pending);
+                buf.complete_line(level, is_stderr, &line);
+            } else {
+                buf.complete_line(level, is_stderr, segment);
             }
-            buf.push(level, &text);
         }
+        pending.extend_from_slice(last);
         // Bound the unterminated tail too: flush it as a line once it is long.
-        if pending.len() > 4096 {
+        if pending.len() > MAX_PARTIAL_LINE {
             let line = std::mem::take(&mut pending);
-            buf.push(level, String::from_utf8_lossy(&line).as_ref());
+            buf.complete_line(level, is_stderr, &line);
         }
         buf.partial.insert(stream, pending);
     }
 
     /// Forwards everything captured to the log, tagged with the pack name.
+    /// Logs at most the line budget, so it ends quickly whatever the pack did.
     pub(crate) fn flush_to_log(&self, pack: &str) {
+        let pack = escape_control(pack);
+        let pack = pack.as_ref();
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let tails: Vec<_> = std::mem::take(&mut buf.partial).into_iter().collect();
         for (stream, tail) in tails {
             if !tail.is_empty() {
-                let level = if stream == "stderr" {
-                    Level::Warn
-                } else {
-                    Level::Info
-                };
-                buf.push(level, String::from_utf8_lossy(&tail).as_ref());
+                buf.push(stream_level(stream), &tail);
             }
         }
         for (level, line) in buf.lines.drain(..) {
@@ -191,26 +210,29 @@ impl CapturedOutput {
                 Level::Error => tracing::error!(target: "pack", pack, "{line}"),
             }
         }
-        if buf.dropped > 0 {
+        if buf.dropped_lines > 0 {
             tracing::warn!(
                 target: "pack",
                 pack,
-                dropped_bytes = buf.dropped,
-                "pack output over the {} byte budget was dropped",
-                buf.budget
+                dropped_lines = buf.dropped_lines,
+                dropped_bytes = buf.dropped_bytes,
+                "pack output over its budget of {} lines or {} bytes per call was dropped (raise Limits::max_log_lines / max_log_bytes)",
+                buf.max_lines,
+                buf.max_bytes,
             );
-            buf.dropped = 0;
+            buf.dropped_lines = 0;
+            buf.dropped_bytes = 0;
         }
     }
 
     /// The pack's last meaningful stderr lines joined by " / " (for a
-    /// panic: where it happened and its message), if it wrote any.
+    /// panic: where it happened and its message), escaped and capped, if it
+    /// wrote any.
     pub(crate) fn stderr_tail(&self) -> Option<String> {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tail) = buf.partial.get("stderr").filter(|t| !t.is_empty()) {
-            let text = String::from_utf8_lossy(tail).into_owned();
-            buf.remember_stderr(&text);
-            buf.partial.remove("stderr");
+        if let Some(tail) = buf.partial.remove("stderr").filter(|t| !t.is_empty()) {
+            // Complete the line now; it is still logged at flush time.
+            buf.complete_line(Level::Warn, true, &tail);
         }
         let lines: Vec<&str> = buf.stderr_tail.iter().map(String::as_str).collect();
         (!lines.is_empty()).then(|| lines.join(" / "))
@@ -220,31 +242,71 @@ impl CapturedOutput {
     #[cfg(test)]
     pub(crate) fn usage(&self) -> (usize, usize) {
         let buf = self.0.lock().unwrap();
-        (buf.used, buf.dropped)
+        (buf.used, buf.dropped_bytes)
+    }
+
+    /// Lines kept and dropped so far (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn line_usage(&self) -> (usize, usize) {
+        let buf = self.0.lock().unwrap();
+        (buf.lines.len(), buf.dropped_lines)
+    }
+}
+
+fn stream_level(stream: &str) -> Level {
+    if stream == "stderr" {
+        Level::Warn
+    } else {
+        Level::Info
     }
 }
 
 impl OutputBuffer {
-    fn remember_stderr(&mut self, line: &str) {
-        let line = line.trim();
-        // Rust's panic hook adds a hint about RUST_BACKTRACE: noise for our users.
-        if line.is_empty() || line.starts_with("note: run with `RUST_BACKTRACE") {
-            return;
+    fn complete_line(&mut self, level: Level, is_stderr: bool, line: &[u8]) {
+        if is_stderr {
+            self.remember_stderr(line);
         }
-        if self.stderr_tail.len() == 2 {
-            self.stderr_tail.pop_front();
-        }
-        self.stderr_tail.push_back(line.chars().take(300).collect());
+        self.push(level, line);
     }
 
-    fn push(&mut self, level: Level, message: &str) {
-        let room = self.budget.saturating_sub(self.used);
-        if message.len() > room {
-            self.dropped += message.len();
+    fn remember_stderr(&mut self, line: &[u8]) {
+        let line = line.trim_ascii();
+        // Rust's panic hook adds a hint about RUST_BACKTRACE: noise for our users.
+        if line.is_empty() || line.starts_with(b"note: run with `RUST_BACKTRACE") {
             return;
         }
-        self.used += message.len();
-        self.lines.push((level, message.to_owned()));
+        // Only a bounded prefix is decoded, whatever the line's length.
+        let prefix = &line[..line.len().min(STDERR_TAIL_CHARS * 4)];
+        let text: String = String::from_utf8_lossy(prefix)
+            .chars()
+            .take(STDERR_TAIL_CHARS)
+            .collect();
+        if self.stderr_tail.len() == STDERR_TAIL_LINES {
+            self.stderr_tail.pop_front();
+        }
+        self.stderr_tail
+            .push_back(escape_control(&text).into_owned());
+    }
+
+    fn push(&mut self, level: Level, message: &[u8]) {
+        if self.lines.len() >= self.max_lines || message.len() > self.max_bytes - self.used {
+            self.drop_line(message.len());
+            return;
+        }
+        let text = String::from_utf8_lossy(message);
+        let text = escape_control(&text);
+        let room = self.max_bytes - self.used;
+        if text.len() > room {
+            self.drop_line(text.len());
+            return;
+        }
+        self.used += text.len();
+        self.lines.push((level, text.into_owned()));
+    }
+
+    fn drop_line(&mut self, bytes: usize) {
+        self.dropped_lines += 1;
+        self.dropped_bytes = self.dropped_bytes.saturating_add(bytes);
     }
 }
 
@@ -311,11 +373,30 @@ mod tests {
 
     #[test]
     fn output_is_split_into_lines_and_capped() {
-        let out = CapturedOutput::new(10);
+        let out = CapturedOutput::new(10, 100);
         out.write("stdout", b"abc\ndef");
         out.write("stdout", b"gh\n0123456789\n");
         let (used, dropped) = out.usage();
         assert_eq!(used, 8, "abc + defgh kept");
         assert_eq!(dropped, 10, "the long line is dropped");
+    }
+
+    #[test]
+    fn empty_lines_count_against_the_line_budget() {
+        let out = CapturedOutput::new(1 << 20, 5);
+        out.write("stdout", &vec![b'\n'; 1 << 20]);
+        out.push_log(Level::Info, "");
+        assert_eq!(out.line_usage(), (5, (1 << 20) + 1 - 5));
+    }
+
+    #[test]
+    fn kept_lines_are_escaped_and_escapes_count_against_the_byte_budget() {
+        let out = CapturedOutput::new(100, 100);
+        out.push_log(Level::Info, "forged\nINFO admin logged in\u{1b}[2J");
+        out.write("stderr", b"a\rb\n");
+        let buf = out.0.lock().unwrap();
+        let lines: Vec<&str> = buf.lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(lines, ["forged\\nINFO admin logged in\\u{1b}[2J", "a\\rb"]);
+        assert_eq!(buf.used, lines.iter().map(|l| l.len()).sum::<usize>());
     }
 }
