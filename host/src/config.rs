@@ -140,6 +140,30 @@ pub struct Settings {
         global = true
     )]
     pub max_finished_jobs: usize,
+    /// Size cap of ComfyUI's largest JSON answers (`/object_info`, `/queue`), in MiB.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_COMFY_BODY_MB",
+        default_value_t = comfyui::BodyLimits::DEFAULT_LARGE_JSON >> 20,
+        global = true
+    )]
+    pub max_comfy_body_mb: u64,
+    /// Size cap of every other JSON answer from ComfyUI (`/prompt`, `/history`, …), in MiB.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_COMFY_ANSWER_MB",
+        default_value_t = comfyui::BodyLimits::DEFAULT_JSON >> 20,
+        global = true
+    )]
+    pub max_comfy_answer_mb: u64,
+    /// Size cap of one image downloaded from ComfyUI, in MiB.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_IMAGE_MB",
+        default_value_t = comfyui::BodyLimits::DEFAULT_IMAGE >> 20,
+        global = true
+    )]
+    pub max_image_mb: u64,
 }
 
 impl Settings {
@@ -178,8 +202,27 @@ impl Settings {
             .with_timeout(Duration::from_secs_f64(self.comfyui_timeout))
             .context("invalid COMFYUI_TIMEOUT")?
             .with_output_dir(&self.output_dir)
-            .with_max_finished_jobs(self.max_finished_jobs);
+            .with_max_finished_jobs(self.max_finished_jobs)
+            .with_body_limits(self.body_limits()?);
         Ok(config)
+    }
+
+    /// The size caps on ComfyUI's answers, from the `*_MB` settings (each at least 1 MiB).
+    pub fn body_limits(&self) -> anyhow::Result<comfyui::BodyLimits> {
+        let mib = |name: &str, value: u64| -> anyhow::Result<u64> {
+            match value.checked_mul(1 << 20) {
+                Some(bytes) if value > 0 => Ok(bytes),
+                _ => anyhow::bail!(
+                    "{name} must be a whole number of MiB from 1 to {}, got {value}",
+                    u64::MAX >> 20
+                ),
+            }
+        };
+        Ok(comfyui::BodyLimits {
+            large_json: mib("COMFYUI_MCP_MAX_COMFY_BODY_MB", self.max_comfy_body_mb)?,
+            json: mib("COMFYUI_MCP_MAX_COMFY_ANSWER_MB", self.max_comfy_answer_mb)?,
+            image: mib("COMFYUI_MCP_MAX_IMAGE_MB", self.max_image_mb)?,
+        })
     }
 }
 
