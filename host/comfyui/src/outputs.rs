@@ -248,7 +248,12 @@ pub fn sanitize_filename(name: &str) -> String {
         out.insert(0, '_');
     }
     if out.len() > MAX_FILENAME_BYTES {
-        out = shorten(&out, MAX_FILENAME_BYTES);
+        // The cut may end on a dot or a space (no extension kept): trim again, so the name
+        // stays valid on Windows and sanitising it once more changes nothing. The first
+        // character is neither, so the result is never empty.
+        out = shorten(&out, MAX_FILENAME_BYTES)
+            .trim_end_matches(['.', ' '])
+            .to_owned();
     }
     out
 }
