@@ -61,7 +61,7 @@ async fn resources_list_uses_one_queue_snapshot_for_all_queued_jobs() {
         .unwrap();
     sim.hold_queue(true);
     let recent = RecentJobs::default();
-    for i in 0..6 {
+    for i in 0..10 {
         let snap = app.comfy().submit(job(i)).await.unwrap();
         recent.record(&snap.prompt_id);
     }
@@ -72,12 +72,16 @@ async fn resources_list_uses_one_queue_snapshot_for_all_queued_jobs() {
         .iter()
         .filter(|r| r.uri.starts_with("comfyui://jobs/"))
         .count();
-    assert_eq!(job_entries, 6);
+    assert_eq!(job_entries, 10);
     let queue_gets = sim
         .requests()
         .iter()
         .filter(|r| r.method == "GET" && r.path.ends_with("/queue"))
         .count();
-    assert_eq!(queue_gets, 1, "one queue snapshot for six queued jobs");
+    // One for the listing; the backend's 2 s safety-net reconciliation may add its own.
+    assert!(
+        queue_gets <= 2,
+        "{queue_gets} GET /queue for one listing of ten queued jobs"
+    );
     sim.hold_queue(false);
 }

@@ -580,7 +580,8 @@ impl Inner {
         if candidates.is_empty() {
             return;
         }
-        let queue = match self.client.queue().await {
+        // Shared with concurrent status look-ups (one `GET /queue` for all of them).
+        let queue = match self.queue_snapshot().await {
             Ok(q) => q,
             Err(e) => {
                 tracing::debug!(error = %e, "reconciliation skipped: /queue failed");

@@ -130,7 +130,12 @@ async fn failures_expire_after_the_negative_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_of_many_queued_jobs_use_one_queue_request() {
     let sim = sim(SimConfig::default()).await;
-    let b = backend(&sim.base_url());
+    let out = tempfile::tempdir().unwrap();
+    let mut options = fast_options();
+    // No safety-net polling in the way of the count (submits still wake the reconciler).
+    options.reconcile_interval = Duration::from_secs(3600);
+    let comfy = ComfyUi::connect_with(config(&sim.base_url(), &out), options).unwrap();
+    let b = Backend { comfy, out };
     connected(&b.comfy).await;
     sim.hold_queue(true);
     let mut ids = Vec::new();
@@ -142,6 +147,13 @@ async fn statuses_of_many_queued_jobs_use_one_queue_request() {
             .unwrap();
         ids.push(job.prompt_id);
     }
+    // Let the reconciliation the submits asked for settle (it fills in every position).
+    let last = ids.last().unwrap().clone();
+    let mut rx = b.comfy.watch(&last).unwrap();
+    tokio::time::timeout(BOUND, rx.wait_for(|s| s.queue_position == Some(4)))
+        .await
+        .expect("positions known")
+        .unwrap();
     sim.clear_requests();
     let snaps = b.comfy.statuses(&ids).await;
     assert_eq!(snaps.len(), 5);
