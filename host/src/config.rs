@@ -233,3 +233,50 @@ fn default_cache_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("comfyui-mcp").join("compiled-packs"))
 }
+
+#[cfg(test)]
+mod body_limit_tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut all = vec!["comfyui-mcp"];
+        all.extend_from_slice(args);
+        <Cli as Parser>::try_parse_from(all).unwrap().settings
+    }
+
+    #[test]
+    fn comfy_body_caps_default_and_are_set_in_mib() {
+        let d = settings(&[]).body_limits().unwrap();
+        assert_eq!(d, comfyui::BodyLimits::default());
+        let s = settings(&[
+            "--max-comfy-body-mb",
+            "1",
+            "--max-comfy-answer-mb",
+            "2",
+            "--max-image-mb",
+            "3",
+        ]);
+        let l = s.body_limits().unwrap();
+        assert_eq!((l.large_json, l.json, l.image), (1 << 20, 2 << 20, 3 << 20));
+        assert_eq!(s.comfy_config().unwrap().body_limits, l);
+    }
+
+    #[test]
+    fn zero_or_overflowing_caps_are_refused_naming_the_setting() {
+        let err = settings(&["--max-comfy-body-mb", "0"])
+            .body_limits()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("COMFYUI_MCP_MAX_COMFY_BODY_MB"),
+            "{err}"
+        );
+        let huge = (u64::MAX >> 19).to_string();
+        let err = settings(&["--max-image-mb", &huge])
+            .body_limits()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("COMFYUI_MCP_MAX_IMAGE_MB"),
+            "{err}"
+        );
+    }
+}
