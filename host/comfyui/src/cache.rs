@@ -12,8 +12,11 @@
 //!   the generation on every websocket connect and disconnect, so nothing fetched before a
 //!   reconnect is served after it (a fetch still running for an old generation is left to
 //!   its waiters and a new one starts).
-//! - A failure is served to new callers only for [`SharedCache::negative_ttl`] (never for a
-//!   whole connection), then the next caller fetches again. An optional positive TTL bounds
+//! - A failure that is costly to find out again (ComfyUI unreachable, a timeout, an answer
+//!   over the size cap) is served to new callers only for [`SharedCache::negative_ttl`] (never
+//!   for a whole connection), then the next caller fetches again. Any other failure (ComfyUI
+//!   answered with an HTTP error or a malformed body) is shared with the callers that waited
+//!   for that request only: the next caller asks again at once. An optional positive TTL bounds
 //!   how long a success is reused within one generation (`None`: the whole generation).
 
 use std::future::Future;
@@ -147,10 +150,22 @@ impl<T: Clone + Send + Sync + 'static> SharedCache<T> {
     fn fresh(&self, result: &Result<T, ClientError>, at: Instant) -> bool {
         let ttl = match result {
             Ok(_) => self.positive_ttl,
-            Err(_) => Some(self.negative_ttl),
+            Err(e) if reuse_failure(e) => Some(self.negative_ttl),
+            Err(_) => return false,
         };
         ttl.is_none_or(|ttl| at.elapsed() < ttl)
     }
+}
+
+/// Failures worth handing to new callers for the negative TTL: each would cost a caller up
+/// to a whole timeout (or a capped download) to find out again.
+fn reuse_failure(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Unreachable { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::TooLarge { .. }
+    )
 }
 
 #[cfg(test)]
@@ -216,6 +231,19 @@ mod tests {
         assert_eq!(cache.get(2, || async { Ok(6) }).await.unwrap(), 6);
         cache.invalidate();
         assert_eq!(cache.get(2, || async { Ok(8) }).await.unwrap(), 8);
+    }
+
+    #[tokio::test]
+    async fn an_http_error_answer_is_not_reused_for_new_callers() {
+        let cache: SharedCache<u32> = SharedCache::new("t", Duration::from_secs(60), None);
+        let http = || ClientError::Http {
+            url: "http://h/".into(),
+            request: "GET /x".into(),
+            status: 500,
+            body: "boom".into(),
+        };
+        assert!(cache.get(1, || async move { Err(http()) }).await.is_err());
+        assert_eq!(cache.get(1, || async { Ok(4) }).await.unwrap(), 4);
     }
 
     #[tokio::test]

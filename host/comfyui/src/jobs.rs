@@ -15,7 +15,8 @@
 //!   [`SharedCache`]s: concurrent callers share one request and its result or error, no lock
 //!   is held across HTTP. They are cached per connection generation; the generation changes on
 //!   every websocket connect and disconnect, so a value fetched before a reconnect is never
-//!   served after it. A failure is reused only for [`BackendOptions::negative_cache_ttl`].
+//!   served after it. A timeout or unreachable failure is reused only for
+//!   [`BackendOptions::negative_cache_ttl`]; an HTTP error answer is not reused at all.
 //!   The queue snapshot is shared only between concurrent callers (never reused after).
 //! - A job that succeeded but for which no image can be found (events missed and `/history`
 //!   failing or empty) is retried once from `/history`, then completed with a warning in its
@@ -109,8 +110,9 @@ pub struct BackendOptions {
     pub reconcile_interval: Duration,
     /// How long `cancel` waits for ComfyUI to confirm an interrupt.
     pub cancel_confirm_timeout: Duration,
-    /// How long a failed catalog / models / stats / queue fetch is handed to new callers
-    /// before the next attempt (default [`DEFAULT_NEGATIVE_TTL`], 2 s).
+    /// How long a catalog / models / stats / queue fetch that failed by timeout, connection
+    /// failure or size cap is handed to new callers before the next attempt (default
+    /// [`DEFAULT_NEGATIVE_TTL`], 2 s). Other failures are shared with concurrent callers only.
     pub negative_cache_ttl: Duration,
     /// `GET /models/{folder}` requests in flight at once (default 4, at least 1).
     pub model_fetch_concurrency: usize,

@@ -99,8 +99,8 @@ async fn concurrent_callers_of_each_cache_cause_one_request() {
     assert!(results.iter().all(|(_, m, _)| m == models));
 }
 
-/// A cached failure is not kept for the whole connection: after the negative TTL the next
-/// caller asks again and gets the value.
+/// A cached failure is not kept for the whole connection: the next caller asks again and
+/// gets the value (an HTTP error answer is not reused at all; timeouts expire with the TTL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_expire_after_the_negative_ttl() {
     let sim = sim(SimConfig::default()).await;
