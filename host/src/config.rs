@@ -276,6 +276,30 @@ pub struct Settings {
         global = true
     )]
     pub max_finished_jobs: usize,
+    /// Size cap of ComfyUI's largest JSON answers (`/object_info`, `/queue`), in MiB.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_COMFY_BODY_MB",
+        default_value_t = comfyui::BodyLimits::DEFAULT_LARGE_JSON >> 20,
+        global = true
+    )]
+    pub max_comfy_body_mb: u64,
+    /// Size cap of every other JSON answer from ComfyUI (`/prompt`, `/history`, …), in MiB.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_COMFY_ANSWER_MB",
+        default_value_t = comfyui::BodyLimits::DEFAULT_JSON >> 20,
+        global = true
+    )]
+    pub max_comfy_answer_mb: u64,
+    /// Size cap of one image downloaded from ComfyUI, in MiB.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_IMAGE_MB",
+        default_value_t = comfyui::BodyLimits::DEFAULT_IMAGE >> 20,
+        global = true
+    )]
+    pub max_image_mb: u64,
 }
 
 impl Settings {
@@ -369,8 +393,27 @@ impl Settings {
             .with_timeout(Duration::from_secs_f64(self.comfyui_timeout))
             .context("invalid COMFYUI_TIMEOUT")?
             .with_output_dir(&self.output_dir)
-            .with_max_finished_jobs(self.max_finished_jobs);
+            .with_max_finished_jobs(self.max_finished_jobs)
+            .with_body_limits(self.body_limits()?);
         Ok(config)
+    }
+
+    /// The size caps on ComfyUI's answers, from the `*_MB` settings (each at least 1 MiB).
+    pub fn body_limits(&self) -> anyhow::Result<comfyui::BodyLimits> {
+        let mib = |name: &str, value: u64| -> anyhow::Result<u64> {
+            match value.checked_mul(1 << 20) {
+                Some(bytes) if value > 0 => Ok(bytes),
+                _ => anyhow::bail!(
+                    "{name} must be a whole number of MiB from 1 to {}, got {value}",
+                    u64::MAX >> 20
+                ),
+            }
+        };
+        Ok(comfyui::BodyLimits {
+            large_json: mib("COMFYUI_MCP_MAX_COMFY_BODY_MB", self.max_comfy_body_mb)?,
+            json: mib("COMFYUI_MCP_MAX_COMFY_ANSWER_MB", self.max_comfy_answer_mb)?,
+            image: mib("COMFYUI_MCP_MAX_IMAGE_MB", self.max_image_mb)?,
+        })
     }
 }
 
@@ -464,5 +507,52 @@ mod graph_settings_tests {
                 .expect("the flag exists");
             assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(env)), "{id}");
         }
+    }
+}
+
+#[cfg(test)]
+mod body_limit_tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut all = vec!["comfyui-mcp"];
+        all.extend_from_slice(args);
+        <Cli as Parser>::try_parse_from(all).unwrap().settings
+    }
+
+    #[test]
+    fn comfy_body_caps_default_and_are_set_in_mib() {
+        let d = settings(&[]).body_limits().unwrap();
+        assert_eq!(d, comfyui::BodyLimits::default());
+        let s = settings(&[
+            "--max-comfy-body-mb",
+            "1",
+            "--max-comfy-answer-mb",
+            "2",
+            "--max-image-mb",
+            "3",
+        ]);
+        let l = s.body_limits().unwrap();
+        assert_eq!((l.large_json, l.json, l.image), (1 << 20, 2 << 20, 3 << 20));
+        assert_eq!(s.comfy_config().unwrap().body_limits, l);
+    }
+
+    #[test]
+    fn zero_or_overflowing_caps_are_refused_naming_the_setting() {
+        let err = settings(&["--max-comfy-body-mb", "0"])
+            .body_limits()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("COMFYUI_MCP_MAX_COMFY_BODY_MB"),
+            "{err}"
+        );
+        let huge = (u64::MAX >> 19).to_string();
+        let err = settings(&["--max-image-mb", &huge])
+            .body_limits()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("COMFYUI_MCP_MAX_IMAGE_MB"),
+            "{err}"
+        );
     }
 }

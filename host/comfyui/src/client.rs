@@ -4,6 +4,9 @@
 //! carries `Authorization: Bearer <key>` when a key is configured, never sends an `Origin`
 //! header (ComfyUI answers 403 to a foreign one) and is bounded by the configured timeout;
 //! every failure becomes a [`ClientError`] naming the URL, the request and what came back.
+//! Every body is read in chunks under a cap ([`BodyLimits`]): the read stops as soon as the
+//! cap (or a larger `Content-Length`) is seen, with [`ClientError::TooLarge`] naming the
+//! setting that raises it; nothing is buffered unbounded.
 //! Shapes follow the recorded transcripts: `/history/{id}` answers `{}` for unknown ids,
 //! `queue_pending` is a heap (sorted here by `number`), `/models/{unknown}` is a 404.
 
@@ -19,13 +22,31 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
-use crate::config::ComfyConfig;
+use crate::config::{BodyLimits, ComfyConfig};
 use crate::error::{ClientError, truncate_body};
 use crate::events::{Event, ExecutionErrorInfo, parse_message};
 use crate::types::ImageRef;
 
-/// Largest file `/view` may send us (a hostile or broken server cannot fill the disk).
-pub const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
+/// Which cap of [`BodyLimits`] a body falls under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// `/object_info`, `/queue`.
+    LargeJson,
+    /// Every other JSON answer and error bodies.
+    Json,
+    /// One `/view` image.
+    Image,
+}
+
+impl BodyKind {
+    fn limit(self, limits: &BodyLimits) -> (u64, &'static str) {
+        match self {
+            BodyKind::LargeJson => (limits.large_json, "COMFYUI_MCP_MAX_COMFY_BODY_MB"),
+            BodyKind::Json => (limits.json, "COMFYUI_MCP_MAX_COMFY_ANSWER_MB"),
+            BodyKind::Image => (limits.image, "COMFYUI_MCP_MAX_IMAGE_MB"),
+        }
+    }
+}
 
 /// ComfyUI accepted a job (`POST /prompt` → 200).
 #[derive(Debug, Clone, PartialEq)]
@@ -277,6 +298,7 @@ pub struct ComfyClient {
     base: Url,
     display: String,
     timeout: Duration,
+    limits: BodyLimits,
 }
 
 impl std::fmt::Debug for ComfyClient {
@@ -318,6 +340,7 @@ impl ComfyClient {
             base: cfg.base_url().clone(),
             display,
             timeout: cfg.timeout,
+            limits: cfg.body_limits,
         })
     }
 
@@ -341,7 +364,7 @@ impl ComfyClient {
             .send(request, self.req(Method::POST, &["prompt"]).json(&body))
             .await?;
         let status = resp.status();
-        let bytes = self.body(request, resp).await?;
+        let bytes = self.body(request, resp, BodyKind::Json).await?;
         if status == StatusCode::BAD_REQUEST
             && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
             && v.get("error").is_some()
@@ -367,15 +390,18 @@ impl ComfyClient {
 
     /// `GET /queue`, pending sorted by `number`.
     pub async fn queue(&self) -> Result<QueueSnapshot, ClientError> {
-        let raw: Value = self.get_json("GET /queue", &["queue"]).await?;
+        let raw: Value = self
+            .get_json("GET /queue", &["queue"], BodyKind::LargeJson)
+            .await?;
         Ok(parse_queue(&raw))
     }
 
     /// `GET /history/{id}`: `None` when ComfyUI does not know the id (or it has not finished).
     pub async fn history(&self, prompt_id: &str) -> Result<Option<HistoryEntry>, ClientError> {
         let request = format!("GET /history/{prompt_id}");
-        let mut map: serde_json::Map<String, Value> =
-            self.get_json(&request, &["history", prompt_id]).await?;
+        let mut map: serde_json::Map<String, Value> = self
+            .get_json(&request, &["history", prompt_id], BodyKind::Json)
+            .await?;
         let Some(raw) = map.remove(prompt_id) else {
             return Ok(None);
         };
@@ -450,7 +476,8 @@ impl ComfyClient {
     }
 
     /// `GET /view?filename&subfolder&type`, streamed into `dest` (created or truncated).
-    /// Returns the number of bytes written. Refuses bodies over [`MAX_DOWNLOAD_BYTES`].
+    /// Returns the number of bytes written. Refuses (and stops reading) bodies over
+    /// [`BodyLimits::image`]; a partial file is left for the caller to remove.
     pub async fn download_view(&self, image: &ImageRef, dest: &Path) -> Result<u64, ClientError> {
         let request = format!("GET /view?filename={}", image.filename);
         let rb = self.req(Method::GET, &["view"]).query(&[
@@ -461,9 +488,10 @@ impl ComfyClient {
         let resp = self.send(&request, rb).await?;
         let status = resp.status();
         if !status.is_success() {
-            let bytes = self.body(&request, resp).await?;
+            let bytes = self.body(&request, resp, BodyKind::Json).await?;
             return Err(self.status_err(&request, status, &bytes));
         }
+        self.check_length(&request, &resp, BodyKind::Image)?;
         let io_err = |source| ClientError::Io {
             url: self.display.clone(),
             request: request.clone(),
@@ -476,11 +504,8 @@ impl ComfyClient {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.transport_err(&request, e))?;
             written += chunk.len() as u64;
-            if written > MAX_DOWNLOAD_BYTES {
-                return Err(self.decode_err(
-                    &request,
-                    Cause(format!("file is larger than {MAX_DOWNLOAD_BYTES} bytes")),
-                ));
+            if written > self.limits.image {
+                return Err(self.too_large(&request, BodyKind::Image));
             }
             file.write_all(&chunk).await.map_err(io_err)?;
         }
@@ -514,7 +539,7 @@ impl ComfyClient {
             )
             .await?;
         let status = resp.status();
-        let bytes = self.body(request, resp).await?;
+        let bytes = self.body(request, resp, BodyKind::Json).await?;
         self.check_status(request, status, &bytes)?;
         let raw: RawUpload = self.decode(request, &bytes)?;
         Ok(ImageRef {
@@ -530,17 +555,33 @@ impl ComfyClient {
 
     /// `GET /object_info`: the node catalog as ComfyUI sends it.
     pub async fn object_info(&self) -> Result<Value, ClientError> {
-        self.get_json("GET /object_info", &["object_info"]).await
+        let bytes = self.object_info_bytes().await?;
+        self.decode("GET /object_info", &bytes)
+    }
+
+    /// `GET /object_info` as raw bytes (capped by [`BodyLimits::large_json`]), for callers
+    /// that parse it off the async workers.
+    pub async fn object_info_bytes(&self) -> Result<bytes::Bytes, ClientError> {
+        let request = "GET /object_info";
+        let resp = self
+            .send(request, self.req(Method::GET, &["object_info"]))
+            .await?;
+        let status = resp.status();
+        let bytes = self.body(request, resp, BodyKind::LargeJson).await?;
+        self.check_status(request, status, &bytes)?;
+        Ok(bytes)
     }
 
     /// `GET /system_stats`.
     pub async fn system_stats(&self) -> Result<Value, ClientError> {
-        self.get_json("GET /system_stats", &["system_stats"]).await
+        self.get_json("GET /system_stats", &["system_stats"], BodyKind::Json)
+            .await
     }
 
     /// `GET /models`: the model folder names.
     pub async fn model_folders(&self) -> Result<Vec<String>, ClientError> {
-        self.get_json("GET /models", &["models"]).await
+        self.get_json("GET /models", &["models"], BodyKind::Json)
+            .await
     }
 
     /// `GET /models/{folder}`: file names, or `None` when ComfyUI has no such folder (404).
@@ -550,7 +591,7 @@ impl ComfyClient {
             .send(&request, self.req(Method::GET, &["models", folder]))
             .await?;
         let status = resp.status();
-        let bytes = self.body(&request, resp).await?;
+        let bytes = self.body(&request, resp, BodyKind::Json).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -577,27 +618,70 @@ impl ComfyClient {
         rb.send().await.map_err(|e| self.transport_err(request, e))
     }
 
-    async fn body(&self, request: &str, resp: Response) -> Result<bytes::Bytes, ClientError> {
-        resp.bytes()
+    /// The whole body, read chunk by chunk and refused as soon as it passes the cap of
+    /// `kind` (a larger `Content-Length` is refused before reading anything).
+    async fn body(
+        &self,
+        request: &str,
+        mut resp: Response,
+        kind: BodyKind,
+    ) -> Result<bytes::Bytes, ClientError> {
+        self.check_length(request, &resp, kind)?;
+        let (limit, _) = kind.limit(&self.limits);
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| self.transport_err(request, e))
+            .map_err(|e| self.transport_err(request, e))?
+        {
+            if (buf.len() + chunk.len()) as u64 > limit {
+                return Err(self.too_large(request, kind));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    fn check_length(
+        &self,
+        request: &str,
+        resp: &Response,
+        kind: BodyKind,
+    ) -> Result<(), ClientError> {
+        let (limit, _) = kind.limit(&self.limits);
+        match resp.content_length() {
+            Some(len) if len > limit => Err(self.too_large(request, kind)),
+            _ => Ok(()),
+        }
+    }
+
+    fn too_large(&self, request: &str, kind: BodyKind) -> ClientError {
+        let (limit, setting) = kind.limit(&self.limits);
+        ClientError::TooLarge {
+            url: self.display.clone(),
+            request: request.to_owned(),
+            limit,
+            limit_mib: limit >> 20,
+            setting,
+        }
     }
 
     async fn get_json<T: DeserializeOwned>(
         &self,
         request: &str,
         segments: &[&str],
+        kind: BodyKind,
     ) -> Result<T, ClientError> {
         let resp = self.send(request, self.req(Method::GET, segments)).await?;
         let status = resp.status();
-        let bytes = self.body(request, resp).await?;
+        let bytes = self.body(request, resp, kind).await?;
         self.check_status(request, status, &bytes)?;
         self.decode(request, &bytes)
     }
 
     async fn expect_success(&self, request: &str, resp: Response) -> Result<(), ClientError> {
         let status = resp.status();
-        let bytes = self.body(request, resp).await?;
+        let bytes = self.body(request, resp, BodyKind::Json).await?;
         self.check_status(request, status, &bytes)
     }
 

@@ -21,6 +21,41 @@ pub const DEFAULT_OUTPUT_DIR: &str = "./generated_images";
 /// Default number of finished jobs kept in memory before the oldest are evicted.
 pub const DEFAULT_MAX_FINISHED_JOBS: usize = 1000;
 
+/// Size caps on what ComfyUI may send us. Every body is read in chunks and the read stops
+/// (with [`ClientError::TooLarge`](crate::error::ClientError::TooLarge)) as soon as a cap is
+/// passed, so a broken or hostile server can neither exhaust memory nor fill the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// The documents that grow with the installation or the queue: `GET /object_info` (several
+    /// MB with many custom nodes) and `GET /queue` (holds every pending graph). Default 64 MiB
+    /// (`COMFYUI_MCP_MAX_COMFY_BODY_MB`).
+    pub large_json: u64,
+    /// Every other JSON answer (`/prompt`, `/history/{id}`, `/models`, `/system_stats`, …) and
+    /// every error body. Default 8 MiB (`COMFYUI_MCP_MAX_COMFY_ANSWER_MB`).
+    pub json: u64,
+    /// One image downloaded from `/view`. Default 512 MiB (`COMFYUI_MCP_MAX_IMAGE_MB`).
+    pub image: u64,
+}
+
+impl BodyLimits {
+    /// Default cap of `/object_info` and `/queue` bodies.
+    pub const DEFAULT_LARGE_JSON: u64 = 64 << 20;
+    /// Default cap of every other JSON body.
+    pub const DEFAULT_JSON: u64 = 8 << 20;
+    /// Default cap of one downloaded image.
+    pub const DEFAULT_IMAGE: u64 = 512 << 20;
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self {
+            large_json: Self::DEFAULT_LARGE_JSON,
+            json: Self::DEFAULT_JSON,
+            image: Self::DEFAULT_IMAGE,
+        }
+    }
+}
+
 /// Everything needed to talk to one ComfyUI server. Plain data; build it with
 /// [`ComfyConfig::new`] and the `with_*` setters.
 #[derive(Clone)]
@@ -36,6 +71,8 @@ pub struct ComfyConfig {
     pub max_finished_jobs: usize,
     /// The websocket `clientId` and the `client_id` of every submitted job (one per process).
     pub client_id: String,
+    /// Size caps on ComfyUI's answers and downloads.
+    pub body_limits: BodyLimits,
 }
 
 impl ComfyConfig {
@@ -51,6 +88,7 @@ impl ComfyConfig {
             output_dir: PathBuf::from(DEFAULT_OUTPUT_DIR),
             max_finished_jobs: DEFAULT_MAX_FINISHED_JOBS,
             client_id: uuid::Uuid::new_v4().to_string(),
+            body_limits: BodyLimits::default(),
         })
     }
 
@@ -85,6 +123,16 @@ impl ComfyConfig {
     /// Sets how many finished jobs are remembered (at least 1).
     pub fn with_max_finished_jobs(mut self, n: usize) -> Self {
         self.max_finished_jobs = n.max(1);
+        self
+    }
+
+    /// Sets the size caps on ComfyUI's answers (each at least 1 KiB, so an error body fits).
+    pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
+        self.body_limits = BodyLimits {
+            large_json: limits.large_json.max(1024),
+            json: limits.json.max(1024),
+            image: limits.image.max(1024),
+        };
         self
     }
 
@@ -132,6 +180,7 @@ impl fmt::Debug for ComfyConfig {
             .field("output_dir", &self.output_dir)
             .field("max_finished_jobs", &self.max_finished_jobs)
             .field("client_id", &self.client_id)
+            .field("body_limits", &self.body_limits)
             .finish()
     }
 }

@@ -94,6 +94,23 @@ pub enum ClientError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// ComfyUI sent more than the configured cap for this kind of answer; the read stopped
+    /// there.
+    #[error(
+        "ComfyUI at {url} sent more than {limit} bytes ({limit_mib} MiB) in answer to {request}; the read was stopped. Raise {setting} if this server legitimately sends more"
+    )]
+    TooLarge {
+        /// ComfyUI base URL.
+        url: String,
+        /// E.g. `GET /object_info`.
+        request: String,
+        /// The cap, in bytes.
+        limit: u64,
+        /// The cap in MiB, for the message.
+        limit_mib: u64,
+        /// The setting that raises it (e.g. `COMFYUI_MCP_MAX_COMFY_BODY_MB`).
+        setting: &'static str,
+    },
     /// Writing a downloaded file failed.
     #[error("could not write {} while downloading from ComfyUI at {url} ({request}): {source}", path.display())]
     Io {
@@ -115,6 +132,101 @@ pub enum ClientError {
         /// What failed.
         reason: String,
     },
+}
+
+/// A cloned error keeps its variant and every field; a boxed `source` becomes its message
+/// chain as text (a shared cache hands one failure to every waiter, see [`crate::cache`]).
+impl Clone for ClientError {
+    fn clone(&self) -> Self {
+        fn text(
+            e: &(dyn std::error::Error + Send + Sync),
+        ) -> Box<dyn std::error::Error + Send + Sync> {
+            let mut parts = vec![e.to_string()];
+            let mut cur = e.source();
+            while let Some(s) = cur {
+                parts.push(s.to_string());
+                cur = s.source();
+            }
+            parts.join(": ").into()
+        }
+        match self {
+            ClientError::Unreachable {
+                url,
+                request,
+                source,
+            } => ClientError::Unreachable {
+                url: url.clone(),
+                request: request.clone(),
+                source: text(source.as_ref()),
+            },
+            ClientError::Timeout {
+                url,
+                request,
+                after,
+            } => ClientError::Timeout {
+                url: url.clone(),
+                request: request.clone(),
+                after: *after,
+            },
+            ClientError::Http {
+                url,
+                request,
+                status,
+                body,
+            } => ClientError::Http {
+                url: url.clone(),
+                request: request.clone(),
+                status: *status,
+                body: body.clone(),
+            },
+            ClientError::Rejected {
+                url,
+                error,
+                node_errors,
+            } => ClientError::Rejected {
+                url: url.clone(),
+                error: error.clone(),
+                node_errors: node_errors.clone(),
+            },
+            ClientError::Decode {
+                url,
+                request,
+                source,
+            } => ClientError::Decode {
+                url: url.clone(),
+                request: request.clone(),
+                source: text(source.as_ref()),
+            },
+            ClientError::TooLarge {
+                url,
+                request,
+                limit,
+                limit_mib,
+                setting,
+            } => ClientError::TooLarge {
+                url: url.clone(),
+                request: request.clone(),
+                limit: *limit,
+                limit_mib: *limit_mib,
+                setting,
+            },
+            ClientError::Io {
+                url,
+                request,
+                path,
+                source,
+            } => ClientError::Io {
+                url: url.clone(),
+                request: request.clone(),
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            ClientError::Setup { url, reason } => ClientError::Setup {
+                url: url.clone(),
+                reason: reason.clone(),
+            },
+        }
+    }
 }
 
 impl ClientError {

@@ -559,4 +559,118 @@ mod tests {
             }
         );
     }
+
+    /// Arbitrary JSON, nested a few levels deep.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+            prop_oneof![
+                Just("prompt_id"),
+                Just("node"),
+                Just("nodes"),
+                Just("output"),
+                Just("images"),
+                Just("value"),
+                Just("max"),
+                Just("status"),
+                Just("exec_info"),
+                Just("sid"),
+                Just("timestamp"),
+                Just("exception_message"),
+                Just("traceback"),
+                Just("node_id"),
+            ]
+            .prop_map(|s| Value::String(s.to_owned())),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("prompt_id".to_owned()),
+                        Just("node".to_owned()),
+                        Just("nodes".to_owned()),
+                        Just("output".to_owned()),
+                        Just("images".to_owned()),
+                        Just("value".to_owned()),
+                        Just("max".to_owned()),
+                        Just("status".to_owned()),
+                        Just("exec_info".to_owned()),
+                        Just("queue_remaining".to_owned()),
+                        Just("filename".to_owned()),
+                        Just("subfolder".to_owned()),
+                        Just("type".to_owned()),
+                        Just("display_node".to_owned()),
+                        Just("node_id".to_owned()),
+                        Just("node_type".to_owned()),
+                        Just("traceback".to_owned()),
+                        Just("timestamp".to_owned()),
+                        ".{0,6}",
+                    ],
+                    inner,
+                    0..6,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const KINDS: &[&str] = &[
+        "status",
+        "execution_start",
+        "execution_cached",
+        "executing",
+        "progress",
+        "progress_state",
+        "executed",
+        "execution_success",
+        "execution_error",
+        "execution_interrupted",
+        "feature_flags",
+        "crystools.monitor",
+        "",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any text frame, JSON or not, parses to an event or an error; never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,300}") {
+            let _ = parse_text(&text);
+        }
+
+        /// Every known message type with arbitrary `data` never panics, in a text frame or
+        /// as a `/history` status message.
+        #[test]
+        fn known_types_with_arbitrary_data_never_panic(
+            kind in proptest::sample::select(KINDS),
+            data in any_json(),
+        ) {
+            let frame = serde_json::json!({"type": kind, "data": data.clone()}).to_string();
+            let _ = parse_text(&frame);
+            let _ = parse_message(kind, data);
+        }
+
+        /// Any JSON document as a frame never panics (whatever `type` and `data` hold).
+        #[test]
+        fn arbitrary_json_frames_never_panic(doc in any_json()) {
+            let _ = parse_text(&doc.to_string());
+        }
+
+        /// Any binary frame is a preview header or a short-frame error; never a panic.
+        #[test]
+        fn arbitrary_binary_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            match parse_binary(&bytes) {
+                Ok(_) => proptest::prop_assert!(bytes.len() >= 4),
+                Err(_) => proptest::prop_assert!(bytes.len() < 4),
+            }
+        }
+    }
 }

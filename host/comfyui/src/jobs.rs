@@ -11,9 +11,16 @@
 //!   reconciled with `/queue` and `/history` (ComfyUI does not replay events), so a job that
 //!   finished while the socket was down still completes, and a job lost in a ComfyUI restart
 //!   fails with a clear message instead of hanging.
-//! - The node catalog, model lists and ComfyUI version are cached per connection generation;
-//!   the generation changes on every websocket connect and disconnect, so a value fetched
-//!   before a reconnect is never served after it.
+//! - The node catalog, model lists, system stats and the queue snapshot are single-flight
+//!   [`SharedCache`]s: concurrent callers share one request and its result or error, no lock
+//!   is held across HTTP. They are cached per connection generation; the generation changes on
+//!   every websocket connect and disconnect, so a value fetched before a reconnect is never
+//!   served after it. A timeout or unreachable failure is reused only for
+//!   [`BackendOptions::negative_cache_ttl`]; an HTTP error answer is not reused at all.
+//!   The queue snapshot is shared only between concurrent callers (never reused after).
+//! - A job that succeeded but for which no image can be found (events missed and `/history`
+//!   failing or empty) is retried once from `/history`, then completed with a warning in its
+//!   snapshot (`warnings`) and a `warn!` log line, never silently with zero images.
 //! - Background tasks stop when the `ComfyUi` is dropped.
 
 use std::collections::BTreeMap;
@@ -24,7 +31,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ComfyClient, HistoryEntry, SubmitAccepted};
+use futures_util::StreamExt;
+
+use crate::cache::{DEFAULT_NEGATIVE_TTL, SharedCache};
+use crate::client::{ComfyClient, HistoryEntry, QueueSnapshot, SubmitAccepted};
 use crate::config::ComfyConfig;
 use crate::error::{CancelError, ClientError};
 use crate::nodes::NodeCatalog;
@@ -35,6 +45,10 @@ use crate::ws::{WsOptions, WsSignal, spawn_event_stream};
 
 /// How often open jobs are reconciled with ComfyUI as a safety net.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+/// Default number of `GET /models/{folder}` requests in flight at once.
+pub const DEFAULT_MODEL_FETCH_CONCURRENCY: usize = 4;
+/// Default wait before the one retry of `/history` for a succeeded job without images.
+pub const DEFAULT_HISTORY_RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// Model files per ComfyUI model folder (`GET /models`, `GET /models/{folder}`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,6 +110,15 @@ pub struct BackendOptions {
     pub reconcile_interval: Duration,
     /// How long `cancel` waits for ComfyUI to confirm an interrupt.
     pub cancel_confirm_timeout: Duration,
+    /// How long a catalog / models / stats / queue fetch that failed by timeout, connection
+    /// failure or size cap is handed to new callers before the next attempt (default
+    /// [`DEFAULT_NEGATIVE_TTL`], 2 s). Other failures are shared with concurrent callers only.
+    pub negative_cache_ttl: Duration,
+    /// `GET /models/{folder}` requests in flight at once (default 4, at least 1).
+    pub model_fetch_concurrency: usize,
+    /// Wait before re-reading `/history` for a succeeded job that has no images yet
+    /// (default 500 ms).
+    pub history_retry_delay: Duration,
 }
 
 impl BackendOptions {
@@ -105,11 +128,12 @@ impl BackendOptions {
             ws: WsOptions::default(),
             reconcile_interval: RECONCILE_INTERVAL,
             cancel_confirm_timeout: cfg.timeout,
+            negative_cache_ttl: DEFAULT_NEGATIVE_TTL,
+            model_fetch_concurrency: DEFAULT_MODEL_FETCH_CONCURRENCY,
+            history_retry_delay: DEFAULT_HISTORY_RETRY_DELAY,
         }
     }
 }
-
-type Cached<T> = tokio::sync::Mutex<Option<(u64, T)>>;
 
 struct Inner {
     cfg: ComfyConfig,
@@ -118,9 +142,10 @@ struct Inner {
     table: Mutex<JobTable>,
     generation: AtomicU64,
     conn: watch::Sender<ConnectionState>,
-    catalog: Cached<Arc<NodeCatalog>>,
-    models: Cached<Arc<ModelSnapshot>>,
-    version: Cached<Option<String>>,
+    catalog: SharedCache<Arc<NodeCatalog>>,
+    models: SharedCache<Arc<ModelSnapshot>>,
+    stats: SharedCache<Arc<serde_json::Value>>,
+    queue: SharedCache<Arc<QueueSnapshot>>,
     reconcile: Notify,
 }
 
@@ -162,6 +187,7 @@ impl ComfyUi {
         let token = CancellationToken::new();
         let (rx, _ws) = spawn_event_stream(&cfg, options.ws.clone(), token.clone());
         let (conn, _) = watch::channel(ConnectionState::default());
+        let ttl = options.negative_cache_ttl;
         let inner = Arc::new(Inner {
             table: Mutex::new(JobTable::new(cfg.max_finished_jobs)),
             cfg,
@@ -169,9 +195,10 @@ impl ComfyUi {
             client,
             generation: AtomicU64::new(0),
             conn,
-            catalog: tokio::sync::Mutex::new(None),
-            models: tokio::sync::Mutex::new(None),
-            version: tokio::sync::Mutex::new(None),
+            catalog: SharedCache::new("object_info", ttl, None),
+            models: SharedCache::new("models", ttl, None),
+            stats: SharedCache::new("system_stats", ttl, None),
+            queue: SharedCache::new("queue", ttl, Some(Duration::ZERO)),
             reconcile: Notify::new(),
         });
         tokio::spawn(event_loop(inner.clone(), rx, token.clone()));
@@ -206,45 +233,64 @@ impl ComfyUi {
     }
 
     /// The node catalog (`/object_info`), cached until the next websocket connect or
-    /// disconnect.
+    /// disconnect. Concurrent callers share one request (and its error); the body is parsed
+    /// on the blocking pool.
     pub async fn node_catalog(&self) -> Result<Arc<NodeCatalog>, ClientError> {
         let inner = &self.inner;
-        let mut slot = inner.catalog.lock().await;
-        let generation = inner.generation.load(Ordering::SeqCst);
-        if let Some((g, cat)) = slot.as_ref()
-            && *g == generation
-        {
-            return Ok(cat.clone());
-        }
-        let json = inner.client.object_info().await?;
-        let catalog = tokio::task::spawn_blocking(move || NodeCatalog::from_object_info(&json))
+        let client = inner.client.clone();
+        inner
+            .catalog
+            .get(inner.generation(), move || async move {
+                let bytes = client.object_info_bytes().await?;
+                let parsed = tokio::task::spawn_blocking(move || NodeCatalog::from_slice(&bytes))
+                    .await
+                    .map_err(|e| decode_error(&client, "GET /object_info", e.to_string()))?
+                    .map_err(|e| decode_error(&client, "GET /object_info", e.to_string()))?;
+                Ok(Arc::new(parsed))
+            })
             .await
-            .map_err(|e| decode_error(&inner.client, "GET /object_info", e.to_string()))?
-            .map_err(|e| decode_error(&inner.client, "GET /object_info", e.to_string()))?;
-        let catalog = Arc::new(catalog);
-        *slot = Some((generation, catalog.clone()));
-        Ok(catalog)
     }
 
-    /// Model files per folder, cached like [`ComfyUi::node_catalog`].
+    /// Model files per folder, cached like [`ComfyUi::node_catalog`]; the folders are fetched
+    /// concurrently, at most [`BackendOptions::model_fetch_concurrency`] at a time.
     pub async fn models_snapshot(&self) -> Result<Arc<ModelSnapshot>, ClientError> {
         let inner = &self.inner;
-        let mut slot = inner.models.lock().await;
-        let generation = inner.generation.load(Ordering::SeqCst);
-        if let Some((g, m)) = slot.as_ref()
-            && *g == generation
-        {
-            return Ok(m.clone());
-        }
-        let mut snapshot = ModelSnapshot::default();
-        for folder in inner.client.model_folders().await? {
-            if let Some(files) = inner.client.models(&folder).await? {
-                snapshot.folders.insert(folder, files);
-            }
-        }
-        let snapshot = Arc::new(snapshot);
-        *slot = Some((generation, snapshot.clone()));
-        Ok(snapshot)
+        let client = inner.client.clone();
+        let limit = inner.options.model_fetch_concurrency.max(1);
+        inner
+            .models
+            .get(inner.generation(), move || async move {
+                let folders = client.model_folders().await?;
+                let mut lists = futures_util::stream::iter(folders)
+                    .map(|folder| {
+                        let client = client.clone();
+                        async move {
+                            let files = client.models(&folder).await;
+                            (folder, files)
+                        }
+                    })
+                    .buffer_unordered(limit);
+                let mut snapshot = ModelSnapshot::default();
+                while let Some((folder, files)) = lists.next().await {
+                    if let Some(files) = files? {
+                        snapshot.folders.insert(folder, files);
+                    }
+                }
+                Ok(Arc::new(snapshot))
+            })
+            .await
+    }
+
+    /// `GET /system_stats`, cached like [`ComfyUi::node_catalog`].
+    pub async fn system_stats(&self) -> Result<Arc<serde_json::Value>, ClientError> {
+        self.inner.system_stats().await
+    }
+
+    /// ComfyUI's queue now. Concurrent callers share one `GET /queue` (and its error); a
+    /// finished answer is never reused, except that a failure is reused for
+    /// [`BackendOptions::negative_cache_ttl`].
+    pub async fn queue_snapshot(&self) -> Result<Arc<QueueSnapshot>, ClientError> {
+        self.inner.queue_snapshot().await
     }
 
     /// Submits a job: chooses its prompt id, registers it, posts it. The snapshot returned is
@@ -292,16 +338,32 @@ impl ComfyUi {
         self.inner.lock().snapshot(prompt_id)
     }
 
-    /// The job's snapshot; for a queued job the queue position is refreshed from `/queue`
-    /// first (best effort).
+    /// The job's snapshot; for a queued job the queue position is refreshed from one shared
+    /// `/queue` snapshot first (best effort, and only while the websocket is up: with ComfyUI
+    /// unreachable the known state is answered at once).
     pub async fn status(&self, prompt_id: &str) -> Option<JobSnapshot> {
-        let snap = self.snapshot(prompt_id)?;
-        if snap.state == JobState::Queued
-            && let Ok(queue) = self.inner.client.queue().await
+        self.statuses(&[prompt_id]).await.pop().flatten()
+    }
+
+    /// The snapshots of several jobs (`None` for unknown ids), in the order asked, with at
+    /// most one `/queue` request for all of them (only when one is queued and the websocket
+    /// is up).
+    pub async fn statuses<S: AsRef<str>>(&self, prompt_ids: &[S]) -> Vec<Option<JobSnapshot>> {
+        let any_queued = prompt_ids.iter().any(|id| {
+            self.snapshot(id.as_ref())
+                .is_some_and(|s| s.state == JobState::Queued)
+        });
+        if any_queued
+            && self.is_connected()
+            && let Ok(queue) = self.inner.queue_snapshot().await
         {
             self.inner.lock().apply_queue(&queue);
         }
-        self.snapshot(prompt_id)
+        let table = self.inner.lock();
+        prompt_ids
+            .iter()
+            .map(|id| table.snapshot(id.as_ref()))
+            .collect()
     }
 
     /// A receiver that sees every change of the job's snapshot.
@@ -433,13 +495,14 @@ impl ComfyUi {
             })
     }
 
+    /// Whether ComfyUI has the job in its queue or history. Both are asked at once (queue
+    /// through the shared snapshot), so this costs at most one request timeout.
     async fn find_in_comfyui(&self, prompt_id: &str) -> bool {
-        if let Ok(q) = self.inner.client.queue().await
-            && q.contains(prompt_id)
-        {
-            return true;
-        }
-        matches!(self.inner.client.history(prompt_id).await, Ok(Some(_)))
+        let (queue, history) = tokio::join!(
+            self.inner.queue_snapshot(),
+            self.inner.client.history(prompt_id)
+        );
+        queue.is_ok_and(|q| q.contains(prompt_id)) || matches!(history, Ok(Some(_)))
     }
 }
 
@@ -461,6 +524,28 @@ fn decode_error(client: &ComfyClient, request: &str, reason: String) -> ClientEr
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, JobTable> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    async fn system_stats(&self) -> Result<Arc<serde_json::Value>, ClientError> {
+        let client = self.client.clone();
+        self.stats
+            .get(self.generation(), move || async move {
+                client.system_stats().await.map(Arc::new)
+            })
+            .await
+    }
+
+    async fn queue_snapshot(&self) -> Result<Arc<QueueSnapshot>, ClientError> {
+        let client = self.client.clone();
+        self.queue
+            .get(self.generation(), move || async move {
+                client.queue().await.map(Arc::new)
+            })
+            .await
     }
 
     fn set_connected(&self, connected: bool) {
@@ -497,7 +582,8 @@ impl Inner {
         if candidates.is_empty() {
             return;
         }
-        let queue = match self.client.queue().await {
+        // Shared with concurrent status look-ups (one `GET /queue` for all of them).
+        let queue = match self.queue_snapshot().await {
             Ok(q) => q,
             Err(e) => {
                 tracing::debug!(error = %e, "reconciliation skipped: /queue failed");
@@ -523,29 +609,56 @@ impl Inner {
     }
 
     async fn comfyui_version(&self) -> Option<String> {
-        let mut slot = self.version.lock().await;
-        let generation = self.generation.load(Ordering::SeqCst);
-        if let Some((g, v)) = slot.as_ref()
-            && *g == generation
-        {
-            return v.clone();
+        let stats = self.system_stats().await.ok()?;
+        stats
+            .pointer("/system/comfyui_version")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }
+
+    /// The history entry of a succeeded job, and why it could not be read when it could not.
+    /// When neither it nor the websocket events name an image, it is read once more after
+    /// [`BackendOptions::history_retry_delay`] (ComfyUI may store the history just after it
+    /// announced success).
+    async fn history_for_finalize(
+        &self,
+        prompt_id: &str,
+        known: Option<HistoryEntry>,
+    ) -> (Option<HistoryEntry>, Option<ClientError>) {
+        let (mut history, mut failure) = match known {
+            Some(h) => (Some(h), None),
+            None => match self.client.history(prompt_id).await {
+                Ok(h) => (h, None),
+                Err(e) => (None, Some(e)),
+            },
+        };
+        let event_images = self
+            .lock()
+            .run(prompt_id)
+            .is_some_and(|r| !r.event_images.is_empty());
+        let history_images = history.as_ref().is_some_and(|h| !h.images().is_empty());
+        if !event_images && !history_images {
+            tracing::debug!(
+                prompt_id,
+                "succeeded job without images: reading /history again"
+            );
+            tokio::time::sleep(self.options.history_retry_delay).await;
+            match self.client.history(prompt_id).await {
+                Ok(Some(h)) => {
+                    history = Some(h);
+                    failure = None;
+                }
+                Ok(None) => failure = None,
+                Err(e) => failure = Some(e),
+            }
         }
-        let v = self.client.system_stats().await.ok().and_then(|s| {
-            s.pointer("/system/comfyui_version")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        });
-        *slot = Some((generation, v.clone()));
-        v
+        (history, failure)
     }
 
     /// Downloads a succeeded job's images and writes its provenance, then completes it (or
     /// fails it if the images cannot be stored).
     async fn finalize(self: Arc<Self>, prompt_id: String, history: Option<HistoryEntry>) {
-        let history = match history {
-            Some(h) => Some(h),
-            None => self.client.history(&prompt_id).await.ok().flatten(),
-        };
+        let (history, history_failure) = self.history_for_finalize(&prompt_id, history).await;
         let prepared = {
             let table = self.lock();
             let Some(run) = table.run(&prompt_id) else {
@@ -575,6 +688,19 @@ impl Inner {
         let Some((mut snap, images, graph_sha, mut ending)) = prepared else {
             return;
         };
+        if images.is_empty() {
+            let why = match &history_failure {
+                Some(e) => format!("its history could not be read after a retry: {e}"),
+                None if history.is_some() => "its history, read twice, lists no images".to_owned(),
+                None => "ComfyUI no longer has its history (read twice)".to_owned(),
+            };
+            let warning = format!(
+                "ComfyUI reported the job as succeeded, but no output image could be found: no image event was received and {why}"
+            );
+            tracing::warn!(prompt_id = %prompt_id, "{warning}");
+            ending.warnings.push(warning.clone());
+            snap.warnings.push(warning);
+        }
         snap.images = images.clone();
         ending.images = Some(images);
         let stored = outputs::download_job_images(&self.client, &snap, &self.cfg.output_dir).await;

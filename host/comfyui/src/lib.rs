@@ -3,11 +3,12 @@
 //! output storage.
 //!
 //! Module map: `config` (connection settings), `error` (error types), `types` (shared wire
-//! types), `client` (HTTP API), `events` (websocket messages), `ws` (websocket task),
+//! types), `cache` (single-flight caches), `client` (HTTP API), `events` (websocket messages), `ws` (websocket task),
 //! `snapshot` (public job view), `tracker` (job state machine, no I/O), `jobs` (the backend
 //! service), `outputs` (downloads and provenance), `nodes` (object_info catalog), `graph`
 //! (graph checker), `policy` (which node classes a graph may use).
 
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -25,7 +26,7 @@ pub mod ws;
 pub use client::{
     ComfyClient, HistoryEntry, HistoryOutcome, QueueEntry, QueueSnapshot, SubmitAccepted,
 };
-pub use config::ComfyConfig;
+pub use config::{BodyLimits, ComfyConfig};
 pub use error::{CancelError, ClientError, ConfigError};
 pub use events::Event;
 pub use jobs::{BackendOptions, CancelOutcome, ComfyUi, ConnectionState, ModelSnapshot};

@@ -248,7 +248,12 @@ pub fn sanitize_filename(name: &str) -> String {
         out.insert(0, '_');
     }
     if out.len() > MAX_FILENAME_BYTES {
-        out = shorten(&out, MAX_FILENAME_BYTES);
+        // The cut may end on a dot or a space (no extension kept): trim again, so the name
+        // stays valid on Windows and sanitising it once more changes nothing. The first
+        // character is neither, so the result is never empty.
+        out = shorten(&out, MAX_FILENAME_BYTES)
+            .trim_end_matches(['.', ' '])
+            .to_owned();
     }
     out
 }
@@ -278,27 +283,48 @@ pub fn graph_sha256(graph: &Value) -> String {
     hex::encode(Sha256::digest(canonical_json(graph).as_bytes()))
 }
 
-fn shorten(name: &str, max: usize) -> String {
-    let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 && name.len() - i <= 16 => (&name[..i], &name[i..]),
+/// Longest extension kept apart when a name is cut (`.png`, `.webp`, `.json`…).
+const MAX_EXTENSION_BYTES: usize = 16;
+
+/// Splits `name` into stem and extension (with its dot). A leading dot or an "extension"
+/// longer than [`MAX_EXTENSION_BYTES`] is not an extension.
+fn split_extension(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 && name.len() - i <= MAX_EXTENSION_BYTES => (&name[..i], &name[i..]),
         _ => (name, ""),
-    };
-    let mut end = max.saturating_sub(ext.len());
+    }
+}
+
+/// `stem` cut to at most `max` bytes on a character boundary.
+fn cut(stem: &str, max: usize) -> &str {
+    let mut end = max.min(stem.len());
     while !stem.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{}", &stem[..end], ext)
+    &stem[..end]
 }
 
+fn shorten(name: &str, max: usize) -> String {
+    let (stem, ext) = split_extension(name);
+    format!("{}{ext}", cut(stem, max.saturating_sub(ext.len())))
+}
+
+/// `name` (already sanitised, at most [`MAX_FILENAME_BYTES`]) or, when it is taken
+/// (case-insensitively), `<stem>-<n><ext>` for the smallest free `n >= 2`, the stem cut so
+/// the whole stays within [`MAX_FILENAME_BYTES`]. The suffix is appended *after* cutting, so
+/// it can never be cut away again.
+///
+/// Terminates for any input: the candidates for different `n` are pairwise distinct (even
+/// lower-cased: they end in different `-<n><ext>` tails), so at most `taken.len() + 1` of
+/// them are tried.
 fn unique_name(name: &str, taken: &mut HashSet<String>) -> String {
     let mut candidate = name.to_owned();
-    let mut n = 2;
+    let mut n: u64 = 2;
     while taken.contains(&candidate.to_lowercase()) {
-        let (stem, ext) = match name.rfind('.') {
-            Some(i) if i > 0 => (&name[..i], &name[i..]),
-            _ => (name, ""),
-        };
-        candidate = shorten(&format!("{stem}-{n}{ext}"), MAX_FILENAME_BYTES);
+        let (stem, ext) = split_extension(name);
+        let suffix = format!("-{n}");
+        let room = MAX_FILENAME_BYTES.saturating_sub(ext.len() + suffix.len());
+        candidate = format!("{}{suffix}{ext}", cut(stem, room));
         n += 1;
     }
     taken.insert(candidate.to_lowercase());
@@ -431,6 +457,117 @@ mod tests {
             unique_name("provenance.json", &mut taken),
             "provenance-2.json"
         );
+    }
+
+    /// Runs `f` on its own thread and fails (instead of hanging the suite) when it does not
+    /// finish within 10 s: the naming loop used to spin for ever.
+    fn within_guard<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("naming did not finish within 10 s (endless loop)")
+    }
+
+    /// Names a batch the way `download_job_images` does.
+    fn name_all(names: Vec<String>) -> Vec<String> {
+        within_guard(move || {
+            let mut taken = HashSet::from([PROVENANCE_FILE.to_owned()]);
+            names
+                .iter()
+                .map(|n| unique_name(&sanitize_filename(n), &mut taken))
+                .collect()
+        })
+    }
+
+    fn assert_valid_batch(inputs: &[String], got: &[String]) {
+        assert_eq!(got.len(), inputs.len());
+        let mut seen = HashSet::from([PROVENANCE_FILE.to_owned()]);
+        for name in got {
+            assert!(
+                name.len() <= MAX_FILENAME_BYTES,
+                "{name:?} is {} bytes",
+                name.len()
+            );
+            assert!(
+                seen.insert(name.to_lowercase()),
+                "collision on {name:?} in {got:?}"
+            );
+            assert_eq!(
+                &sanitize_filename(name),
+                name,
+                "not a sanitised name: {name:?}"
+            );
+            assert!(checked_path(Path::new("jobs/x"), name).is_ok(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn long_names_that_sanitise_alike_terminate_and_stay_distinct() {
+        // 111+ character prefix, batch of two: ComfyUI names them `<prefix>_00001_.png`, …
+        let prefix = "p".repeat(120);
+        let inputs: Vec<String> = vec![
+            format!("{prefix}_00001_.png"),
+            format!("{prefix}_00002_.png"),
+            format!("{prefix}_00003_.png"),
+        ];
+        let got = name_all(inputs.clone());
+        assert_valid_batch(&inputs, &got);
+        assert!(got.iter().all(|n| n.ends_with(".png")), "{got:?}");
+    }
+
+    #[test]
+    fn many_identical_long_names_get_growing_suffixes() {
+        let inputs: Vec<String> = (0..150)
+            .map(|_| format!("{}.png", "Z".repeat(300)))
+            .collect();
+        let got = name_all(inputs.clone());
+        assert_valid_batch(&inputs, &got);
+        assert!(
+            got[1].ends_with("-2.png") && got[149].ends_with("-150.png"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn unicode_and_case_variants_never_collide() {
+        let stem = "é".repeat(70);
+        let inputs: Vec<String> = vec![
+            format!("{stem}.png"),
+            format!("{}.png", stem.to_uppercase()),
+            format!("dir/{stem}.PNG"),
+            format!("{stem}?.png"),
+            "a-2.png".into(),
+            "a.png".into(),
+            "A.png".into(),
+            "PROVENANCE.JSON".into(),
+            format!("{}.png", "İ".repeat(80)),
+            format!("{}.png", "i̇".repeat(40)),
+            "x".repeat(500),
+            "x".repeat(501),
+        ];
+        let got = name_all(inputs.clone());
+        assert_valid_batch(&inputs, &got);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn any_name_list_terminates_unique_and_within_length(
+            names in proptest::collection::vec(
+                proptest::prop_oneof![
+                    ".{0,200}",
+                    "[aA]{100,130}(\\.png|\\.PNG)?",
+                    "[a-z./\\\\]{0,8}",
+                    "(CON|nul|com1|provenance)(\\.json|\\.png)?",
+                ],
+                0..40,
+            )
+        ) {
+            let got = name_all(names.clone());
+            assert_valid_batch(&names, &got);
+        }
     }
 
     #[test]

@@ -164,6 +164,10 @@ pub struct JobSnapshot {
     pub parameters: Value,
     /// Caller metadata.
     pub metadata: Value,
+    /// Things the user should know about a job that did not fail, e.g. ComfyUI reported
+    /// success but no images could be found for it. Empty in the normal case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Now as unix seconds.

@@ -110,6 +110,8 @@ pub(crate) struct Ending {
     pub finished_at: f64,
     pub execution_time: Option<f64>,
     pub started_at: Option<f64>,
+    /// Added to the snapshot's warnings.
+    pub warnings: Vec<String>,
 }
 
 impl JobTable {
@@ -149,6 +151,7 @@ impl JobTable {
             origin: req.origin.clone(),
             parameters: req.parameters.clone(),
             metadata: req.metadata.clone(),
+            warnings: Vec::new(),
         };
         let (tx, _) = watch::channel(snap.clone());
         self.jobs.insert(
@@ -497,6 +500,7 @@ impl JobTable {
             finished_at,
             execution_time,
             started_at,
+            warnings: Vec::new(),
         }
     }
 
@@ -525,6 +529,7 @@ impl JobTable {
             s.started_at = s.started_at.or(ending.started_at);
             s.finished_at = Some(ending.finished_at);
             s.execution_time = ending.execution_time;
+            s.warnings.extend(ending.warnings);
         });
         self.finished.push_back(prompt_id.to_owned());
         while self.finished.len() > self.max_finished {

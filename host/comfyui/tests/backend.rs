@@ -618,3 +618,92 @@ async fn progress_never_moves_backwards() {
     assert!(between.len() >= 3, "progress moved in steps: {seen:?}");
     assert_eq!(*seen.last().unwrap(), 1.0);
 }
+
+/// Regression (issue 10, class 1): a 111+ character `filename_prefix` with a batch of two
+/// made the second image's de-duplicated name loop for ever; the job stayed `running`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_filename_prefix_batch_of_two_completes_with_both_images() {
+    let sim = sim(fast_sim()).await;
+    let b = backend(&sim.base_url());
+    connected(&b.comfy).await;
+    let prefix = format!("mcp/{}", "long_prefix_".repeat(10)); // 124 characters
+    assert!(prefix.len() > 111);
+    let queued = b
+        .comfy
+        .submit(request(empty_image_graph(2, &prefix)))
+        .await
+        .unwrap();
+    let done = b
+        .comfy
+        .wait(&queued.prompt_id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(done.state, JobState::Completed, "{done:?}");
+    assert_eq!(done.images.len(), 2);
+    assert_eq!(done.files.len(), 2);
+    let names: BTreeSet<String> = done
+        .files
+        .iter()
+        .map(|f| f.filename.to_lowercase())
+        .collect();
+    assert_eq!(names.len(), 2, "distinct files: {names:?}");
+    for f in &done.files {
+        assert!(f.filename.len() <= comfyui::outputs::MAX_FILENAME_BYTES);
+        assert!(f.path.exists(), "{}", f.path.display());
+    }
+    assert!(done.warnings.is_empty(), "{:?}", done.warnings);
+}
+
+/// Events missed and the first `/history` read without outputs: the job is read once more
+/// from `/history` and completes with its images (it used to complete with none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_image_events_are_recovered_by_one_history_retry() {
+    let sim = sim(fast_sim()).await;
+    let b = backend(&sim.base_url());
+    connected(&b.comfy).await;
+    sim.faults().drop_ws_events("executed", true);
+    sim.faults().hide_history_outputs(1);
+    let queued = b
+        .comfy
+        .submit(request(empty_image_graph(2, "mcp/retry")))
+        .await
+        .unwrap();
+    let done = b.comfy.wait(&queued.prompt_id, BOUND).await.unwrap();
+    assert_eq!(done.state, JobState::Completed, "{done:?}");
+    assert_eq!(done.files.len(), 2, "{done:?}");
+    assert!(done.warnings.is_empty(), "{:?}", done.warnings);
+}
+
+/// Events missed and `/history` never listing the outputs: the job completes, but with a
+/// warning in its snapshot saying no image could be found (not a silent success).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_without_any_image_is_reported_as_a_warning() {
+    let sim = sim(fast_sim()).await;
+    let b = backend(&sim.base_url());
+    connected(&b.comfy).await;
+    sim.faults().drop_ws_events("executed", true);
+    sim.faults().hide_history_outputs(1000);
+    let queued = b
+        .comfy
+        .submit(request(empty_image_graph(1, "mcp/none")))
+        .await
+        .unwrap();
+    let done = b.comfy.wait(&queued.prompt_id, BOUND).await.unwrap();
+    assert_eq!(done.state, JobState::Completed, "{done:?}");
+    assert!(done.files.is_empty());
+    assert_eq!(done.warnings.len(), 1, "{done:?}");
+    assert!(
+        done.warnings[0].contains("no output image could be found"),
+        "{:?}",
+        done.warnings
+    );
+    let history_reads = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&format!("/history/{}", done.prompt_id)))
+        .count();
+    assert!(
+        history_reads >= 2,
+        "read once, then retried: {history_reads}"
+    );
+}

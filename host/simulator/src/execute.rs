@@ -472,7 +472,9 @@ async fn execute_node(
                 .map(|u| u.output.clone())
                 .unwrap_or(Value::Null);
             let data = json!({"node": id, "display_node": id, "output": output, "prompt_id": job.prompt_id});
-            st.send_to_client("executed", data);
+            if !shared.drops_event("executed") {
+                st.send_to_client("executed", data);
+            }
             job.finish_progress(&st, id);
             job.values.insert(id.to_string(), entry.outputs);
             return Ok(());
@@ -531,7 +533,9 @@ async fn execute_node(
     if let Some(u) = &ui_entry {
         let data =
             json!({"node": id, "display_node": id, "output": u.output, "prompt_id": job.prompt_id});
-        st.send_to_client("executed", data);
+        if !shared.drops_event("executed") {
+            st.send_to_client("executed", data);
+        }
     }
     let outputs = Arc::new(result.outputs);
     st.cache.insert(

@@ -1,10 +1,11 @@
-//! Injected faults: failing or slow HTTP, dropped or refused websockets, failing nodes.
+//! Injected faults: failing or slow HTTP, dropped or refused websockets, failing nodes,
+//! websocket events that never arrive, history entries without their outputs.
 //!
 //! [`Faults`] is a cheap handle (clone it freely); every setting takes effect for the next
 //! request or node. Faults persist until changed or [`Faults::clear`]ed; they survive a
 //! simulated restart (they model the environment, not ComfyUI's state).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ pub(crate) struct FaultState {
     pub refuse_websockets: bool,
     /// Classes that raise an exception when executed, with the message.
     pub failing_classes: HashMap<String, String>,
+    /// Websocket event types (`executed`, …) that are never sent.
+    pub dropped_events: HashSet<String>,
+    /// Remaining `GET /history/{id}` answers whose entries come without `outputs`.
+    pub hidden_history_outputs: usize,
 }
 
 impl FaultState {
@@ -29,6 +34,13 @@ impl FaultState {
         let (left, status) = self.fail_http?;
         self.fail_http = (left > 1).then(|| (left - 1, status));
         Some(status)
+    }
+
+    /// Consumes one "history without outputs" answer; true if one is due.
+    pub fn take_hidden_history(&mut self) -> bool {
+        let due = self.hidden_history_outputs > 0;
+        self.hidden_history_outputs = self.hidden_history_outputs.saturating_sub(1);
+        due
     }
 }
 
@@ -79,6 +91,24 @@ impl Faults {
             f.failing_classes
                 .insert(class.to_string(), message.to_string())
         });
+    }
+
+    /// While on, websocket events of type `kind` (e.g. `executed`) are never sent, like
+    /// messages lost while a socket was being replaced.
+    pub fn drop_ws_events(&self, kind: &str, on: bool) {
+        self.with(|f| {
+            if on {
+                f.dropped_events.insert(kind.to_string());
+            } else {
+                f.dropped_events.remove(kind);
+            }
+        });
+    }
+
+    /// The next `n` `GET /history/{id}` answers list their entries with empty `outputs`
+    /// (as if the history were written without them, or read too early).
+    pub fn hide_history_outputs(&self, n: usize) {
+        self.with(|f| f.hidden_history_outputs = n);
     }
 
     /// Removes every injected fault.

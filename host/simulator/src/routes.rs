@@ -207,7 +207,17 @@ async fn get_history(State(shared): Shr, Query(q): Query<Vec<(String, String)>>)
 }
 
 async fn get_history_item(State(shared): Shr, Path(prompt_id): Path<String>) -> Response {
-    ok_json(&shared.lock().queue.history_entry(&prompt_id))
+    let mut answer = shared.lock().queue.history_entry(&prompt_id);
+    if crate::faults::lock(&shared.faults).take_hidden_history()
+        && let Some(entries) = answer.as_object_mut()
+    {
+        for entry in entries.values_mut() {
+            if let Some(outputs) = entry.get_mut("outputs") {
+                *outputs = serde_json::json!({});
+            }
+        }
+    }
+    ok_json(&answer)
 }
 
 async fn post_prompt(State(shared): Shr, body: Bytes) -> Response {

@@ -178,6 +178,11 @@ impl Shared {
         }
     }
 
+    /// True when websocket events of type `kind` are dropped by an injected fault.
+    pub fn drops_event(&self, kind: &str) -> bool {
+        lock(&self.faults).dropped_events.contains(kind)
+    }
+
     /// Locks ComfyUI's state.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)

@@ -203,6 +203,7 @@ mod tests {
             },
             parameters: json!({}),
             metadata: json!({}),
+            warnings: Vec::new(),
         }
     }
 

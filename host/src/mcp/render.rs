@@ -50,6 +50,9 @@ pub fn job_json(job: &JobSnapshot) -> Value {
     if job.node_errors.as_object().is_some_and(|m| !m.is_empty()) {
         out.insert("node_errors".into(), job.node_errors.clone());
     }
+    if !job.warnings.is_empty() {
+        out.insert("warnings".into(), json!(job.warnings));
+    }
     out.insert("submitted_at".into(), json!(job.submitted_at));
     out.insert("started_at".into(), json!(job.started_at));
     out.insert("finished_at".into(), json!(job.finished_at));
@@ -245,6 +248,7 @@ mod tests {
             },
             parameters: json!({"seed": 1}),
             metadata: json!({"seed": 1, "template": "t"}),
+            warnings: Vec::new(),
         }
     }
 

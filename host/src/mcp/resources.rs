@@ -75,8 +75,11 @@ pub async fn list(app: &App, recent: &RecentJobs) -> ListResourcesResult {
             ))
             .with_mime_type("application/json"),
     );
-    for id in recent.ids() {
-        let Ok(job) = app.status(&id).await else {
+    // One queue snapshot for every recent job (not one `GET /queue` per queued job).
+    let ids = recent.ids();
+    let jobs = app.comfy().statuses(&ids).await;
+    for (id, job) in ids.into_iter().zip(jobs) {
+        let Some(job) = job else {
             continue;
         };
         items.push(
