@@ -333,8 +333,11 @@ fn files_that_are_not_ours_are_never_deleted() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("notes.txt"), "keep me").unwrap();
     fs::write(dir.path().join("other.cwasm"), "keep me too").unwrap();
-    let rt = cached(dir.path(), 1);
-    load(&rt, "mini");
+    load(&cached(dir.path(), u64::MAX), "mini");
+    assert_eq!(artifacts(dir.path()).len(), 2, "ours and other.cwasm");
+    // A cap of one byte evicts every artifact of ours, and nothing else.
+    let _rt = cached(dir.path(), 1);
+    assert_eq!(artifacts(dir.path()), vec![("other.cwasm".to_owned(), 11)]);
     assert!(dir.path().join("notes.txt").exists());
     assert!(dir.path().join("other.cwasm").exists());
 }
