@@ -201,13 +201,12 @@ fn a_symlink_planted_in_the_cache_is_never_written_through() {
 
     load(&cached(&dir, u64::MAX), "mini");
 
-    for i in 0..planted.len() {
+    for (i, planted) in planted.iter().enumerate() {
         let victim = victims.join(format!("victim{i}"));
         assert_eq!(
             fs::read_to_string(&victim).unwrap(),
             "precious",
-            "written through the symlink at {}",
-            planted[i]
+            "written through the symlink at {planted}"
         );
     }
     let meta = fs::symlink_metadata(dir.join(&name)).unwrap();
