@@ -40,11 +40,11 @@ mod sandbox;
 mod spec;
 
 pub use abi::{ABI_PACKAGE, ABI_VERSION};
+pub use cache::{CacheError, DEFAULT_CACHE_MAX_MB};
 pub use error::{CallError, LoadError};
 pub use limits::Limits;
 pub use pack::{BuiltGraph, Pack};
 pub use params::{FieldError, ResolvedParams};
-pub use cache::{CacheError, DEFAULT_CACHE_MAX_MB};
 pub use runtime::{EngineError, Runtime, RuntimeConfig, StartError};
 pub use sandbox::{HostView, StaticHost};
 pub use spec::{Alias, PackInfo, ParamKind, ParamSpec, ParamValue, TemplateInfo};
