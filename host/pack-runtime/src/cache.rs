@@ -40,7 +40,7 @@
 //! Only files named like this cache's own files are ever deleted, so pointing
 //! the cache at a folder that holds other files does not lose them.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -428,7 +428,7 @@ fn prepare_dir(dir: &Path, uid: u32) -> Result<PathBuf, CacheError> {
         let meta = std::fs::metadata(parent).map_err(|e| io(parent, "cannot inspect it", e))?;
         let mode = meta.mode() & 0o7777;
         let trusted_owner = meta.uid() == uid || meta.uid() == 0;
-        let sticky = mode & libc::S_ISVTX as u32 != 0;
+        let sticky = mode & 0o1000 != 0;
         if !trusted_owner || (mode & 0o022 != 0 && !sticky) {
             return Err(CacheError::UnsafeParent {
                 parent: parent.to_owned(),

@@ -5,7 +5,9 @@
 //! narrow facade over wasmtime: application code never touches
 //! `wasmtime::Config`, stores or bindings. It offers
 //!
-//! * [`Runtime`]: one engine, its epoch ticker and the on-disk compile cache;
+//! * [`Runtime`]: one engine, its epoch ticker and the on-disk compile cache
+//!   (a folder only the server's user can write, checked at start-up; an
+//!   unsafe folder is a [`CacheError`] and the runtime does not start);
 //! * [`Pack`]: a loaded, validated pack (identity, templates, `InstancePre`);
 //! * [`params`]: the host-side parameter checks and JSON Schemas derived from
 //!   the packs' parameter specs;

@@ -201,13 +201,12 @@ fn a_symlink_planted_in_the_cache_is_never_written_through() {
 
     load(&cached(&dir, u64::MAX), "mini");
 
-    for i in 0..planted.len() {
+    for (i, planted) in planted.iter().enumerate() {
         let victim = victims.join(format!("victim{i}"));
         assert_eq!(
             fs::read_to_string(&victim).unwrap(),
             "precious",
-            "written through the symlink at {}",
-            planted[i]
+            "written through the symlink at {planted}"
         );
     }
     let meta = fs::symlink_metadata(dir.join(&name)).unwrap();
@@ -333,8 +332,11 @@ fn files_that_are_not_ours_are_never_deleted() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("notes.txt"), "keep me").unwrap();
     fs::write(dir.path().join("other.cwasm"), "keep me too").unwrap();
-    let rt = cached(dir.path(), 1);
-    load(&rt, "mini");
+    load(&cached(dir.path(), u64::MAX), "mini");
+    assert_eq!(artifacts(dir.path()).len(), 2, "ours and other.cwasm");
+    // A cap of one byte evicts every artifact of ours, and nothing else.
+    let _rt = cached(dir.path(), 1);
+    assert_eq!(artifacts(dir.path()), vec![("other.cwasm".to_owned(), 11)]);
     assert!(dir.path().join("notes.txt").exists());
     assert!(dir.path().join("other.cwasm").exists());
 }
