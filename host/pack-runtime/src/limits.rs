@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::metadata::MetadataLimits;
+
 /// Limits applied to every call into a pack (metadata calls at load time included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -13,6 +15,8 @@ pub struct Limits {
     pub max_graph_bytes: usize,
     /// Maximum bytes of a pack's stdout, stderr and log lines kept per call (default 64 KiB).
     pub max_log_bytes: usize,
+    /// Caps on the pack file, its metadata and the text callers pass (see [`MetadataLimits`]).
+    pub metadata: MetadataLimits,
 }
 
 impl Default for Limits {
@@ -22,6 +26,7 @@ impl Default for Limits {
             call_timeout: Duration::from_secs(2),
             max_graph_bytes: 4 << 20,
             max_log_bytes: 64 << 10,
+            metadata: MetadataLimits::DEFAULT,
         }
     }
 }
