@@ -203,8 +203,10 @@ pub enum MetadataProblem {
 }
 
 /// Everything wrong with a pack's metadata (never empty).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetadataError(pub Vec<MetadataProblem>);
+
+impl std::error::Error for MetadataError {}
 
 /// Problems listed in full in the message; the rest are counted.
 const SHOWN_PROBLEMS: usize = 16;

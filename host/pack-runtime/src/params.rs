@@ -21,6 +21,9 @@ use crate::spec::{ParamKind, ParamSpec, ParamValue, TemplateInfo};
 pub const SEED_PARAM: &str = "seed";
 /// Largest random seed chosen by the host: 2^53 - 1, exact in every JSON client.
 pub const MAX_RANDOM_SEED: i64 = (1 << 53) - 1;
+/// Unknown argument names reported one by one; the rest are counted, so the
+/// error stays small whatever a caller sends.
+pub const MAX_UNKNOWN_REPORTED: usize = 8;
 /// Longest parameter name, in bytes.
 pub const MAX_PARAM_NAME_BYTES: usize = 64;
 
@@ -152,8 +155,9 @@ pub fn resolve(
     limits: &MetadataLimits,
 ) -> Result<ResolvedParams, Vec<FieldError>> {
     let mut errors = Vec::new();
-    for name in args.keys() {
-        if template.param(name).is_none() {
+    let mut unknown = args.keys().filter(|name| template.param(name).is_none());
+    for name in unknown.by_ref().take(MAX_UNKNOWN_REPORTED) {
+        {
             errors.push(FieldError::new(
                 quote(name),
                 format!(
@@ -169,12 +173,20 @@ pub fn resolve(
             ));
         }
     }
+    let more = unknown.count();
+    if more > 0 {
+        errors.push(FieldError::new(
+            "(more)",
+            format!("and {more} more unknown parameters, not listed"),
+        ));
+    }
     let mut resolved = Vec::with_capacity(template.params.len());
     for spec in &template.params {
         let given = args.get(&spec.name).filter(|v| !v.is_null());
-        // -1 asks for a random seed whatever the spec's range.
-        let given = given.filter(|v| !(is_seed(spec) && v.as_f64() == Some(-1.0)));
+        // -1 asks for a random seed whatever the spec's range (required or not).
+        let random = is_seed(spec) && given.is_some_and(|v| v.as_f64() == Some(-1.0));
         let value = match given {
+            _ if random => None,
             Some(raw) => match check_value(spec, raw, limits) {
                 Ok(v) => Some(v),
                 Err(message) => {

@@ -541,7 +541,7 @@ fn arb_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn within_spec(spec: &ParamSpec, v: &ParamValue, limits: &MetadataLimits) -> Result<(), String> {
+fn within_spec(spec: &ParamSpec, v: &ParamValue) -> Result<(), String> {
     let lo = spec.minimum.unwrap_or(f64::NEG_INFINITY);
     let hi = spec.maximum.unwrap_or(f64::INFINITY);
     match (spec.kind, v) {
@@ -557,11 +557,8 @@ fn within_spec(spec: &ParamSpec, v: &ParamValue, limits: &MetadataLimits) -> Res
             {
                 return Err(format!("{i} not a multiple of {m}"));
             }
-            if spec.name == params::SEED_PARAM && !(0..=MAX_RANDOM_SEED).contains(i) {
-                // A caller's explicit seed may be anything in range; only -1 is special.
-                if *i == -1 {
-                    return Err("seed -1 was not made concrete".into());
-                }
+            if spec.name == params::SEED_PARAM && *i == -1 {
+                return Err("seed -1 was not made concrete".into());
             }
         }
         (ParamKind::Number, ParamValue::Number(x)) => {
@@ -570,9 +567,6 @@ fn within_spec(spec: &ParamSpec, v: &ParamValue, limits: &MetadataLimits) -> Res
             }
         }
         (ParamKind::Text, ParamValue::Text(s)) => {
-            if s.len() > limits.max_text_param_bytes {
-                return Err("text over the cap".into());
-            }
             if !spec.choices.is_empty() && !spec.choices.contains(s) {
                 return Err(format!("{s} not a choice"));
             }
@@ -626,11 +620,17 @@ proptest! {
                         prop_assert_eq!(value, s.default.as_ref(), "default of {}", s.name);
                     }
                     if let Some(v) = value {
-                        let ok = within_spec(s, v, &limits);
+                        let ok = within_spec(s, v);
                         prop_assert!(ok.is_ok(), "{}: {:?}", s.name, ok);
                     }
-                    if s.name == params::SEED_PARAM && s.kind == ParamKind::Integer
-                        && (given.is_none() || given.and_then(Value::as_f64) == Some(-1.0))
+                    if let Some(Value::String(text)) = given {
+                        prop_assert!(text.len() <= limits.max_text_param_bytes);
+                    }
+                    let random_default =
+                        matches!(s.default, None | Some(ParamValue::Integer(-1)));
+                    let asks_random = given.and_then(Value::as_f64) == Some(-1.0)
+                        || (given.is_none() && random_default);
+                    if s.name == params::SEED_PARAM && s.kind == ParamKind::Integer && asks_random
                     {
                         let seed = resolved.seed();
                         prop_assert!(
@@ -796,4 +796,19 @@ fn the_template_lookup_is_by_id() {
         assert_eq!(pack.template(&t.id).map(|x| &x.id), Some(&t.id));
     }
     assert!(pack.template("cap-999").is_none());
+}
+
+#[test]
+fn many_unknown_arguments_give_a_bounded_error() {
+    let t = template(vec![spec("prompt", ParamKind::Text)]);
+    let given: Map<String, Value> = (0..10_000).map(|i| (format!("x{i}"), json!(1))).collect();
+    let e = params::resolve(&t, &given, &MetadataLimits::DEFAULT).unwrap_err();
+    assert_eq!(e.len(), params::MAX_UNKNOWN_REPORTED + 1, "{e:?}");
+    assert_eq!(
+        e.last().unwrap().message,
+        format!(
+            "and {} more unknown parameters, not listed",
+            10_000 - params::MAX_UNKNOWN_REPORTED
+        )
+    );
 }
