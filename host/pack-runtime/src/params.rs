@@ -450,7 +450,7 @@ pub enum SpecFault {
     #[error("multiple-of is 0; it must be at least 1 (or absent)")]
     MultipleOfZero,
     /// A numeric constraint on a parameter that is not numeric.
-    #[error("{what} only applies to {applies_to} parameters")]
+    #[error("{what} can only be declared on {applies_to} parameters")]
     NotApplicable {
         /// The constraint.
         what: &'static str,
@@ -603,8 +603,24 @@ pub fn validate_specs(specs: &[ParamSpec]) -> Vec<SpecProblem> {
                     max_text_param_bytes: usize::MAX,
                     ..MetadataLimits::DEFAULT
                 };
-                if !is_random_seed && let Err(reason) = check_value(spec, &raw, &unbounded) {
-                    fault(SpecFault::BadDefault { reason });
+                if !is_random_seed {
+                    match check_value(spec, &raw, &unbounded) {
+                        Err(reason) => fault(SpecFault::BadDefault { reason }),
+                        // Defaults reach the pack as declared, so an alias would
+                        // bypass its mapping.
+                        Ok(ParamValue::Text(choice))
+                            if Some(&choice) != raw.as_str().map(String::from).as_ref() =>
+                        {
+                            fault(SpecFault::BadDefault {
+                                reason: format!(
+                                    "`{}` is an alias of `{}`; declare the choice itself",
+                                    quote(raw.as_str().unwrap_or_default()),
+                                    quote(&choice)
+                                ),
+                            })
+                        }
+                        Ok(_) => {}
+                    }
                 }
             }
             _ => {}
