@@ -333,14 +333,14 @@ fn check_constraints(spec: &ParamSpec, value: ParamValue) -> Result<ParamValue, 
                 return Err(format!("{i} is out of range: must be {}", range()));
             }
         }
-        ParamValue::Number(x) => {
-            if spec.minimum.is_some_and(|lo| *x < lo) || spec.maximum.is_some_and(|hi| *x > hi) {
-                return Err(format!(
-                    "{} is out of range: must be {}",
-                    fmt_num(*x),
-                    range()
-                ));
-            }
+        ParamValue::Number(x)
+            if spec.minimum.is_some_and(|lo| *x < lo) || spec.maximum.is_some_and(|hi| *x > hi) =>
+        {
+            return Err(format!(
+                "{} is out of range: must be {}",
+                fmt_num(*x),
+                range()
+            ));
         }
         _ => {}
     }

@@ -816,7 +816,8 @@ fn caps_on_counts_and_lengths_are_inclusive() {
             .map_err(|e| e.to_string())
     };
     check(&t).expect("everything at its cap");
-    let over: Vec<(Box<dyn Fn(&mut TemplateInfo)>, &str)> = vec![
+    type Grow = Box<dyn Fn(&mut TemplateInfo)>;
+    let over: Vec<(Grow, &str)> = vec![
         (
             Box::new(|t| t.params.push(spec("extra", ParamKind::Text))),
             "declares 65 parameters, over the limit of 64; raise it with max_params_per_template",
