@@ -35,7 +35,7 @@ fn main() {
         ..Default::default()
     };
     println!(
-        "{:<52} {:>10} {:>10} {:>10}",
+        "{:<68} {:>10} {:>10} {:>10}",
         "figure", "median", "p99", "min"
     );
     for (name, path) in &packs {
@@ -63,7 +63,7 @@ fn main() {
         ] {
             let (median, p99, min) = stats(samples);
             let label = format!("{name}: {what}");
-            println!("{label:<52} {median:>10.2?} {p99:>10.2?} {min:>10.2?}");
+            println!("{label:<68} {median:>10.2?} {p99:>10.2?} {min:>10.2?}");
         }
     }
 }
