@@ -154,7 +154,8 @@ impl App {
                 available: catalog.template_ids(),
             })?
             .clone();
-        let resolved = params::resolve(&entry.info, &args).map_err(AppError::InvalidParams)?;
+        let resolved = params::resolve(&entry.info, &args, &entry.runner.limits().metadata)
+            .map_err(AppError::InvalidParams)?;
         let (nodes, models) = self.comfy_state().await?;
         // The same view of ComfyUI a self-test gives the pack.
         let host: Arc<dyn HostView> = Arc::new(CatalogHost {

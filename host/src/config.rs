@@ -268,6 +268,78 @@ pub struct Settings {
     /// Bytes one wasi:random request of a pack may ask for.
     #[arg(long, env = "COMFYUI_MCP_PACK_RANDOM_BYTES", default_value_t = pack_runtime::Limits::default().max_random_bytes, global = true)]
     pub pack_random_bytes: u64,
+    /// Largest pack file accepted, in bytes (checked before reading).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_PACK_FILE_BYTES",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_pack_file_bytes,
+        global = true
+    )]
+    pub max_pack_file_bytes: u64,
+    /// Templates one pack may offer.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_TEMPLATES_PER_PACK",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_templates_per_pack,
+        global = true
+    )]
+    pub max_templates_per_pack: usize,
+    /// Parameters one template may declare.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_PARAMS_PER_TEMPLATE",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_params_per_template,
+        global = true
+    )]
+    pub max_params_per_template: usize,
+    /// Bytes of a pack name or version, template name or category.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_NAME_BYTES",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_name_bytes,
+        global = true
+    )]
+    pub max_name_bytes: usize,
+    /// Bytes of one pack, template or parameter description.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_DESCRIPTION_BYTES",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_description_bytes,
+        global = true
+    )]
+    pub max_description_bytes: usize,
+    /// Entries of one metadata list (a template's tags, a parameter's choices or aliases).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_LIST_ITEMS",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_list_items,
+        global = true
+    )]
+    pub max_list_items: usize,
+    /// Bytes of one tag, choice or alias.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_ITEM_BYTES",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_item_bytes,
+        global = true
+    )]
+    pub max_item_bytes: usize,
+    /// Bytes of all metadata text of one pack together.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_METADATA_BYTES",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_metadata_bytes,
+        global = true
+    )]
+    pub max_metadata_bytes: usize,
+    /// Bytes of one text parameter (e.g. a prompt) a caller may pass.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_TEXT_PARAM_BYTES",
+        default_value_t = pack_runtime::MetadataLimits::DEFAULT.max_text_param_bytes,
+        global = true
+    )]
+    pub max_text_param_bytes: usize,
     /// Finished jobs remembered for status look-ups (oldest evicted first).
     #[arg(
         long,
@@ -318,6 +390,17 @@ impl Settings {
             max_error_bytes: self.pack_error_bytes,
             max_field_errors: self.pack_field_errors,
             max_random_bytes: self.pack_random_bytes,
+            metadata: pack_runtime::MetadataLimits {
+                max_pack_file_bytes: self.max_pack_file_bytes,
+                max_templates_per_pack: self.max_templates_per_pack,
+                max_params_per_template: self.max_params_per_template,
+                max_name_bytes: self.max_name_bytes,
+                max_description_bytes: self.max_description_bytes,
+                max_list_items: self.max_list_items,
+                max_item_bytes: self.max_item_bytes,
+                max_metadata_bytes: self.max_metadata_bytes,
+                max_text_param_bytes: self.max_text_param_bytes,
+            },
         }
     }
 
@@ -553,6 +636,50 @@ mod body_limit_tests {
         assert!(
             err.to_string().contains("COMFYUI_MCP_MAX_IMAGE_MB"),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod metadata_limit_tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every metadata cap is a flag and an environment variable spelled the way
+    /// the runtime's error messages name them (`pack_runtime::metadata::setting_hint`).
+    #[test]
+    fn metadata_caps_are_settings_named_as_in_the_messages() {
+        let cmd = Cli::command();
+        for field in [
+            "max_pack_file_bytes",
+            "max_templates_per_pack",
+            "max_params_per_template",
+            "max_name_bytes",
+            "max_description_bytes",
+            "max_list_items",
+            "max_item_bytes",
+            "max_metadata_bytes",
+            "max_text_param_bytes",
+        ] {
+            let hint = pack_runtime::metadata::setting_hint(field);
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id().as_str() == field)
+                .unwrap_or_else(|| panic!("no setting {field}"));
+            let long = arg.get_long().expect("a long flag");
+            let env = arg.get_env().expect("an env var").to_string_lossy();
+            assert!(hint.contains(&format!("--{long} ")), "{hint} vs --{long}");
+            assert!(hint.contains(&*env), "{hint} vs {env}");
+        }
+        let cli =
+            <Cli as clap::Parser>::try_parse_from(["comfyui-mcp", "--max-templates-per-pack", "3"])
+                .unwrap();
+        assert_eq!(cli.settings.limits().metadata.max_templates_per_pack, 3);
+        let cli = <Cli as clap::Parser>::try_parse_from(["comfyui-mcp"]).unwrap();
+        assert_eq!(
+            cli.settings.limits().metadata,
+            pack_runtime::MetadataLimits::DEFAULT
         );
     }
 }

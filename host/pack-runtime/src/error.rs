@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::metadata::{MetadataError, setting_hint};
 use crate::params::FieldError;
 
 /// Why a pack could not be loaded. Always names the file.
@@ -82,13 +83,26 @@ pub enum LoadError {
         /// The failed call.
         source: CallError,
     },
-    /// The pack's metadata is inconsistent (duplicate ids, bad specs, ...).
+    /// The pack's metadata is inconsistent or over its caps (duplicate ids, bad specs, ...).
     #[error("{path}: invalid pack metadata: {reason}")]
     Metadata {
         /// The pack file.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+        /// Everything that is wrong.
+        reason: MetadataError,
+    },
+    /// The file is larger than the pack file cap (checked before reading it).
+    #[error(
+        "{path}: pack file is {size} bytes, over the limit of {limit} bytes; raise it with {}",
+        setting_hint("max_pack_file_bytes")
+    )]
+    TooLarge {
+        /// The pack file.
+        path: PathBuf,
+        /// Its size (at least this; a file growing while read is cut at limit + 1).
+        size: u64,
+        /// The limit in force.
+        limit: u64,
     },
 }
 

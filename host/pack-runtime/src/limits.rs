@@ -18,6 +18,7 @@ pub const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 /// running pack calls keeps for host frames (wasmtime's entry trampolines,
 /// WASI and our host functions). See [`Limits::native_stack_bytes`].
 pub const NATIVE_STACK_HEADROOM: usize = 2 << 20;
+use crate::metadata::MetadataLimits;
 
 /// Limits applied to every call into a pack (metadata calls at load time included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct Limits {
     /// Maximum bytes of one `wasi:random` request (default 1 MiB; larger
     /// requests trap instead of making the host allocate them).
     pub max_random_bytes: u64,
+    /// Caps on the pack file, its metadata and the text callers pass (see [`MetadataLimits`]).
+    pub metadata: MetadataLimits,
 }
 
 impl Default for Limits {
@@ -72,6 +75,7 @@ impl Default for Limits {
             max_error_bytes: 4 << 10,
             max_field_errors: 32,
             max_random_bytes: 1 << 20,
+            metadata: MetadataLimits::DEFAULT,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! limiter's refusal, the trap code, and the phase (instantiate, bind the
 //! exports, run) in which it failed.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use wasmtime::{Engine, Store, Trap};
 use crate::bindings::{WorkflowPack, WorkflowPackPre, wit};
 use crate::error::{CallError, LoadError};
 use crate::limits::Limits;
+use crate::metadata::validate_metadata;
 use crate::params::{self, FieldError, ResolvedParams};
 use crate::purity::CallSeed;
 use crate::runtime::{EPOCH_TICK, EpochTicker};
@@ -32,6 +34,8 @@ pub struct Pack {
     sha256: String,
     info: PackInfo,
     templates: Vec<TemplateInfo>,
+    /// Template id -> index in `templates`.
+    index: HashMap<String, usize>,
     pre: WorkflowPackPre<StoreState>,
     engine: Engine,
     limits: Limits,
@@ -80,6 +84,7 @@ impl Pack {
                 description: String::new(),
             },
             templates: Vec::new(),
+            index: HashMap::new(),
             pre,
             engine,
             limits,
@@ -107,10 +112,19 @@ impl Pack {
             })?;
         pack.info = info.into();
         pack.templates = templates.into_iter().map(Into::into).collect();
-        validate_metadata(&pack.info, &pack.templates).map_err(|reason| LoadError::Metadata {
-            path: pack.path.clone(),
-            reason,
-        })?;
+        validate_metadata(&pack.info, &pack.templates, &pack.limits.metadata).map_err(
+            |reason| LoadError::Metadata {
+                path: pack.path.clone(),
+                reason,
+            },
+        )?;
+        // Ids are unique once validated.
+        pack.index = pack
+            .templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
         Ok(pack)
     }
 
@@ -136,7 +150,12 @@ impl Pack {
 
     /// A template by id.
     pub fn template(&self, id: &str) -> Option<&TemplateInfo> {
-        self.templates.iter().find(|t| t.id == id)
+        self.index.get(id).map(|&i| &self.templates[i])
+    }
+
+    /// The limits this pack's calls run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Checks `args` against the template's specs, then builds its graph.
@@ -151,7 +170,8 @@ impl Pack {
         host: Arc<dyn HostView>,
     ) -> Result<BuiltGraph, CallError> {
         let template = self.template_or_err(template_id)?;
-        let resolved = params::resolve(template, args).map_err(CallError::InvalidParams)?;
+        let resolved = params::resolve(template, args, &self.limits.metadata)
+            .map_err(CallError::InvalidParams)?;
         self.build_resolved(template_id, resolved, host)
     }
 
@@ -383,37 +403,4 @@ fn json_type(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// Template ids become MCP tool names, so they are kept to a safe alphabet.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-fn validate_metadata(info: &PackInfo, templates: &[TemplateInfo]) -> Result<(), String> {
-    if info.name.trim().is_empty() {
-        return Err("the pack declares an empty name".into());
-    }
-    if templates.is_empty() {
-        return Err("the pack offers no templates".into());
-    }
-    let mut seen = std::collections::HashSet::new();
-    for t in templates {
-        if !valid_id(&t.id) {
-            return Err(format!(
-                "template id `{}` must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit",
-                t.id
-            ));
-        }
-        if !seen.insert(t.id.as_str()) {
-            return Err(format!("template id `{}` appears twice", t.id));
-        }
-        params::validate_specs(&t.params).map_err(|e| format!("template `{}`: {e}", t.id))?;
-    }
-    Ok(())
 }

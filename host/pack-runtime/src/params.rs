@@ -3,15 +3,55 @@
 //! seed concrete, and deriving the JSON Schema MCP clients see. Every pack
 //! gets these checks for free, and the schema and the checks can never
 //! disagree because both come from the same [`ParamSpec`].
+//!
+//! Invariants: a spec that passed [`validate_specs`] has a snake_case name
+//! outside [`RESERVED_PARAM_NAMES`], finite bounds with `minimum <= maximum`,
+//! a `multiple_of` of at least 1, unique choices, aliases that map onto
+//! choices without shadowing them, and a default that passes its own spec;
+//! its [`param_schema`] is therefore a valid JSON Schema. [`resolve`] only
+//! returns values within their spec, and refuses a text over
+//! [`MetadataLimits::max_text_param_bytes`] before any pack is called.
 
 use serde_json::{Map, Value, json};
 
+use crate::metadata::{MetadataLimits, quote, setting_hint};
 use crate::spec::{ParamKind, ParamSpec, ParamValue, TemplateInfo};
 
 /// Name of the parameter that gets a concrete random value when omitted or -1.
 pub const SEED_PARAM: &str = "seed";
 /// Largest random seed chosen by the host: 2^53 - 1, exact in every JSON client.
 pub const MAX_RANDOM_SEED: i64 = (1 << 53) - 1;
+/// Unknown argument names reported one by one; the rest are counted, so the
+/// error stays small whatever a caller sends.
+pub const MAX_UNKNOWN_REPORTED: usize = 8;
+/// Longest parameter name, in bytes.
+pub const MAX_PARAM_NAME_BYTES: usize = 64;
+
+/// `generate_image`'s argument naming the template.
+pub const TEMPLATE_ARG: &str = "template";
+/// The argument of every generating tool that makes it wait for the job.
+pub const WAIT_ARG: &str = "wait";
+/// The argument bounding how long `wait` waits.
+pub const TIMEOUT_ARG: &str = "timeout";
+/// `load_workflow`'s argument naming the workflow file.
+pub const WORKFLOW_PATH_ARG: &str = "workflow_path";
+/// `load_workflow`'s argument holding the overrides.
+pub const PARAMETERS_ARG: &str = "parameters";
+
+/// Argument names the server itself owns in the tools that take template
+/// parameters (and names kept free for it). A pack parameter with one of
+/// these names would collide with the server's argument in the merged
+/// `generate_image` schema or a per-template tool, so it is refused at load.
+/// The MCP layer builds its own arguments from the same constants.
+pub const RESERVED_PARAM_NAMES: &[&str] = &[
+    TEMPLATE_ARG,
+    WAIT_ARG,
+    TIMEOUT_ARG,
+    WORKFLOW_PATH_ARG,
+    PARAMETERS_ARG,
+    "workflow",
+    "progress",
+];
 
 /// One rejected parameter.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -74,23 +114,52 @@ impl ResolvedParams {
     }
 }
 
+fn is_seed(spec: &ParamSpec) -> bool {
+    spec.name == SEED_PARAM && spec.kind == ParamKind::Integer
+}
+
+/// The seeds the host may draw for `spec`: `(lowest, highest, step)`, the
+/// spec's range and `multiple_of` intersected with `0..=MAX_RANDOM_SEED`.
+fn random_seed_range(spec: &ParamSpec) -> Option<(i64, i64, i64)> {
+    let step = spec.multiple_of.map_or(1, i64::from).max(1);
+    let lo = spec.minimum.map_or(0.0, |m| m.max(0.0).ceil());
+    let hi = spec.maximum.map_or(MAX_RANDOM_SEED as f64, |m| {
+        m.min(MAX_RANDOM_SEED as f64).floor()
+    });
+    if !(lo.is_finite() && hi.is_finite()) || hi < 0.0 || lo > hi {
+        return None;
+    }
+    let (lo, hi) = (lo as i64, hi as i64);
+    let lo = (lo + step - 1) / step * step;
+    let hi = hi / step * step;
+    (lo <= hi).then_some((lo, hi, step))
+}
+
+fn random_seed(spec: &ParamSpec) -> Option<i64> {
+    let (lo, hi, step) = random_seed_range(spec)?;
+    Some(rand::random_range(lo / step..=hi / step) * step)
+}
+
 /// Checks `args` against `template`'s specs.
 ///
 /// Rejects unknown names (listing the valid ones), missing required
-/// parameters, wrong types, values out of range, integers that are not a
-/// multiple of the spec's `multiple_of`, and text outside `choices`. A JSON
-/// `null` counts as omitted. Aliases are mapped to their target. A seed of
-/// -1 or no seed becomes a random seed in `0..=MAX_RANDOM_SEED`. All errors
+/// parameters, wrong types, text longer than `limits.max_text_param_bytes`,
+/// values out of range, integers that are not a multiple of the spec's
+/// `multiple_of`, and text outside `choices`. A JSON `null` counts as omitted.
+/// Aliases are mapped to their target. A seed of -1 or no seed becomes a
+/// random seed within the spec's range and `0..=MAX_RANDOM_SEED`. All errors
 /// are reported together.
 pub fn resolve(
     template: &TemplateInfo,
     args: &Map<String, Value>,
+    limits: &MetadataLimits,
 ) -> Result<ResolvedParams, Vec<FieldError>> {
     let mut errors = Vec::new();
-    for name in args.keys() {
-        if template.param(name).is_none() {
+    let mut unknown = args.keys().filter(|name| template.param(name).is_none());
+    for name in unknown.by_ref().take(MAX_UNKNOWN_REPORTED) {
+        {
             errors.push(FieldError::new(
-                name,
+                quote(name),
                 format!(
                     "unknown parameter for template `{}`; valid parameters: {}",
                     template.id,
@@ -104,11 +173,21 @@ pub fn resolve(
             ));
         }
     }
+    let more = unknown.count();
+    if more > 0 {
+        errors.push(FieldError::new(
+            "(more)",
+            format!("and {more} more unknown parameters, not listed"),
+        ));
+    }
     let mut resolved = Vec::with_capacity(template.params.len());
     for spec in &template.params {
         let given = args.get(&spec.name).filter(|v| !v.is_null());
+        // -1 asks for a random seed whatever the spec's range (required or not).
+        let random = is_seed(spec) && given.is_some_and(|v| v.as_f64() == Some(-1.0));
         let value = match given {
-            Some(raw) => match check_value(spec, raw) {
+            _ if random => None,
+            Some(raw) => match check_value(spec, raw, limits) {
                 Ok(v) => Some(v),
                 Err(message) => {
                     errors.push(FieldError::new(&spec.name, message));
@@ -121,15 +200,18 @@ pub fn resolve(
             }
             None => spec.default.clone(),
         };
-        let value = if spec.name == SEED_PARAM && spec.kind == ParamKind::Integer {
-            match value {
-                None | Some(ParamValue::Integer(-1)) => {
-                    Some(ParamValue::Integer(rand::random_range(0..=MAX_RANDOM_SEED)))
+        let value = match value {
+            None | Some(ParamValue::Integer(-1)) if is_seed(spec) => match random_seed(spec) {
+                Some(seed) => Some(ParamValue::Integer(seed)),
+                None => {
+                    errors.push(FieldError::new(
+                        &spec.name,
+                        "no random seed fits this template's seed range",
+                    ));
+                    continue;
                 }
-                other => other,
-            }
-        } else {
-            value
+            },
+            other => other,
         };
         if let Some(value) = value {
             resolved.push((spec.name.clone(), value));
@@ -161,9 +243,35 @@ pub fn self_test_args(template: &TemplateInfo) -> Map<String, Value> {
         .collect()
 }
 
-fn check_value(spec: &ParamSpec, raw: &Value) -> Result<ParamValue, String> {
+/// The range an integer spec accepts, as text, intersected with i64.
+fn integer_range(spec: &ParamSpec) -> String {
+    let lo = spec.minimum.map_or(i64::MIN as i128, |m| {
+        (m.ceil() as i128).max(i64::MIN as i128)
+    });
+    let hi = spec.maximum.map_or(i64::MAX as i128, |m| {
+        (m.floor() as i128).min(i64::MAX as i128)
+    });
+    format!("must be between {lo} and {hi}")
+}
+
+fn check_value(
+    spec: &ParamSpec,
+    raw: &Value,
+    limits: &MetadataLimits,
+) -> Result<ParamValue, String> {
     let value = match (spec.kind, raw) {
-        (ParamKind::Text, Value::String(s)) => ParamValue::Text(s.clone()),
+        (ParamKind::Text, Value::String(s)) => {
+            if s.len() > limits.max_text_param_bytes {
+                return Err(format!(
+                    "{} is {} bytes, over the limit of {} bytes for one text parameter; raise it with {}",
+                    spec.name,
+                    s.len(),
+                    limits.max_text_param_bytes,
+                    setting_hint("max_text_param_bytes")
+                ));
+            }
+            ParamValue::Text(s.clone())
+        }
         (ParamKind::Boolean, Value::Bool(b)) => ParamValue::Boolean(*b),
         (ParamKind::Number, Value::Number(n)) => match n.as_f64() {
             Some(f) if f.is_finite() => ParamValue::Number(f),
@@ -172,12 +280,23 @@ fn check_value(spec: &ParamSpec, raw: &Value) -> Result<ParamValue, String> {
         (ParamKind::Integer, Value::Number(n)) => {
             if let Some(i) = n.as_i64() {
                 ParamValue::Integer(i)
+            } else if n.is_u64() {
+                return Err(format!("{n} is out of range: {}", integer_range(spec)));
             } else {
                 match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    Some(f) if !f.is_finite() => {
+                        return Err(format!("{n} is not a finite number"));
+                    }
+                    Some(f) if f.fract() != 0.0 => {
+                        return Err(format!("expected a whole number, got {n}"));
+                    }
+                    // -2^63 ..= 2^63 - 1 (2^63 itself is not an i64).
+                    Some(f)
+                        if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) =>
+                    {
                         ParamValue::Integer(f as i64)
                     }
-                    _ => return Err(format!("expected a whole number, got {n}")),
+                    _ => return Err(format!("{n} is out of range: {}", integer_range(spec))),
                 }
             }
         }
@@ -198,25 +317,32 @@ fn check_value(spec: &ParamSpec, raw: &Value) -> Result<ParamValue, String> {
 }
 
 fn check_constraints(spec: &ParamSpec, value: ParamValue) -> Result<ParamValue, String> {
-    let numeric = match &value {
-        ParamValue::Integer(i) => Some(*i as f64),
-        ParamValue::Number(n) => Some(*n),
-        _ => None,
+    let range = || match (spec.minimum, spec.maximum) {
+        (Some(lo), Some(hi)) => format!("between {} and {}", fmt_num(lo), fmt_num(hi)),
+        (Some(lo), None) => format!("at least {}", fmt_num(lo)),
+        (None, Some(hi)) => format!("at most {}", fmt_num(hi)),
+        (None, None) => String::new(),
     };
-    if let Some(x) = numeric {
-        let range = || match (spec.minimum, spec.maximum) {
-            (Some(lo), Some(hi)) => format!("between {} and {}", fmt_num(lo), fmt_num(hi)),
-            (Some(lo), None) => format!("at least {}", fmt_num(lo)),
-            (None, Some(hi)) => format!("at most {}", fmt_num(hi)),
-            (None, None) => String::new(),
-        };
-        if spec.minimum.is_some_and(|lo| x < lo) || spec.maximum.is_some_and(|hi| x > hi) {
+    match &value {
+        // Exact for every i64: the bounds are rounded inwards to integers.
+        ParamValue::Integer(i) => {
+            let i = i128::from(*i);
+            if spec.minimum.is_some_and(|lo| i < lo.ceil() as i128)
+                || spec.maximum.is_some_and(|hi| i > hi.floor() as i128)
+            {
+                return Err(format!("{i} is out of range: must be {}", range()));
+            }
+        }
+        ParamValue::Number(x)
+            if spec.minimum.is_some_and(|lo| *x < lo) || spec.maximum.is_some_and(|hi| *x > hi) =>
+        {
             return Err(format!(
                 "{} is out of range: must be {}",
-                fmt_num(x),
+                fmt_num(*x),
                 range()
             ));
         }
+        _ => {}
     }
     if let (ParamValue::Integer(i), Some(m)) = (&value, spec.multiple_of)
         && m > 0
@@ -226,7 +352,7 @@ fn check_constraints(spec: &ParamSpec, value: ParamValue) -> Result<ParamValue, 
         return Err(format!(
             "{i} is not a multiple of {m} (nearest valid: {} or {})",
             below,
-            below + i64::from(m)
+            below.saturating_add(i64::from(m))
         ));
     }
     if let ParamValue::Text(s) = &value
@@ -249,7 +375,8 @@ fn check_constraints(spec: &ParamSpec, value: ParamValue) -> Result<ParamValue, 
             )
         };
         return Err(format!(
-            "`{s}` is not a valid choice; valid choices: {}{aliases}",
+            "`{}` is not a valid choice; valid choices: {}{aliases}",
+            quote(s),
             spec.choices.join(", ")
         ));
     }
@@ -261,7 +388,7 @@ fn describe(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) => format!("the number {n}"),
-        Value::String(s) if s.len() > 40 => format!("a string ({} characters)", s.len()),
+        Value::String(s) if s.len() > 40 => format!("a string ({} bytes)", s.len()),
         Value::String(s) => format!("the string {s:?}"),
         Value::Array(_) => "an array".into(),
         Value::Object(_) => "an object".into(),
@@ -276,45 +403,230 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
-/// Checks that a template's specs are coherent: unique names, defaults that
-/// pass their own spec, aliases that point at choices, sane ranges.
-pub fn validate_specs(specs: &[ParamSpec]) -> Result<(), String> {
+/// A parameter spec that cannot be served, and which parameter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("parameter `{param}`: {fault}")]
+pub struct SpecProblem {
+    /// The parameter's name (escaped and shortened if it is unprintable or long).
+    pub param: String,
+    /// What is wrong.
+    pub fault: SpecFault,
+}
+
+/// What is wrong with one parameter spec.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecFault {
+    /// The name is not snake_case ASCII or too long.
+    #[error(
+        "the name must be 1-{MAX_PARAM_NAME_BYTES} characters of a-z, 0-9 and `_`, starting with a letter (snake_case)"
+    )]
+    BadName,
+    /// The name is one of the server's own arguments.
+    #[error("the name is reserved for the server's own arguments (reserved: {})", RESERVED_PARAM_NAMES.join(", "))]
+    Reserved,
+    /// Declared twice in one template.
+    #[error("declared twice")]
+    Duplicate,
+    /// Required and defaulted at once.
+    #[error("required but also has a default")]
+    RequiredWithDefault,
+    /// A bound or default is NaN or infinite.
+    #[error("{what} is {value}, not a finite number")]
+    NonFinite {
+        /// `minimum`, `maximum` or `default`.
+        what: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// `minimum` above `maximum`.
+    #[error("minimum {lo} is above maximum {hi}")]
+    MinAboveMax {
+        /// Lower bound.
+        lo: f64,
+        /// Upper bound.
+        hi: f64,
+    },
+    /// `multiple-of` is 0.
+    #[error("multiple-of is 0; it must be at least 1 (or absent)")]
+    MultipleOfZero,
+    /// A numeric constraint on a parameter that is not numeric.
+    #[error("{what} can only be declared on {applies_to} parameters")]
+    NotApplicable {
+        /// The constraint.
+        what: &'static str,
+        /// The kinds it applies to.
+        applies_to: &'static str,
+    },
+    /// The same choice listed twice.
+    #[error("choice `{choice}` is listed twice")]
+    DuplicateChoice {
+        /// The choice.
+        choice: String,
+    },
+    /// An alias whose target is not a choice.
+    #[error("alias `{alias}` points at `{target}`, which is not a choice")]
+    AliasNotAChoice {
+        /// The alias.
+        alias: String,
+        /// Its target.
+        target: String,
+    },
+    /// An alias spelled like a choice or another alias.
+    #[error("alias `{alias}` is spelled like a choice or another alias")]
+    AliasClash {
+        /// The alias.
+        alias: String,
+    },
+    /// The default fails its own spec.
+    #[error("default is invalid: {reason}")]
+    BadDefault {
+        /// Why.
+        reason: String,
+    },
+    /// The seed's range admits no random seed.
+    #[error(
+        "no seed in 0..={MAX_RANDOM_SEED} fits the declared range and multiple-of, so no random seed can be drawn for -1"
+    )]
+    NoRandomSeed,
+}
+
+/// Parameter names: snake_case ASCII, at most [`MAX_PARAM_NAME_BYTES`].
+pub fn valid_param_name(name: &str) -> bool {
+    name.len() <= MAX_PARAM_NAME_BYTES
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Checks that a template's specs are coherent (see the module invariants).
+/// Returns every problem found; empty means the specs can be served.
+pub fn validate_specs(specs: &[ParamSpec]) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
     let mut names = std::collections::HashSet::new();
     for spec in specs {
-        let name = &spec.name;
-        if name.is_empty() || !names.insert(name.as_str()) {
-            return Err(format!("parameter name `{name}` is empty or appears twice"));
+        let mut fault = |fault| {
+            problems.push(SpecProblem {
+                param: quote(&spec.name),
+                fault,
+            })
+        };
+        let name = spec.name.as_str();
+        if !valid_param_name(name) {
+            fault(SpecFault::BadName);
+        } else if RESERVED_PARAM_NAMES.contains(&name) {
+            fault(SpecFault::Reserved);
+        } else if !names.insert(name) {
+            fault(SpecFault::Duplicate);
         }
         if spec.required && spec.default.is_some() {
-            return Err(format!(
-                "parameter `{name}` is required but also has a default"
-            ));
+            fault(SpecFault::RequiredWithDefault);
         }
-        if let (Some(lo), Some(hi)) = (spec.minimum, spec.maximum)
+        let numeric = matches!(spec.kind, ParamKind::Integer | ParamKind::Number);
+        let mut bounds_ok = true;
+        for (what, bound) in [("minimum", spec.minimum), ("maximum", spec.maximum)] {
+            let Some(value) = bound else { continue };
+            if !numeric {
+                fault(SpecFault::NotApplicable {
+                    what,
+                    applies_to: "integer and number",
+                });
+                bounds_ok = false;
+            } else if !value.is_finite() {
+                fault(SpecFault::NonFinite { what, value });
+                bounds_ok = false;
+            }
+        }
+        if bounds_ok
+            && let (Some(lo), Some(hi)) = (spec.minimum, spec.maximum)
             && lo > hi
         {
-            return Err(format!(
-                "parameter `{name}`: minimum {lo} is above maximum {hi}"
-            ));
+            fault(SpecFault::MinAboveMax { lo, hi });
+            bounds_ok = false;
         }
+        match spec.multiple_of {
+            Some(_) if spec.kind != ParamKind::Integer => fault(SpecFault::NotApplicable {
+                what: "multiple-of",
+                applies_to: "integer",
+            }),
+            Some(0) => fault(SpecFault::MultipleOfZero),
+            _ => {}
+        }
+        if spec.kind != ParamKind::Text && !(spec.choices.is_empty() && spec.aliases.is_empty()) {
+            fault(SpecFault::NotApplicable {
+                what: "choices and aliases",
+                applies_to: "text",
+            });
+        }
+        let mut choices = std::collections::HashSet::new();
+        for choice in &spec.choices {
+            if !choices.insert(choice.as_str()) {
+                fault(SpecFault::DuplicateChoice {
+                    choice: quote(choice),
+                });
+            }
+        }
+        let mut spellings = choices.clone();
         for alias in &spec.aliases {
-            if !spec.choices.contains(&alias.target) {
-                return Err(format!(
-                    "parameter `{name}`: alias `{}` points at `{}`, which is not a choice",
-                    alias.name, alias.target
-                ));
+            if !choices.contains(alias.target.as_str()) {
+                fault(SpecFault::AliasNotAChoice {
+                    alias: quote(&alias.name),
+                    target: quote(&alias.target),
+                });
+            }
+            if !spellings.insert(alias.name.as_str()) {
+                fault(SpecFault::AliasClash {
+                    alias: quote(&alias.name),
+                });
             }
         }
-        if let Some(default) = &spec.default {
-            let raw = default.to_json();
-            let is_random_seed = name == SEED_PARAM && raw == json!(-1);
-            if !is_random_seed {
-                check_value(spec, &raw)
-                    .map_err(|e| format!("parameter `{name}`: default is invalid: {e}"))?;
+        if is_seed(spec)
+            && bounds_ok
+            && spec.multiple_of != Some(0)
+            && random_seed_range(spec).is_none()
+        {
+            fault(SpecFault::NoRandomSeed);
+        }
+        match &spec.default {
+            Some(ParamValue::Number(value)) if !value.is_finite() => {
+                fault(SpecFault::NonFinite {
+                    what: "default",
+                    value: *value,
+                });
             }
+            Some(default) if bounds_ok => {
+                let raw = default.to_json();
+                let is_random_seed = is_seed(spec) && raw == json!(-1);
+                // Defaults are checked against the spec, not the caller's text cap
+                // (the metadata caps bound them).
+                let unbounded = MetadataLimits {
+                    max_text_param_bytes: usize::MAX,
+                    ..MetadataLimits::DEFAULT
+                };
+                if !is_random_seed {
+                    match check_value(spec, &raw, &unbounded) {
+                        Err(reason) => fault(SpecFault::BadDefault { reason }),
+                        // Defaults reach the pack as declared, so an alias would
+                        // bypass its mapping.
+                        Ok(ParamValue::Text(choice))
+                            if Some(&choice) != raw.as_str().map(String::from).as_ref() =>
+                        {
+                            fault(SpecFault::BadDefault {
+                                reason: format!(
+                                    "`{}` is an alias of `{}`; declare the choice itself",
+                                    quote(raw.as_str().unwrap_or_default()),
+                                    quote(&choice)
+                                ),
+                            })
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    Ok(())
+    problems
 }
 
 /// The JSON Schema of one parameter.
@@ -322,7 +634,8 @@ pub fn param_schema(spec: &ParamSpec) -> Value {
     let mut s = Map::new();
     s.insert("type".into(), json!(spec.kind.json_type()));
     let mut description = spec.description.clone();
-    if spec.name == SEED_PARAM && spec.kind == ParamKind::Integer {
+    let seed = is_seed(spec);
+    if seed {
         description.push_str(" (-1 or omitted: a random seed, reported back)");
     }
     if !description.is_empty() {
@@ -331,18 +644,29 @@ pub fn param_schema(spec: &ParamSpec) -> Value {
     if let Some(d) = &spec.default {
         s.insert("default".into(), d.to_json());
     }
-    if let Some(lo) = spec.minimum {
+    if let Some(lo) = spec.minimum.filter(|x| x.is_finite()) {
+        // -1 (a random seed) is accepted whatever the seed's range.
+        let lo = if seed { lo.min(-1.0) } else { lo };
         s.insert("minimum".into(), num_json(lo, spec.kind));
     }
-    if let Some(hi) = spec.maximum {
+    if let Some(hi) = spec.maximum.filter(|x| x.is_finite()) {
         s.insert("maximum".into(), num_json(hi, spec.kind));
     }
-    if let Some(m) = spec.multiple_of {
+    // A seed's multiple-of would reject -1; the host checks it.
+    if let Some(m) = spec.multiple_of.filter(|m| *m >= 1 && !seed) {
         s.insert("multipleOf".into(), json!(m));
     }
     if !spec.choices.is_empty() {
-        let mut all: Vec<&str> = spec.choices.iter().map(String::as_str).collect();
-        all.extend(spec.aliases.iter().map(|a| a.name.as_str()));
+        let mut all: Vec<&str> = Vec::new();
+        for name in spec
+            .choices
+            .iter()
+            .chain(spec.aliases.iter().map(|a| &a.name))
+        {
+            if !all.contains(&name.as_str()) {
+                all.push(name);
+            }
+        }
         s.insert("enum".into(), json!(all));
     }
     Value::Object(s)
@@ -449,6 +773,13 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    fn resolve(
+        t: &TemplateInfo,
+        a: &Map<String, Value>,
+    ) -> Result<ResolvedParams, Vec<FieldError>> {
+        super::resolve(t, a, &MetadataLimits::DEFAULT)
+    }
+
     #[test]
     fn defaults_fill_in_and_seed_becomes_concrete() {
         let r = resolve(&template(), &args(json!({"prompt": "a cat"}))).unwrap();
@@ -538,11 +869,13 @@ mod tests {
     fn incoherent_specs_are_refused() {
         let mut bad = template();
         bad.params[1].default = Some(ParamValue::Integer(100));
-        let e = validate_specs(&bad.params).unwrap_err();
+        let e = validate_specs(&bad.params);
+        assert_eq!(e.len(), 1, "{e:?}");
+        let e = e[0].to_string();
         assert!(
             e.contains("`width`: default is invalid: 100 is not a multiple of 8"),
             "{e}"
         );
-        assert!(validate_specs(&template().params).is_ok());
+        assert!(validate_specs(&template().params).is_empty());
     }
 }

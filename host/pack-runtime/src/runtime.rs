@@ -119,11 +119,34 @@ impl Runtime {
     }
 
     /// Reads and loads a pack file.
+    ///
+    /// The file's size is checked against `max_pack_file_bytes` from its
+    /// metadata before anything is read, and the read itself stops one byte
+    /// past the cap, so a file that grows meanwhile is refused too.
     pub fn load_file(&self, path: &Path) -> Result<Pack, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        use std::io::Read;
+        let io = |source| LoadError::Io {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let limit = self.config.limits.metadata.max_pack_file_bytes;
+        let too_large = |size| LoadError::TooLarge {
+            path: path.to_owned(),
+            size,
+            limit,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        if size > limit {
+            return Err(too_large(size));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large(bytes.len() as u64));
+        }
         self.load_bytes(path, &bytes)
     }
 

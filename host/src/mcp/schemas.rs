@@ -9,6 +9,9 @@
 
 use std::sync::Arc;
 
+use pack_runtime::params::{
+    PARAMETERS_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
+};
 use pack_runtime::{ParamSpec, params};
 use rmcp::model::JsonObject;
 use serde_json::{Map, Value, json};
@@ -47,7 +50,7 @@ fn object(value: Value) -> Arc<JsonObject> {
 /// The `wait` and `timeout` properties shared by every generating tool.
 fn wait_properties(properties: &mut Map<String, Value>) {
     properties.insert(
-        "wait".into(),
+        WAIT_ARG.into(),
         json!({
             "type": "boolean",
             "default": false,
@@ -55,7 +58,7 @@ fn wait_properties(properties: &mut Map<String, Value>) {
         }),
     );
     properties.insert(
-        "timeout".into(),
+        TIMEOUT_ARG.into(),
         json!({
             "type": "number",
             "default": DEFAULT_TIMEOUT_SECS,
@@ -83,7 +86,7 @@ pub fn generate_image_input(catalog: &Catalog) -> Arc<JsonObject> {
         template["enum"] = json!(ids);
     }
     let mut properties = Map::new();
-    properties.insert("template".into(), template);
+    properties.insert(TEMPLATE_ARG.into(), template);
 
     let mut names: Vec<&str> = SHARED_PARAMS
         .iter()
@@ -97,7 +100,7 @@ pub fn generate_image_input(catalog: &Catalog) -> Arc<JsonObject> {
             }
         }
     }
-    let mut required = vec!["template".to_owned()];
+    let mut required = vec![TEMPLATE_ARG.to_owned()];
     for name in names {
         let specs: Vec<&ParamSpec> = templates
             .iter()
@@ -136,6 +139,17 @@ pub fn merged_param_schema(specs: &[&ParamSpec]) -> Value {
     }
     widen(s, "minimum", specs, |p| p.minimum, f64::min);
     widen(s, "maximum", specs, |p| p.maximum, f64::max);
+    // -1 (a random seed) stays accepted, as in `params::param_schema`.
+    let seed = specs
+        .iter()
+        .any(|p| p.name == params::SEED_PARAM && p.kind == pack_runtime::ParamKind::Integer);
+    if seed
+        && s.get("minimum")
+            .and_then(Value::as_f64)
+            .is_some_and(|m| m > -1.0)
+    {
+        s.insert("minimum".into(), json!(-1));
+    }
     if specs.iter().any(|p| p.choices.is_empty()) {
         s.remove("enum");
     } else {
@@ -159,7 +173,11 @@ fn widen(
     get: impl Fn(&ParamSpec) -> Option<f64>,
     pick: impl Fn(f64, f64) -> f64,
 ) {
-    let values: Option<Vec<f64>> = specs.iter().map(|p| get(p)).collect();
+    // A non-finite bound (refused at load anyway) counts as no bound.
+    let values: Option<Vec<f64>> = specs
+        .iter()
+        .map(|p| get(p).filter(|x| x.is_finite()))
+        .collect();
     match values {
         Some(v) if specs.len() > 1 => {
             let widest = v.into_iter().reduce(&pick).expect("non-empty");
@@ -244,11 +262,11 @@ pub fn cancel_input() -> Arc<JsonObject> {
 pub fn load_workflow_input() -> Arc<JsonObject> {
     let mut properties = Map::new();
     properties.insert(
-        "workflow_path".into(),
+        WORKFLOW_PATH_ARG.into(),
         json!({"type": "string", "description": "Path of a ComfyUI workflow in API format (Export (API) in ComfyUI), relative to or inside one of the configured workflow folders."}),
     );
     properties.insert(
-        "parameters".into(),
+        PARAMETERS_ARG.into(),
         json!({
             "type": "object",
             "default": {},
@@ -260,7 +278,7 @@ pub fn load_workflow_input() -> Arc<JsonObject> {
     object(json!({
         "type": "object",
         "properties": properties,
-        "required": ["workflow_path"],
+        "required": [WORKFLOW_PATH_ARG],
         "additionalProperties": false,
     }))
 }
@@ -497,5 +515,188 @@ mod tests {
         assert_eq!(s["type"], "object");
         assert_eq!(s["required"], json!(["template"]));
         assert!(s["properties"]["template"].get("enum").is_none());
+    }
+
+    /// Structural JSON Schema (2020-12) checks for what this module emits: numbers
+    /// where numbers belong, `multipleOf` > 0, unique `enum` and `required` entries,
+    /// `required` naming declared properties, known `type` names. The Python suite
+    /// checks every published schema against the real meta-schema.
+    fn assert_valid_schema(v: &Value, at: &str) {
+        let Value::Object(s) = v else {
+            assert!(
+                v.is_boolean(),
+                "{at}: a schema is an object or a boolean: {v}"
+            );
+            return;
+        };
+        for key in ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] {
+            if let Some(x) = s.get(key) {
+                assert!(x.is_number(), "{at}.{key} must be a number: {x}");
+            }
+        }
+        if let Some(m) = s.get("multipleOf") {
+            assert!(
+                m.as_f64().is_some_and(|m| m > 0.0),
+                "{at}.multipleOf must be > 0: {m}"
+            );
+        }
+        if let (Some(lo), Some(hi)) = (
+            s.get("minimum").and_then(Value::as_f64),
+            s.get("maximum").and_then(Value::as_f64),
+        ) {
+            assert!(lo <= hi, "{at}: minimum {lo} above maximum {hi}");
+        }
+        for key in ["enum", "required"] {
+            if let Some(list) = s.get(key) {
+                let list = list
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{at}.{key} must be an array"));
+                for (i, a) in list.iter().enumerate() {
+                    assert!(!list[..i].contains(a), "{at}.{key} repeats {a}");
+                }
+            }
+        }
+        if let Some(t) = s.get("type") {
+            let names: Vec<&Value> = match t {
+                Value::Array(a) => a.iter().collect(),
+                other => vec![other],
+            };
+            for n in names {
+                assert!(
+                    [
+                        "string", "integer", "number", "boolean", "object", "array", "null"
+                    ]
+                    .contains(&n.as_str().unwrap_or("")),
+                    "{at}.type {n}"
+                );
+            }
+        }
+        if let Some(props) = s.get("properties") {
+            let props = props.as_object().expect("properties is an object");
+            for (k, p) in props {
+                assert_valid_schema(p, &format!("{at}.{k}"));
+            }
+            if let Some(Value::Array(req)) = s.get("required") {
+                for r in req {
+                    assert!(
+                        props.contains_key(r.as_str().unwrap()),
+                        "{at}: required {r} is not a property"
+                    );
+                }
+            }
+        }
+        for key in ["items"] {
+            if let Some(sub) = s.get(key) {
+                assert_valid_schema(sub, &format!("{at}.{key}"));
+            }
+        }
+        for key in ["anyOf", "allOf", "oneOf"] {
+            if let Some(Value::Array(subs)) = s.get(key) {
+                for (i, sub) in subs.iter().enumerate() {
+                    assert_valid_schema(sub, &format!("{at}.{key}[{i}]"));
+                }
+            }
+        }
+    }
+
+    fn hostile_specs() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec {
+                minimum: Some(f64::NAN),
+                maximum: Some(f64::INFINITY),
+                multiple_of: Some(0),
+                default: Some(ParamValue::Number(f64::NAN)),
+                ..spec("steps", ParamKind::Number)
+            },
+            ParamSpec {
+                choices: vec!["a".into(), "a".into(), "b".into()],
+                aliases: vec![Alias {
+                    name: "b".into(),
+                    target: "a".into(),
+                }],
+                ..spec("sampler", ParamKind::Text)
+            },
+            ParamSpec {
+                minimum: Some(0.0),
+                maximum: Some(1e300),
+                multiple_of: Some(8),
+                ..spec("seed", ParamKind::Integer)
+            },
+            ParamSpec {
+                minimum: Some(f64::NEG_INFINITY),
+                ..spec("seed", ParamKind::Integer)
+            },
+        ]
+    }
+
+    #[test]
+    fn schemas_of_hostile_specs_stay_valid_json_schema() {
+        let specs = hostile_specs();
+        for p in &specs {
+            let s = params::param_schema(p);
+            assert_valid_schema(&s, &p.name);
+        }
+        let seeds: Vec<&ParamSpec> = specs.iter().filter(|p| p.name == "seed").collect();
+        let merged = merged_param_schema(&seeds);
+        assert_valid_schema(&merged, "merged seed");
+        // -1 asks for a random seed: the schema must accept it.
+        assert!(
+            merged
+                .get("minimum")
+                .is_none_or(|m| m.as_f64() <= Some(-1.0)),
+            "{merged}"
+        );
+        assert!(merged.get("multipleOf").is_none(), "{merged}");
+        let single = params::param_schema(seeds[0]);
+        assert_eq!(single["minimum"], -1, "{single}");
+        assert!(single.get("multipleOf").is_none(), "{single}");
+        let steps = params::param_schema(&specs[0]);
+        assert!(
+            steps.get("minimum").is_none() && steps.get("multipleOf").is_none(),
+            "{steps}"
+        );
+        let sampler = params::param_schema(&specs[1]);
+        assert_eq!(sampler["enum"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn every_published_schema_is_structurally_valid() {
+        let all = [
+            ("generate_image", generate_image_input(&Catalog::default())),
+            (
+                "template",
+                template_input(&json!({"type": "object", "properties": {}})),
+            ),
+            ("list_workflows", list_workflows_input()),
+            ("status", status_input()),
+            ("cancel", cancel_input()),
+            ("load_workflow", load_workflow_input()),
+            ("generation_output", generation_output()),
+            ("status_output", status_output()),
+            ("load_workflow_output", load_workflow_output()),
+            ("cancel_output", cancel_output()),
+            ("list_workflows_output", list_workflows_output()),
+        ];
+        for (name, s) in all {
+            assert_valid_schema(&Value::Object((*s).clone()), name);
+        }
+    }
+
+    /// Every argument the server adds next to template parameters is a reserved
+    /// parameter name, so no pack parameter can collide with one (packs declaring
+    /// one are refused at load).
+    #[test]
+    fn server_arguments_are_reserved_parameter_names() {
+        let generic = generate_image_input(&Catalog::default());
+        let per_template = template_input(&json!({"type": "object", "properties": {}}));
+        let load = load_workflow_input();
+        for s in [generic, per_template, load] {
+            for name in s["properties"].as_object().unwrap().keys() {
+                assert!(
+                    params::RESERVED_PARAM_NAMES.contains(&name.as_str()),
+                    "`{name}` is a server argument but not in RESERVED_PARAM_NAMES"
+                );
+            }
+        }
     }
 }

@@ -22,7 +22,7 @@ wit_bindgen::generate!({
 
 pub use comfyui::workflow::host;
 pub use comfyui::workflow::types::{
-    BuildError, PackInfo, Param, ParamSpec, TemplateInfo, Value, ValueKind,
+    Alias, BuildError, PackInfo, Param, ParamSpec, TemplateInfo, Value, ValueKind,
 };
 pub use exports::comfyui::workflow::templates::Guest;
 
