@@ -9,6 +9,7 @@ import json
 import queue
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -62,6 +63,16 @@ class Stdio:
                 continue
             return msg
 
+    def wait_for_tool(self, name: str) -> None:
+        """Packs load in the background after `initialize`: polls `tools/list` until `name` is served."""
+        for n in range(int(WAIT * 20)):
+            self.send({"jsonrpc": "2.0", "id": f"tools-{n}", "method": "tools/list"})
+            listed = self.answer()
+            if any(t["name"] == name for t in listed["result"]["tools"]):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"tool {name} was never served")
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -101,6 +112,7 @@ async def test_every_readable_id_is_answered_over_stdio(sim: Sim, tmp_path: Path
 async def test_a_duplicate_in_flight_id_is_refused_and_the_first_call_completes(sim: Sim, tmp_path: Path) -> None:
     s = Stdio(server_env(sim, tmp_path, prepare_workdir(tmp_path)))
     try:
+        s.wait_for_tool("item-icon")
         await sim.hold(True)
         s.send(
             {
