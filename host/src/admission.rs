@@ -343,6 +343,40 @@ mod tests {
         )
     }
 
+    /// Starts a call of `pack` that runs until `release` is set; returns once it runs.
+    async fn hold(
+        admission: &Arc<Admission>,
+        pack: &'static str,
+    ) -> (
+        Arc<AtomicBool>,
+        tokio::task::JoinHandle<Result<(), AdmissionError>>,
+    ) {
+        let release = Arc::new(AtomicBool::new(false));
+        let r = release.clone();
+        let a = admission.clone();
+        let holder = tokio::spawn(async move {
+            a.run(pack, Wait::Bounded, move || {
+                while !r.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+            .await
+        });
+        while admission.running() == 0 {
+            tokio::task::yield_now().await;
+        }
+        (release, holder)
+    }
+
+    /// Runs a call of `pack` that must be refused as busy; returns the full limit and the error.
+    async fn refused(admission: &Admission, pack: &str) -> (BusyLimit, AdmissionError) {
+        let err = admission.run(pack, Wait::Bounded, || ()).await.unwrap_err();
+        match err {
+            AdmissionError::Busy { limit, .. } => (limit, err),
+            _ => panic!("not a busy error: {err:?}"),
+        }
+    }
+
     #[test]
     fn defaults_follow_the_cores_and_the_share_is_half_rounded_up() {
         let c = AdmissionConfig::resolve(Some(5), None, DEFAULT_QUEUE_WAIT);
@@ -357,34 +391,9 @@ mod tests {
     #[tokio::test]
     async fn a_pack_over_its_share_gets_a_busy_error_naming_the_setting() {
         let admission = Admission::new(config(2, 1, 50)).unwrap();
-        let release = Arc::new(AtomicBool::new(false));
-        let r = release.clone();
-        let a = admission.clone();
-        let holder = tokio::spawn(async move {
-            a.run("hog.wasm", Wait::Bounded, move || {
-                while !r.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
-            .await
-        });
-        while admission.running() == 0 {
-            tokio::task::yield_now().await;
-        }
-        let err = admission
-            .run("hog.wasm", Wait::Bounded, || ())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                AdmissionError::Busy {
-                    limit: BusyLimit::PackShare,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        let (release, holder) = hold(&admission, "hog.wasm").await;
+        let (limit, err) = refused(&admission, "hog.wasm").await;
+        assert_eq!(limit, BusyLimit::PackShare, "{err:?}");
         assert!(err.to_string().contains("COMFYUI_MCP_PACK_SHARE"), "{err}");
         // Another pack still gets the second permit.
         admission
@@ -399,35 +408,10 @@ mod tests {
     #[tokio::test]
     async fn a_full_server_gets_a_busy_error_naming_the_concurrency_setting() {
         let admission = Admission::new(config(1, 1, 50)).unwrap();
-        let release = Arc::new(AtomicBool::new(false));
-        let r = release.clone();
-        let a = admission.clone();
-        let holder = tokio::spawn(async move {
-            a.run("a.wasm", Wait::Bounded, move || {
-                while !r.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
-            .await
-        });
-        while admission.running() == 0 {
-            tokio::task::yield_now().await;
-        }
-        let err = admission
-            .run("b.wasm", Wait::Bounded, || ())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                AdmissionError::Busy {
-                    limit: BusyLimit::Server,
-                    permits: 1,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        let (release, holder) = hold(&admission, "a.wasm").await;
+        let (limit, err) = refused(&admission, "b.wasm").await;
+        assert_eq!(limit, BusyLimit::Server, "{err:?}");
+        assert!(matches!(err, AdmissionError::Busy { permits: 1, .. }));
         assert!(
             err.to_string().contains("COMFYUI_MCP_PACK_CONCURRENCY"),
             "{err}"

@@ -303,23 +303,20 @@ impl App {
             .await
             .map_err(AppError::ComfyUi)?;
         let live: &LiveComfy = self.loader().live();
-        let stale = live
-            .nodes
-            .load()
-            .as_ref()
-            .is_none_or(|known| !Arc::ptr_eq(known, &nodes));
-        if stale {
-            live.nodes.store(Some(nodes.clone()));
-        }
-        let stale = live
-            .models
-            .load()
-            .as_ref()
-            .is_none_or(|known| !Arc::ptr_eq(known, &models));
-        if stale {
-            live.models.store(Some(models.clone()));
-        }
+        store_if_new(&live.nodes, &nodes);
+        store_if_new(&live.models, &models);
         Ok((nodes, models))
+    }
+}
+
+/// Stores `fresh` in `slot` unless the slot already holds that very snapshot.
+fn store_if_new<T>(slot: &arc_swap::ArcSwapOption<T>, fresh: &Arc<T>) {
+    let stale = slot
+        .load()
+        .as_ref()
+        .is_none_or(|known| !Arc::ptr_eq(known, fresh));
+    if stale {
+        slot.store(Some(fresh.clone()));
     }
 }
 

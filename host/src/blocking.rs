@@ -1,5 +1,6 @@
 //! A bounded pool for CPU or file work that must not run on the async runtime's workers (graph
-//! checks, reading and parsing workflow files).
+//! checks, reading and parsing workflow files, inline thumbnails: the thumbnail pool is one
+//! of these under its own name and size).
 //!
 //! Lifecycle and invariants: a [`BlockingPool`] holds `threads` permits. [`BlockingPool::run`]
 //! waits (asynchronously, in FIFO order) for a permit, then runs the job on tokio's blocking
@@ -99,26 +100,39 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
+    /// Starts a job on `pool` that blocks until `release` is sent, then returns `value`;
+    /// returns once the job runs.
+    async fn hold<T: Send + 'static>(
+        pool: &BlockingPool,
+        value: T,
+    ) -> (
+        mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<T, BlockingError>>,
+    ) {
+        let (release, blocked) = mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let caller = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    let _ = started_tx.send(());
+                    blocked.recv().ok();
+                    value
+                })
+                .await
+            }
+        });
+        started.await.expect("the job started");
+        (release, caller)
+    }
+
     /// With every permit taken by a job that blocks, a further job waits (without a thread)
     /// while the async runtime, here a single thread, keeps serving other tasks; the waiting
     /// job runs once a permit comes back.
     #[tokio::test(flavor = "current_thread")]
     async fn jobs_beyond_the_size_wait_and_the_runtime_keeps_serving() {
         let pool = BlockingPool::new("test", 1);
-        let (release, blocked) = mpsc::channel::<()>();
-        let (started_tx, started) = tokio::sync::oneshot::channel();
-        let first = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                pool.run(move || {
-                    let _ = started_tx.send(());
-                    blocked.recv().ok();
-                    1
-                })
-                .await
-            }
-        });
-        started.await.expect("first job started");
+        let (release, first) = hold(&pool, 1).await;
         assert_eq!(pool.available(), 0);
         let second = tokio::spawn({
             let pool = pool.clone();
@@ -141,19 +155,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_cancelled_caller_keeps_its_permit_until_the_job_ends() {
         let pool = BlockingPool::new("test", 1);
-        let (release, blocked) = mpsc::channel::<()>();
-        let (started_tx, started) = tokio::sync::oneshot::channel();
-        let caller = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                pool.run(move || {
-                    let _ = started_tx.send(());
-                    blocked.recv().ok();
-                })
-                .await
-            }
-        });
-        started.await.unwrap();
+        let (release, caller) = hold(&pool, ()).await;
         caller.abort();
         let _ = caller.await;
         assert_eq!(

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use comfyui::ModelSnapshot;
 use comfyui::graph::{self, GraphErrorKind};
 use comfyui::nodes::NodeCatalog;
-use pack_runtime::{HostView, Pack, ParamKind, TemplateInfo};
+use pack_runtime::{HostView, Pack, TemplateInfo};
 use rand::seq::IndexedRandom;
 use serde_json::{Map, Value, json};
 
@@ -248,23 +248,9 @@ pub fn verdict(reports: &[TemplateReport]) -> Result<(), String> {
 /// realistic prompt, the low end of its range).
 pub fn self_test_args(template: &TemplateInfo) -> Map<String, Value> {
     let mut rng = rand::rng();
-    template
-        .params
-        .iter()
-        .filter(|p| p.required)
-        .map(|p| {
-            let v = match p.kind {
-                ParamKind::Text => p.choices.first().map_or_else(
-                    || json!(PROMPTS.choose(&mut rng).copied().unwrap_or(PROMPTS[0])),
-                    |c| json!(c),
-                ),
-                ParamKind::Integer => json!(p.minimum.unwrap_or(0.0) as i64),
-                ParamKind::Number => json!(p.minimum.unwrap_or(0.0)),
-                ParamKind::Boolean => json!(false),
-            };
-            (p.name.clone(), v)
-        })
-        .collect()
+    pack_runtime::params::self_test_args_with(template, || {
+        json!(PROMPTS.choose(&mut rng).copied().unwrap_or(PROMPTS[0]))
+    })
 }
 
 /// Every model file the host offers in the folders packs commonly ask for.

@@ -470,45 +470,37 @@ impl Sha256Hasher {
     }
 }
 
+/// `Hasher` integer writes as little-endian bytes (the same on every machine; a signed
+/// value hashes as its two's-complement bytes, like the unsigned of its width).
+macro_rules! le_writes {
+    ($($name:ident: $int:ty),* $(,)?) => {
+        $(fn $name(&mut self, i: $int) {
+            self.0.update(i.to_le_bytes());
+        })*
+    };
+}
+
 impl Hasher for Sha256Hasher {
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
-    fn write_u8(&mut self, i: u8) {
-        self.0.update([i]);
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.0.update(i.to_le_bytes());
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.0.update(i.to_le_bytes());
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0.update(i.to_le_bytes());
-    }
-    fn write_u128(&mut self, i: u128) {
-        self.0.update(i.to_le_bytes());
-    }
+    le_writes!(
+        write_u8: u8,
+        write_u16: u16,
+        write_u32: u32,
+        write_u64: u64,
+        write_u128: u128,
+        write_i8: i8,
+        write_i16: i16,
+        write_i32: i32,
+        write_i64: i64,
+        write_i128: i128,
+    );
     fn write_usize(&mut self, i: usize) {
         self.write_u64(i as u64);
     }
-    fn write_i8(&mut self, i: i8) {
-        self.write_u8(i as u8);
-    }
-    fn write_i16(&mut self, i: i16) {
-        self.write_u16(i as u16);
-    }
-    fn write_i32(&mut self, i: i32) {
-        self.write_u32(i as u32);
-    }
-    fn write_i64(&mut self, i: i64) {
-        self.write_u64(i as u64);
-    }
-    fn write_i128(&mut self, i: i128) {
-        self.write_u128(i as u128);
-    }
     fn write_isize(&mut self, i: isize) {
-        self.write_u64(i as i64 as u64);
+        self.write_i64(i as i64);
     }
     /// Only a digest prefix; use [`Sha256Hasher::hex`] for the key.
     fn finish(&self) -> u64 {

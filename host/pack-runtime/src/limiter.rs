@@ -94,6 +94,22 @@ impl CallLimiter {
         }
     }
 
+    /// Growth of a memory or table from `current` to `desired` units of
+    /// `unit_bytes` each. Over its own declared `maximum` it is an ordinary
+    /// failed grow (-1 for `memory.grow`, as the spec says): nothing is charged.
+    fn grow_to(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+        unit_bytes: usize,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        self.grow(desired.saturating_sub(current).saturating_mul(unit_bytes))
+    }
+
     fn give_back(&mut self) {
         self.used -= self.granted;
         self.granted = 0;
@@ -107,12 +123,7 @@ impl wasmtime::ResourceLimiter for CallLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|max| desired > max) {
-            // Over the memory's own declared maximum: an ordinary failed
-            // `memory.grow` (-1), as the spec says; nothing is charged.
-            return Ok(false);
-        }
-        self.grow(desired.saturating_sub(current))
+        self.grow_to(current, desired, maximum, 1)
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -126,11 +137,7 @@ impl wasmtime::ResourceLimiter for CallLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|max| desired > max) {
-            return Ok(false);
-        }
-        let elements = desired.saturating_sub(current);
-        self.grow(elements.saturating_mul(TABLE_ELEMENT_BYTES))
+        self.grow_to(current, desired, maximum, TABLE_ELEMENT_BYTES)
     }
 
     fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {

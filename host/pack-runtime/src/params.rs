@@ -227,13 +227,22 @@ pub fn resolve(
 /// Parameters for a self-test: every default, and a placeholder for each
 /// required parameter (text "self-test", the minimum for numbers, `false`).
 pub fn self_test_args(template: &TemplateInfo) -> Map<String, Value> {
+    self_test_args_with(template, || json!("self-test"))
+}
+
+/// Like [`self_test_args`], with `text` giving the value of each required text
+/// parameter that has no choices.
+pub fn self_test_args_with(
+    template: &TemplateInfo,
+    mut text: impl FnMut() -> Value,
+) -> Map<String, Value> {
     template
         .params
         .iter()
         .filter(|p| p.required)
         .map(|p| {
             let v = match p.kind {
-                ParamKind::Text => p.choices.first().map_or(json!("self-test"), |c| json!(c)),
+                ParamKind::Text => p.choices.first().map_or_else(&mut text, |c| json!(c)),
                 ParamKind::Integer => json!(p.minimum.unwrap_or(0.0) as i64),
                 ParamKind::Number => json!(p.minimum.unwrap_or(0.0)),
                 ParamKind::Boolean => json!(false),

@@ -6,9 +6,10 @@
 //! is not a portable tool name (`[A-Za-z0-9_-]{1,64}`) gets no tool of its own (it stays
 //! reachable through `generate_image`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use rmcp::model::{Tool, ToolAnnotations};
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 
 use super::options::McpOptions;
 use super::schemas;
@@ -43,79 +44,90 @@ pub fn is_template_tool_name(id: &str) -> bool {
         && !FIXED_TOOLS.contains(&id)
 }
 
+/// A tool with its title, description, input and output schemas and annotations.
+fn tool(
+    name: impl Into<Cow<'static, str>>,
+    title: impl Into<String>,
+    description: impl Into<Cow<'static, str>>,
+    input: impl Into<Arc<JsonObject>>,
+    output: Arc<JsonObject>,
+    annotations: ToolAnnotations,
+) -> Tool {
+    Tool::new(name, description, input)
+        .with_title(title)
+        .with_raw_output_schema(output)
+        .with_annotations(annotations)
+}
+
+/// Annotations of a tool that queues a new ComfyUI job: it writes (not read-only), adds
+/// without destroying, is not idempotent (every call is a new job) and reaches ComfyUI.
+fn queues_a_job() -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(false)
+        .destructive(false)
+        .idempotent(false)
+        .open_world(true)
+}
+
 /// Every tool offered for `catalog`.
 pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
     let mut tools = vec![
-        Tool::new(
+        tool(
             GENERATE_IMAGE,
+            "Generate images from a template",
             "Generate images with a workflow template (list_workflows describes the templates and their parameters). \
              The parameters are checked against the template (ranges, multiples of 8, choices), the ComfyUI graph is built \
              in a sandbox and queued. Returns at once with a prompt_id and status \"queued\": poll get_workflow_status, or pass \
              wait=true to wait for the images (progress notifications while waiting; thumbnails and resource links to the \
              full images in the result). seed -1 or omitted picks a random seed; the seed used is reported in metadata.",
             schemas::generate_image_input(catalog),
-        )
-        .with_title("Generate images from a template")
-        .with_raw_output_schema(schemas::generation_output())
-        .with_annotations(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(false)
-                .idempotent(false)
-                .open_world(true),
+            schemas::generation_output(),
+            queues_a_job(),
         ),
-        Tool::new(
+        tool(
             LIST_WORKFLOWS,
+            "List workflow templates",
             "List the workflow templates this server offers, with their category, tags, default size, pack and every \
              parameter (type, default, range, choices). Filter by category and/or tags (all must match). Also reports \
              packs that failed to load. Use it to pick a template for generate_image.",
             schemas::list_workflows_input(),
-        )
-        .with_title("List workflow templates")
-        .with_raw_output_schema(schemas::list_workflows_output())
-        .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
-        Tool::new(
+            schemas::list_workflows_output(),
+            ToolAnnotations::new().read_only(true).open_world(false),
+        ),
+        tool(
             GET_WORKFLOW_STATUS,
+            "Get job status",
             "Report a job's state (queued, running, completed, failed, cancelled), progress (0..1), queue position, \
              execution time and, once completed, its saved images (absolute path, comfyui:// uri, size). Failed jobs \
              report the failing node and ComfyUI's message. Only jobs submitted through this server are known.",
             schemas::status_input(),
-        )
-        .with_title("Get job status")
-        .with_raw_output_schema(schemas::status_output())
-        .with_annotations(ToolAnnotations::new().read_only(true).open_world(true)),
-        Tool::new(
+            schemas::status_output(),
+            ToolAnnotations::new().read_only(true).open_world(true),
+        ),
+        tool(
             CANCEL_WORKFLOW,
+            "Cancel a job",
             "Cancel a job submitted through this server: a queued job is removed from ComfyUI's queue, a running one is \
              interrupted (only that job, never someone else's). Without prompt_id, interrupt=true stops the job running \
              now if it is ours. Give prompt_id or interrupt=true.",
             schemas::cancel_input(),
-        )
-        .with_title("Cancel a job")
-        .with_raw_output_schema(schemas::cancel_output())
-        .with_annotations(
+            schemas::cancel_output(),
             ToolAnnotations::new()
                 .read_only(false)
                 .destructive(true)
                 .idempotent(true)
                 .open_world(true),
         ),
-        Tool::new(
+        tool(
             LOAD_WORKFLOW,
+            "Run a workflow file",
             "Run a ComfyUI workflow saved in API format (ComfyUI: Export (API)) from one of the configured workflow \
              folders, with optional overrides (seed, steps, cfg_scale, sampler, scheduler, denoise, width, height, \
              batch_size, prompt, negative_prompt, or \"<node_id>.<input>\"). The graph is checked against ComfyUI's nodes \
              before it is queued. Returns at once with a prompt_id unless wait=true; reports which overrides applied.",
             schemas::load_workflow_input(),
-        )
-        .with_title("Run a workflow file")
-        .with_raw_output_schema(schemas::load_workflow_output())
-        .with_annotations(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(false)
-                .idempotent(false)
-                .open_world(true),
+            schemas::load_workflow_output(),
+            queues_a_job(),
         ),
     ];
     if options.per_template_tools {
@@ -138,22 +150,14 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
                 info.default_height,
                 info.id,
             );
-            tools.push(
-                Tool::new(
-                    info.id.clone(),
-                    description,
-                    schemas::template_input(&entry.input_schema),
-                )
-                .with_title(info.name.clone())
-                .with_raw_output_schema(schemas::generation_output())
-                .with_annotations(
-                    ToolAnnotations::new()
-                        .read_only(false)
-                        .destructive(false)
-                        .idempotent(false)
-                        .open_world(true),
-                ),
-            );
+            tools.push(tool(
+                info.id.clone(),
+                info.name.clone(),
+                description,
+                schemas::template_input(&entry.input_schema),
+                schemas::generation_output(),
+                queues_a_job(),
+            ));
         }
     }
     tools

@@ -506,45 +506,68 @@ impl<'de> serde::Deserialize<'de> for ProbedEnvelope {
     }
 }
 
+/// The kind of one JSON value, with its text or number kept; an object's or an array's
+/// contents are skipped, not kept. The one reader behind [`TextField`], [`IdValue`] and
+/// [`Structured`].
+enum Kind {
+    Text(String),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Bool,
+    Null,
+    Object,
+    Array,
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Kind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Kind, E> {
+                Ok(Kind::Text(s.to_owned()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Kind, E> {
+                Ok(Kind::Int(n))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Kind, E> {
+                Ok(Kind::Uint(n))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Kind, E> {
+                Ok(Kind::Float(n))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
+                Ok(Kind::Bool)
+            }
+            fn visit_unit<E>(self) -> Result<Kind, E> {
+                Ok(Kind::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Kind::Object)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Kind::Array)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
 /// A field that should be a string.
 struct TextField(Field);
 
 impl<'de> serde::Deserialize<'de> for TextField {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Field;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Field, E> {
-                Ok(Field::Present(s.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Field::NotText)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Field::NotText)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Field, E> {
-                Ok(Field::NotText)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Field, E> {
-                Ok(Field::NotText)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Field, E> {
-                Ok(Field::NotText)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Field, E> {
-                Ok(Field::NotText)
-            }
-            fn visit_unit<E>(self) -> Result<Field, E> {
-                Ok(Field::NotText)
-            }
-        }
-        deserializer.deserialize_any(V).map(TextField)
+        Ok(TextField(match Kind::deserialize(deserializer)? {
+            Kind::Text(s) => Field::Present(s),
+            _ => Field::NotText,
+        }))
     }
 }
 
@@ -553,42 +576,16 @@ struct IdValue(IdField);
 
 impl<'de> serde::Deserialize<'de> for IdValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = IdField;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_str<E>(self, s: &str) -> Result<IdField, E> {
-                Ok(IdField::Readable(Value::String(s.to_owned())))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<IdField, E> {
-                Ok(IdField::Readable(json!(n)))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<IdField, E> {
-                Ok(IdField::Readable(json!(n)))
-            }
-            fn visit_f64<E>(self, n: f64) -> Result<IdField, E> {
-                Ok(serde_json::Number::from_f64(n)
-                    .map(|n| IdField::Readable(Value::Number(n)))
-                    .unwrap_or(IdField::Invalid))
-            }
-            fn visit_unit<E>(self) -> Result<IdField, E> {
-                Ok(IdField::Null)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<IdField, E> {
-                Ok(IdField::Invalid)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IdField, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(IdField::Invalid)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<IdField, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(IdField::Invalid)
-            }
-        }
-        deserializer.deserialize_any(V).map(IdValue)
+        Ok(IdValue(match Kind::deserialize(deserializer)? {
+            Kind::Text(s) => IdField::Readable(Value::String(s)),
+            Kind::Int(n) => IdField::Readable(json!(n)),
+            Kind::Uint(n) => IdField::Readable(json!(n)),
+            Kind::Float(n) => serde_json::Number::from_f64(n)
+                .map(|n| IdField::Readable(Value::Number(n)))
+                .unwrap_or(IdField::Invalid),
+            Kind::Null => IdField::Null,
+            Kind::Bool | Kind::Object | Kind::Array => IdField::Invalid,
+        }))
     }
 }
 
@@ -597,41 +594,11 @@ struct Structured(bool);
 
 impl<'de> serde::Deserialize<'de> for Structured {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = bool;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(true)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(true)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-                Ok(false)
-            }
-            fn visit_unit<E>(self) -> Result<bool, E> {
-                // `params: null` is read by rmcp as absent params.
-                Ok(true)
-            }
-        }
-        deserializer.deserialize_any(V).map(Structured)
+        Ok(Structured(match Kind::deserialize(deserializer)? {
+            // `params: null` is read by rmcp as absent params.
+            Kind::Object | Kind::Array | Kind::Null => true,
+            Kind::Text(_) | Kind::Int(_) | Kind::Uint(_) | Kind::Float(_) | Kind::Bool => false,
+        }))
     }
 }
 

@@ -8,10 +8,10 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use image::{DynamicImage, GenericImageView, ImageFormat};
-use tokio::sync::Semaphore;
+
+use crate::blocking::{BlockingError, BlockingPool};
 
 /// Default number of thumbnails made at once: image work is CPU-bound, and two threads
 /// keep the server responsive on small machines while a batch is thumbnailed.
@@ -80,26 +80,24 @@ pub struct Thumbnail {
     pub height: u32,
 }
 
-/// The bounded blocking pool thumbnails are made on (shared by every session).
+/// The bounded blocking pool thumbnails are made on (shared by every session): a
+/// [`BlockingPool`] whose errors read as thumbnail errors.
 #[derive(Debug, Clone)]
 pub struct ThumbnailPool {
-    permits: Arc<Semaphore>,
-    size: usize,
+    pool: BlockingPool,
 }
 
 impl ThumbnailPool {
     /// A pool running at most `size` (at least 1) thumbnail jobs at once.
     pub fn new(size: usize) -> Self {
-        let size = size.max(1);
         Self {
-            permits: Arc::new(Semaphore::new(size)),
-            size,
+            pool: BlockingPool::new("thumbnail", size),
         }
     }
 
     /// How many jobs run at once at most.
     pub fn size(&self) -> usize {
-        self.size
+        self.pool.threads()
     }
 
     /// Runs `work` on a blocking thread once a permit is free; the permit is held until
@@ -108,18 +106,10 @@ impl ThumbnailPool {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ThumbnailError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ThumbnailError::PoolClosed)?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
+        self.pool.run(work).await.map_err(|e| match e {
+            BlockingError::Closed { .. } => ThumbnailError::PoolClosed,
+            BlockingError::Aborted { detail, .. } => ThumbnailError::Task(detail),
         })
-        .await
-        .map_err(|e| ThumbnailError::Task(e.to_string()))
     }
 
     /// Reads the image at `path` and makes its thumbnail on the pool.
@@ -145,37 +135,27 @@ pub fn thumbnail(png: &[u8], path: &Path) -> Result<Thumbnail, ThumbnailError> {
         }
     })?;
     let (width, height) = decoded.dimensions();
+    let inline = |data: Vec<u8>, mime_type, (width, height)| Thumbnail {
+        data,
+        mime_type,
+        width,
+        height,
+    };
     if width.max(height) <= THUMBNAIL_MAX_SIDE && png.len() <= INLINE_IMAGE_MAX_BYTES {
-        return Ok(Thumbnail {
-            data: png.to_vec(),
-            mime_type: "image/png",
-            width,
-            height,
-        });
+        return Ok(inline(png.to_vec(), "image/png", (width, height)));
     }
     let small = if width.max(height) > THUMBNAIL_MAX_SIDE {
         decoded.thumbnail(THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE)
     } else {
         decoded
     };
-    let (width, height) = small.dimensions();
     let as_png = encode(&small, ImageFormat::Png)?;
     if as_png.len() <= INLINE_IMAGE_MAX_BYTES {
-        return Ok(Thumbnail {
-            data: as_png,
-            mime_type: "image/png",
-            width,
-            height,
-        });
+        return Ok(inline(as_png, "image/png", small.dimensions()));
     }
     let as_jpeg = encode_jpeg(&small)?;
     if as_jpeg.len() <= INLINE_IMAGE_MAX_BYTES {
-        return Ok(Thumbnail {
-            data: as_jpeg,
-            mime_type: "image/jpeg",
-            width,
-            height,
-        });
+        return Ok(inline(as_jpeg, "image/jpeg", small.dimensions()));
     }
     Err(ThumbnailError::TooLarge {
         bytes: as_jpeg.len(),
@@ -218,6 +198,7 @@ pub fn thumbnail_of_file(path: &Path) -> Result<Thumbnail, ThumbnailError> {
 mod tests {
     use super::*;
     use image::{ImageBuffer, Rgba};
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn png(width: u32, height: u32, noisy: bool) -> Vec<u8> {
