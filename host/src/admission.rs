@@ -368,13 +368,21 @@ mod tests {
         (release, holder)
     }
 
-    /// Runs a call of `pack` that must be refused as busy; returns the full limit and the error.
-    async fn refused(admission: &Admission, pack: &str) -> (BusyLimit, AdmissionError) {
+    /// Runs a call of `pack` that must be refused as busy on `full`, with a message naming
+    /// `setting`; returns the error.
+    async fn refused(
+        admission: &Admission,
+        pack: &str,
+        full: BusyLimit,
+        setting: &str,
+    ) -> AdmissionError {
         let err = admission.run(pack, Wait::Bounded, || ()).await.unwrap_err();
-        match err {
-            AdmissionError::Busy { limit, .. } => (limit, err),
-            _ => panic!("not a busy error: {err:?}"),
-        }
+        assert!(
+            matches!(err, AdmissionError::Busy { limit, .. } if limit == full),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(setting), "{err}");
+        err
     }
 
     #[test]
@@ -392,9 +400,13 @@ mod tests {
     async fn a_pack_over_its_share_gets_a_busy_error_naming_the_setting() {
         let admission = Admission::new(config(2, 1, 50)).unwrap();
         let (release, holder) = hold(&admission, "hog.wasm").await;
-        let (limit, err) = refused(&admission, "hog.wasm").await;
-        assert_eq!(limit, BusyLimit::PackShare, "{err:?}");
-        assert!(err.to_string().contains("COMFYUI_MCP_PACK_SHARE"), "{err}");
+        refused(
+            &admission,
+            "hog.wasm",
+            BusyLimit::PackShare,
+            "COMFYUI_MCP_PACK_SHARE",
+        )
+        .await;
         // Another pack still gets the second permit.
         admission
             .run("good.wasm", Wait::Bounded, || ())
@@ -409,13 +421,14 @@ mod tests {
     async fn a_full_server_gets_a_busy_error_naming_the_concurrency_setting() {
         let admission = Admission::new(config(1, 1, 50)).unwrap();
         let (release, holder) = hold(&admission, "a.wasm").await;
-        let (limit, err) = refused(&admission, "b.wasm").await;
-        assert_eq!(limit, BusyLimit::Server, "{err:?}");
+        let err = refused(
+            &admission,
+            "b.wasm",
+            BusyLimit::Server,
+            "COMFYUI_MCP_PACK_CONCURRENCY",
+        )
+        .await;
         assert!(matches!(err, AdmissionError::Busy { permits: 1, .. }));
-        assert!(
-            err.to_string().contains("COMFYUI_MCP_PACK_CONCURRENCY"),
-            "{err}"
-        );
         release.store(true, Ordering::SeqCst);
         holder.await.unwrap().unwrap();
     }
