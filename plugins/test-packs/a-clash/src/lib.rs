@@ -4,38 +4,7 @@
 //! serves a clashing id must not depend on file-name order. `build` returns a tiny valid
 //! graph (EmptyImage -> SaveImage, prefix `comfyui-mcp/a-clash-item-icon`).
 
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, solid_color_graph,
-    template,
-};
-
-struct Pack;
-
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!("a-clash-pack")
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![template(
-            "item-icon",
-            "Early Clashing Item Icon",
-            "Same id as game-assets' item-icon, from a file name that sorts first.",
-            vec![prompt_param()],
-        )]
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        if id != "item-icon" {
-            return Err(BuildError::UnknownTemplate(id));
-        }
-        Ok(solid_color_graph(
-            64,
-            64,
-            0x00_00_ff,
-            "comfyui-mcp/a-clash-item-icon",
-        ))
-    }
+test_pack_support::item_icon_clash_pack! {
+    "Early Clashing Item Icon", 0x00_00_ff,
+    "Same id as game-assets' item-icon, from a file name that sorts first."
 }
-
-test_pack_support::export!(Pack);

@@ -6,83 +6,62 @@
 //! load and name every problem.
 
 use test_pack_support::{
-    Alias, BuildError, Guest, PackInfo, Param, ParamSpec, TemplateInfo, Value, ValueKind,
-    pack_info, template,
+    Alias, ParamSpec, TemplateInfo, Value, ValueKind, int_param, prompt_param, template,
+    unknown_template,
 };
 
-struct Pack;
-
+/// An optional parameter without description, default, bounds or choices.
 fn spec(name: &str, kind: ValueKind) -> ParamSpec {
     ParamSpec {
         name: name.to_string(),
         kind,
         description: String::new(),
-        required: false,
         default: None,
-        minimum: None,
-        maximum: None,
-        multiple_of: None,
-        choices: Vec::new(),
-        aliases: Vec::new(),
+        ..prompt_param()
     }
 }
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
+test_pack_support::pack! { list: list, build: unknown_template }
 
-    fn list() -> Vec<TemplateInfo> {
-        let params = vec![
-            ParamSpec {
-                minimum: Some(f64::NAN),
-                maximum: Some(f64::INFINITY),
-                ..spec("nan_bounds", ValueKind::Number)
-            },
-            ParamSpec {
-                minimum: Some(10.0),
-                maximum: Some(1.0),
-                ..spec("upside_down", ValueKind::Integer)
-            },
-            ParamSpec {
-                multiple_of: Some(0),
-                ..spec("step_zero", ValueKind::Integer)
-            },
-            spec("template", ValueKind::Text),
-            spec("Bad Name", ValueKind::Text),
-            spec("dup", ValueKind::Text),
-            spec("dup", ValueKind::Text),
-            ParamSpec {
-                description: "fine\u{1b}[2J\u{1b}[31mFORGED LOG LINE\nERROR".to_string(),
-                ..spec("escape", ValueKind::Text)
-            },
-            ParamSpec {
-                default: Some(Value::Integer(99)),
-                minimum: Some(0.0),
-                maximum: Some(10.0),
-                ..spec("bad_default", ValueKind::Integer)
-            },
-            ParamSpec {
-                default: Some(Value::Text("c".to_string())),
-                choices: vec!["a".to_string(), "a".to_string(), "b".to_string()],
-                aliases: vec![Alias {
-                    name: "z".to_string(),
-                    target: "nowhere".to_string(),
-                }],
-                ..spec("choice", ValueKind::Text)
-            },
-        ];
-        vec![template(
-            "bad-specs",
-            "Bad specs",
-            "Every parameter here is wrong.",
-            params,
-        )]
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        Err(BuildError::UnknownTemplate(id))
-    }
+fn list() -> Vec<TemplateInfo> {
+    let params = vec![
+        ParamSpec {
+            minimum: Some(f64::NAN),
+            maximum: Some(f64::INFINITY),
+            ..spec("nan_bounds", ValueKind::Number)
+        },
+        ParamSpec {
+            minimum: Some(10.0),
+            maximum: Some(1.0),
+            ..spec("upside_down", ValueKind::Integer)
+        },
+        ParamSpec {
+            multiple_of: Some(0),
+            ..spec("step_zero", ValueKind::Integer)
+        },
+        spec("template", ValueKind::Text),
+        spec("Bad Name", ValueKind::Text),
+        spec("dup", ValueKind::Text),
+        spec("dup", ValueKind::Text),
+        ParamSpec {
+            description: "fine\u{1b}[2J\u{1b}[31mFORGED LOG LINE\nERROR".to_string(),
+            ..spec("escape", ValueKind::Text)
+        },
+        int_param("bad_default", "", 99, 0, 10),
+        ParamSpec {
+            default: Some(Value::Text("c".to_string())),
+            choices: vec!["a".to_string(), "a".to_string(), "b".to_string()],
+            aliases: vec![Alias {
+                name: "z".to_string(),
+                target: "nowhere".to_string(),
+            }],
+            ..spec("choice", ValueKind::Text)
+        },
+    ];
+    vec![template(
+        "bad-specs",
+        "Bad specs",
+        "Every parameter here is wrong.",
+        params,
+    )]
 }
-
-test_pack_support::export!(Pack);

@@ -3,38 +3,7 @@
 //! must detect and report the id clash. `build` returns a tiny valid graph
 //! (EmptyImage -> SaveImage, prefix `comfyui-mcp/clash-item-icon`).
 
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, solid_color_graph,
-    template,
-};
-
-struct Pack;
-
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!("clash-pack")
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![template(
-            "item-icon",
-            "Clashing Item Icon",
-            "Same id as game-assets' item-icon, to test clash detection.",
-            vec![prompt_param()],
-        )]
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        if id != "item-icon" {
-            return Err(BuildError::UnknownTemplate(id));
-        }
-        Ok(solid_color_graph(
-            64,
-            64,
-            0xff_00_00,
-            "comfyui-mcp/clash-item-icon",
-        ))
-    }
+test_pack_support::item_icon_clash_pack! {
+    "Clashing Item Icon", 0xff_00_00,
+    "Same id as game-assets' item-icon, to test clash detection."
 }
-
-test_pack_support::export!(Pack);

@@ -12,81 +12,54 @@
 use std::collections::HashSet;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, Value, pack_info, prompt_param,
-    solid_color_graph, template,
-};
+use test_pack_support::{BuildError, Param, solid_color_graph, text_value};
 use wasip2::clocks::{monotonic_clock, wall_clock};
 use wasip2::random::{insecure, insecure_seed, random};
 
-struct Pack;
+test_pack_support::single_template_pack! {
+    template: ("snoop-time", "Snoop Time", "Puts clock readings and random bytes in its graph."),
+    build: build,
+}
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![template(
-            "snoop-time",
-            "Snoop Time",
-            "Puts clock readings and random bytes in its graph.",
-            vec![prompt_param()],
-        )]
-    }
-
-    fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
-        if id != "snoop-time" {
-            return Err(BuildError::UnknownTemplate(id));
-        }
-        let prompt = params
-            .iter()
-            .find(|p| p.name == "prompt")
-            .and_then(|p| match &p.value {
-                Value::Text(s) => Some(s.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let std_wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let raw_wall = wall_clock::now();
-        let started = Instant::now();
-        let mono_a = monotonic_clock::now();
-        let mono_b = monotonic_clock::now();
-        let elapsed = started.elapsed().as_nanos();
-        let secure = hex(&random::get_random_bytes(16));
-        let weak = hex(&insecure::get_insecure_random_bytes(16));
-        let (seed_lo, seed_hi) = insecure_seed::insecure_seed();
-        let order: Vec<String> = (0..8)
-            .map(|i| i.to_string())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let readings = [
-            std_wall.to_string(),
-            format!("{}.{:09}", raw_wall.seconds, raw_wall.nanoseconds),
-            mono_a.to_string(),
-            mono_b.to_string(),
-            elapsed.to_string(),
-            secure,
-            weak,
-            format!("{seed_hi:016x}{seed_lo:016x}"),
-            order.join(""),
-        ]
-        .join("-");
-        Ok(solid_color_graph(
-            64,
-            64,
-            0,
-            &format!("comfyui-mcp/clock-snoop/{prompt}/{readings}"),
-        ))
-    }
+fn build(params: Vec<Param>) -> Result<String, BuildError> {
+    let prompt = text_value(&params, "prompt");
+    let std_wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let raw_wall = wall_clock::now();
+    let started = Instant::now();
+    let mono_a = monotonic_clock::now();
+    let mono_b = monotonic_clock::now();
+    let elapsed = started.elapsed().as_nanos();
+    let secure = hex(&random::get_random_bytes(16));
+    let weak = hex(&insecure::get_insecure_random_bytes(16));
+    let (seed_lo, seed_hi) = insecure_seed::insecure_seed();
+    let order: Vec<String> = (0..8)
+        .map(|i| i.to_string())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let readings = [
+        std_wall.to_string(),
+        format!("{}.{:09}", raw_wall.seconds, raw_wall.nanoseconds),
+        mono_a.to_string(),
+        mono_b.to_string(),
+        elapsed.to_string(),
+        secure,
+        weak,
+        format!("{seed_hi:016x}{seed_lo:016x}"),
+        order.join(""),
+    ]
+    .join("-");
+    Ok(solid_color_graph(
+        64,
+        64,
+        0,
+        &format!("comfyui-mcp/clock-snoop/{prompt}/{readings}"),
+    ))
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
-
-test_pack_support::export!(Pack);

@@ -13,8 +13,8 @@
 //! the host limits), not the shadow stack in linear memory.
 
 use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, int_param, int_value, pack_info,
-    prompt_param, solid_color_graph, template,
+    BuildError, Param, TemplateInfo, int_param, int_value, prompt_param, prompt_template,
+    solid_color_graph, template,
 };
 
 /// Default depth of the `deep` template.
@@ -34,54 +34,41 @@ fn step(n: u64, limit: u64) -> u64 {
     next(n + 1, limit).rotate_left(1) ^ n
 }
 
-struct Pack;
+test_pack_support::pack! { list: list, build: build }
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![
-            template(
-                "runaway",
-                "Runaway",
-                "Recurses without end.",
-                vec![prompt_param()],
-            ),
-            template(
-                "deep",
-                "Deep",
-                "Recurses `depth` calls deep, then returns a tiny graph.",
-                vec![
-                    prompt_param(),
-                    int_param("depth", "Recursion depth.", DEFAULT_DEPTH, 1, MAX_DEPTH),
-                ],
-            ),
-        ]
-    }
-
-    fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
-        match id.as_str() {
-            "runaway" => {
-                let r = step(0, u64::MAX);
-                Err(BuildError::Failed(format!("runaway returned {r}")))
-            }
-            "deep" => {
-                let depth = int_value(&params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH);
-                let r = step(0, depth as u64);
-                // `r` depends on every level; use it so nothing is optimised away.
-                let color = (r & 0xff) as i64;
-                Ok(solid_color_graph(
-                    64,
-                    64,
-                    color,
-                    &format!("comfyui-mcp/deep-{depth}"),
-                ))
-            }
-            _ => Err(BuildError::UnknownTemplate(id)),
-        }
-    }
+fn list() -> Vec<TemplateInfo> {
+    vec![
+        prompt_template("runaway", "Runaway", "Recurses without end."),
+        template(
+            "deep",
+            "Deep",
+            "Recurses `depth` calls deep, then returns a tiny graph.",
+            vec![
+                prompt_param(),
+                int_param("depth", "Recursion depth.", DEFAULT_DEPTH, 1, MAX_DEPTH),
+            ],
+        ),
+    ]
 }
 
-test_pack_support::export!(Pack);
+fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
+    match id.as_str() {
+        "runaway" => {
+            let r = step(0, u64::MAX);
+            Err(BuildError::Failed(format!("runaway returned {r}")))
+        }
+        "deep" => {
+            let depth = int_value(&params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH);
+            let r = step(0, depth as u64);
+            // `r` depends on every level; use it so nothing is optimised away.
+            let color = (r & 0xff) as i64;
+            Ok(solid_color_graph(
+                64,
+                64,
+                color,
+                &format!("comfyui-mcp/deep-{depth}"),
+            ))
+        }
+        _ => Err(BuildError::UnknownTemplate(id)),
+    }
+}

@@ -4,38 +4,19 @@
 //! The host must stop it with its time limit (epoch interruption) and report a timeout.
 //! `black_box` keeps the optimiser from proving the loop endless or removing it.
 
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, template,
-};
+use test_pack_support::{BuildError, Param};
 
-struct Pack;
-
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![template(
-            "loop-forever",
-            "Loop Forever",
-            "Never returns from build.",
-            vec![prompt_param()],
-        )]
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        if id != "loop-forever" {
-            return Err(BuildError::UnknownTemplate(id));
-        }
-        let mut spins: u64 = 0;
-        while std::hint::black_box(true) {
-            spins = std::hint::black_box(spins.wrapping_add(1));
-        }
-        Err(BuildError::Failed(format!(
-            "the endless loop ended after {spins} spins"
-        )))
-    }
+test_pack_support::single_template_pack! {
+    template: ("loop-forever", "Loop Forever", "Never returns from build."),
+    build: build,
 }
 
-test_pack_support::export!(Pack);
+fn build(_params: Vec<Param>) -> Result<String, BuildError> {
+    let mut spins: u64 = 0;
+    while std::hint::black_box(true) {
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+    Err(BuildError::Failed(format!(
+        "the endless loop ended after {spins} spins"
+    )))
+}

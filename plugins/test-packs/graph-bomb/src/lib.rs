@@ -13,8 +13,8 @@
 //! - `api-node` (`paid` = 1): generates the image with OpenAIDalle3, a paid API node.
 
 use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, host, int_param, int_value, json_string,
-    pack_info, prompt_param, solid_color_graph, template,
+    BuildError, Param, TemplateInfo, host, int_param, int_value, json_string, prompt_param,
+    solid_color_graph, template,
 };
 
 /// Class names one edit away from stock ComfyUI classes.
@@ -96,73 +96,71 @@ fn api_node() -> String {
     .to_string()
 }
 
-struct Pack;
+test_pack_support::pack! { list: list, build: build }
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![
-            template(
-                "near-miss",
-                "Near Miss",
-                "N nodes of near-miss class names.",
-                vec![
-                    prompt_param(),
-                    int_param("nodes", "Number of nodes (0: a valid graph).", 0, 0, 100_000),
-                ],
-            ),
-            template(
-                "chain",
-                "Chain",
-                "P valid EmptyImage -> SaveImage pairs.",
-                vec![
-                    prompt_param(),
-                    int_param("pairs", "Number of pairs.", 1, 1, 100_000),
-                ],
-            ),
-            template(
-                "checkpoint-save",
-                "Checkpoint Save",
-                "Saves a checkpoint outside the output folder.",
-                vec![
-                    prompt_param(),
-                    int_param("save", "1: add the CheckpointSave node.", 0, 0, 1),
-                ],
-            ),
-            template(
-                "api-node",
-                "API Node",
-                "Uses a paid API node.",
-                vec![
-                    prompt_param(),
-                    int_param("paid", "1: use OpenAIDalle3.", 0, 0, 1),
-                ],
-            ),
-        ]
-    }
-
-    fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
-        let graph = match id.as_str() {
-            "near-miss" => match int_value(&params, "nodes", 0, 0, 100_000) {
-                0 => harmless(),
-                n => near_miss(n),
-            },
-            "chain" => chain(int_value(&params, "pairs", 1, 1, 100_000)),
-            "checkpoint-save" => match int_value(&params, "save", 0, 0, 1) {
-                0 => harmless(),
-                _ => checkpoint_save(),
-            },
-            "api-node" => match int_value(&params, "paid", 0, 0, 1) {
-                0 => harmless(),
-                _ => api_node(),
-            },
-            _ => return Err(BuildError::UnknownTemplate(id)),
-        };
-        Ok(graph)
-    }
+fn list() -> Vec<TemplateInfo> {
+    vec![
+        template(
+            "near-miss",
+            "Near Miss",
+            "N nodes of near-miss class names.",
+            vec![
+                prompt_param(),
+                int_param(
+                    "nodes",
+                    "Number of nodes (0: a valid graph).",
+                    0,
+                    0,
+                    100_000,
+                ),
+            ],
+        ),
+        template(
+            "chain",
+            "Chain",
+            "P valid EmptyImage -> SaveImage pairs.",
+            vec![
+                prompt_param(),
+                int_param("pairs", "Number of pairs.", 1, 1, 100_000),
+            ],
+        ),
+        template(
+            "checkpoint-save",
+            "Checkpoint Save",
+            "Saves a checkpoint outside the output folder.",
+            vec![
+                prompt_param(),
+                int_param("save", "1: add the CheckpointSave node.", 0, 0, 1),
+            ],
+        ),
+        template(
+            "api-node",
+            "API Node",
+            "Uses a paid API node.",
+            vec![
+                prompt_param(),
+                int_param("paid", "1: use OpenAIDalle3.", 0, 0, 1),
+            ],
+        ),
+    ]
 }
 
-test_pack_support::export!(Pack);
+fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
+    let graph = match id.as_str() {
+        "near-miss" => match int_value(&params, "nodes", 0, 0, 100_000) {
+            0 => harmless(),
+            n => near_miss(n),
+        },
+        "chain" => chain(int_value(&params, "pairs", 1, 1, 100_000)),
+        "checkpoint-save" => match int_value(&params, "save", 0, 0, 1) {
+            0 => harmless(),
+            _ => checkpoint_save(),
+        },
+        "api-node" => match int_value(&params, "paid", 0, 0, 1) {
+            0 => harmless(),
+            _ => api_node(),
+        },
+        _ => return Err(BuildError::UnknownTemplate(id)),
+    };
+    Ok(graph)
+}

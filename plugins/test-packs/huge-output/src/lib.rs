@@ -6,36 +6,16 @@
 //! Everything about the graph is valid except its size: the host must refuse it by its
 //! output-size cap, not by any other check.
 
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, solid_color_graph,
-    template,
-};
+use test_pack_support::{BuildError, Param, solid_color_graph};
 
 /// Length of the padding prefix: 6 MiB.
 const PADDING: usize = 6 << 20;
 
-struct Pack;
-
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![template(
-            "huge-graph",
-            "Huge Graph",
-            "Returns a 6 MiB graph.",
-            vec![prompt_param()],
-        )]
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        if id != "huge-graph" {
-            return Err(BuildError::UnknownTemplate(id));
-        }
-        Ok(solid_color_graph(64, 64, 0, &"x".repeat(PADDING)))
-    }
+test_pack_support::single_template_pack! {
+    template: ("huge-graph", "Huge Graph", "Returns a 6 MiB graph."),
+    build: build,
 }
 
-test_pack_support::export!(Pack);
+fn build(_params: Vec<Param>) -> Result<String, BuildError> {
+    Ok(solid_color_graph(64, 64, 0, &"x".repeat(PADDING)))
+}

@@ -3,9 +3,7 @@
 //! must refuse it at load with a message naming the cap, without serving any of it.
 //! Tests raise the caps one by one to reach each further check.
 
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, template,
-};
+use test_pack_support::{TemplateInfo, numbered_templates, prompt_template, unknown_template};
 
 /// Templates offered: over the default cap.
 const TEMPLATES: usize = 300;
@@ -14,34 +12,19 @@ const HUGE: usize = 512 << 10;
 /// Tags of the first template.
 const TAGS: usize = 1000;
 
-struct Pack;
+test_pack_support::pack! { list: list, build: unknown_template }
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        (0..TEMPLATES)
-            .map(|i| {
-                let mut t = template(
-                    &format!("bomb-{i}"),
-                    "Bomb",
-                    "A template of the metadata bomb.",
-                    vec![prompt_param()],
-                );
-                if i == 0 {
-                    t.description = "x".repeat(HUGE);
-                    t.tags = (0..TAGS).map(|j| format!("tag-{j}")).collect();
-                }
-                t
-            })
-            .collect()
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        Err(BuildError::UnknownTemplate(id))
-    }
+fn list() -> Vec<TemplateInfo> {
+    numbered_templates(TEMPLATES, |i| {
+        let mut t = prompt_template(
+            &format!("bomb-{i}"),
+            "Bomb",
+            "A template of the metadata bomb.",
+        );
+        if i == 0 {
+            t.description = "x".repeat(HUGE);
+            t.tags = (0..TAGS).map(|j| format!("tag-{j}")).collect();
+        }
+        t
+    })
 }
-
-test_pack_support::export!(Pack);

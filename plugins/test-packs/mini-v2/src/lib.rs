@@ -4,44 +4,36 @@
 //! "new version" of `mini`.
 
 use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, gradient_graph, int_param, int_value,
-    pack_info, prompt_param, solid_color_build, solid_color_template, template,
+    BuildError, Param, TemplateInfo, gradient_graph, int_param, int_value, prompt_param,
+    solid_color_build, solid_color_template, template,
 };
 
-struct Pack;
+test_pack_support::pack! { name: "mini-pack", list: list, build: build }
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!("mini-pack")
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![
-            solid_color_template("A flat colour image (mini-pack v2)."),
-            template(
-                "gradient",
-                "Gradient",
-                "A black-to-white horizontal ramp (mini-pack v2).",
-                vec![
-                    prompt_param(),
-                    int_param("width", "Image width in pixels.", 64, 8, 1024),
-                    int_param("height", "Image height in pixels.", 64, 8, 1024),
-                ],
-            ),
-        ]
-    }
-
-    fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
-        match id.as_str() {
-            "solid-color" => Ok(solid_color_build(&params)),
-            "gradient" => Ok(gradient_graph(
-                int_value(&params, "width", 64, 8, 1024),
-                int_value(&params, "height", 64, 8, 1024),
-                "comfyui-mcp/gradient",
-            )),
-            _ => Err(BuildError::UnknownTemplate(id)),
-        }
-    }
+fn list() -> Vec<TemplateInfo> {
+    vec![
+        solid_color_template("A flat colour image (mini-pack v2)."),
+        template(
+            "gradient",
+            "Gradient",
+            "A black-to-white horizontal ramp (mini-pack v2).",
+            vec![
+                prompt_param(),
+                int_param("width", "Image width in pixels.", 64, 8, 1024),
+                int_param("height", "Image height in pixels.", 64, 8, 1024),
+            ],
+        ),
+    ]
 }
 
-test_pack_support::export!(Pack);
+fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
+    match id.as_str() {
+        "solid-color" => Ok(solid_color_build(&params)),
+        "gradient" => Ok(gradient_graph(
+            int_value(&params, "width", 64, 8, 1024),
+            int_value(&params, "height", 64, 8, 1024),
+            "comfyui-mcp/gradient",
+        )),
+        _ => Err(BuildError::UnknownTemplate(id)),
+    }
+}

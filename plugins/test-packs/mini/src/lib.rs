@@ -2,28 +2,17 @@
 //! `solid-color` (EmptyImage -> SaveImage). Hot-reload tests swap it for `mini-v2`
 //! (same pack name, version 2.0.0, one more template) and watch the catalog change.
 
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, solid_color_build,
-    solid_color_template,
-};
+use test_pack_support::{BuildError, Param, TemplateInfo, solid_color_build, solid_color_template};
 
-struct Pack;
+test_pack_support::pack! { name: "mini-pack", list: list, build: build }
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!("mini-pack")
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![solid_color_template("A flat colour image (mini-pack v1).")]
-    }
-
-    fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
-        match id.as_str() {
-            "solid-color" => Ok(solid_color_build(&params)),
-            _ => Err(BuildError::UnknownTemplate(id)),
-        }
-    }
+fn list() -> Vec<TemplateInfo> {
+    vec![solid_color_template("A flat colour image (mini-pack v1).")]
 }
 
-test_pack_support::export!(Pack);
+fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
+    match id.as_str() {
+        "solid-color" => Ok(solid_color_build(&params)),
+        _ => Err(BuildError::UnknownTemplate(id)),
+    }
+}

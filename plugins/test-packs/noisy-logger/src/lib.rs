@@ -10,10 +10,7 @@
 use std::io::Write;
 
 use test_pack_support::host::{self, Level};
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, solid_color_graph,
-    template,
-};
+use test_pack_support::{BuildError, Param, solid_color_graph};
 
 /// Host log calls per build.
 const LOG_LINES: usize = 100_000;
@@ -22,33 +19,18 @@ const LINE: usize = 1024;
 /// Bytes written to each of stdout and stderr.
 const STREAM_BYTES: usize = 1 << 20;
 
-struct Pack;
+test_pack_support::single_template_pack! {
+    template: ("log-flood", "Log Flood", "Floods the log, stdout and stderr, then returns a tiny graph."),
+    build: build,
+}
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
+fn build(_params: Vec<Param>) -> Result<String, BuildError> {
+    for i in 0..LOG_LINES {
+        host::log(Level::Info, &line(i, "log"));
     }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![template(
-            "log-flood",
-            "Log Flood",
-            "Floods the log, stdout and stderr, then returns a tiny graph.",
-            vec![prompt_param()],
-        )]
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        if id != "log-flood" {
-            return Err(BuildError::UnknownTemplate(id));
-        }
-        for i in 0..LOG_LINES {
-            host::log(Level::Info, &line(i, "log"));
-        }
-        flood(&mut std::io::stdout().lock(), "stdout");
-        flood(&mut std::io::stderr().lock(), "stderr");
-        Ok(solid_color_graph(64, 64, 0, "comfyui-mcp/log-flood"))
-    }
+    flood(&mut std::io::stdout().lock(), "stdout");
+    flood(&mut std::io::stderr().lock(), "stderr");
+    Ok(solid_color_graph(64, 64, 0, "comfyui-mcp/log-flood"))
 }
 
 /// Line `i`: a numbered tag padded with `.` to `LINE - 1` bytes (no newline).
@@ -64,5 +46,3 @@ fn flood(out: &mut dyn Write, tag: &str) {
     }
     let _ = out.flush();
 }
-
-test_pack_support::export!(Pack);

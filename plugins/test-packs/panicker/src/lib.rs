@@ -5,35 +5,16 @@
 //! (which the host captures) and the guest traps. The host must turn that into one
 //! failed call and keep serving.
 
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, template,
-};
+use test_pack_support::{BuildError, Param};
 
-struct Pack;
-
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![template(
-            "panic-now",
-            "Panic Now",
-            "Panics in build.",
-            vec![prompt_param()],
-        )]
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        if id != "panic-now" {
-            return Err(BuildError::UnknownTemplate(id));
-        }
-        if std::hint::black_box(true) {
-            panic!("panicker: deliberate panic in build");
-        }
-        Err(BuildError::Failed("unreachable".to_string()))
-    }
+test_pack_support::single_template_pack! {
+    template: ("panic-now", "Panic Now", "Panics in build."),
+    build: build,
 }
 
-test_pack_support::export!(Pack);
+fn build(_params: Vec<Param>) -> Result<String, BuildError> {
+    if std::hint::black_box(true) {
+        panic!("panicker: deliberate panic in build");
+    }
+    Err(BuildError::Failed("unreachable".to_string()))
+}

@@ -9,25 +9,8 @@
 //! of a serving pack can take: time and memory per call, and how many run at once.
 
 use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, Value, pack_info, prompt_param,
-    solid_color_graph, template,
+    BuildError, Param, hog_memory, prompt_template, solid_color_graph, text_value,
 };
-
-const BLOCK: usize = 1 << 20;
-const PAGE: usize = 4096;
-
-struct Pack;
-
-fn prompt(params: &[Param]) -> &str {
-    params
-        .iter()
-        .find(|p| p.name == "prompt")
-        .and_then(|p| match &p.value {
-            Value::Text(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .unwrap_or("")
-}
 
 fn spin() -> ! {
     let mut spins: u64 = 0;
@@ -36,54 +19,27 @@ fn spin() -> ! {
     }
 }
 
-fn hog() -> ! {
-    let mut hoard: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let mut block = vec![0u8; BLOCK];
-        for (i, byte) in block.iter_mut().step_by(PAGE).enumerate() {
-            *byte = (i as u8) | 1;
-        }
-        hoard.push(std::hint::black_box(block));
-        std::hint::black_box(&hoard);
-    }
-}
-
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
+test_pack_support::pack! {
+    list: || {
         vec![
-            template(
-                "spin",
-                "Spin",
-                "Spins forever when given a prompt.",
-                vec![prompt_param()],
-            ),
-            template(
-                "hog",
-                "Hog",
-                "Eats memory when given a prompt.",
-                vec![prompt_param()],
-            ),
+            prompt_template("spin", "Spin", "Spins forever when given a prompt."),
+            prompt_template("hog", "Hog", "Eats memory when given a prompt."),
         ]
-    }
-
-    fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
-        let awake = !prompt(&params).is_empty();
-        match id.as_str() {
-            "spin" if awake => spin(),
-            "hog" if awake => hog(),
-            "spin" | "hog" => Ok(solid_color_graph(
-                64,
-                64,
-                0x40_40_40,
-                "comfyui-mcp/sleeper-agent",
-            )),
-            _ => Err(BuildError::UnknownTemplate(id)),
-        }
-    }
+    },
+    build: build,
 }
 
-test_pack_support::export!(Pack);
+fn build(id: String, params: Vec<Param>) -> Result<String, BuildError> {
+    let awake = !text_value(&params, "prompt").is_empty();
+    match id.as_str() {
+        "spin" if awake => spin(),
+        "hog" if awake => hog_memory(),
+        "spin" | "hog" => Ok(solid_color_graph(
+            64,
+            64,
+            0x40_40_40,
+            "comfyui-mcp/sleeper-agent",
+        )),
+        _ => Err(BuildError::UnknownTemplate(id)),
+    }
+}

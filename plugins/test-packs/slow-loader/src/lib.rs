@@ -10,8 +10,7 @@
 use std::time::Duration;
 
 use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, solid_color_graph,
-    template,
+    BuildError, Param, TemplateInfo, numbered_templates, prompt_template, solid_color_graph,
 };
 
 /// Number of templates.
@@ -19,42 +18,31 @@ const TEMPLATES: usize = 40;
 /// Time each build waits.
 const BUILD_SLEEP_MS: u64 = 150;
 
-struct Pack;
-
 fn id(i: usize) -> String {
     format!("slow-{i:02}")
 }
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
+test_pack_support::pack! { list: list, build: build }
 
-    fn list() -> Vec<TemplateInfo> {
-        (0..TEMPLATES)
-            .map(|i| {
-                template(
-                    &id(i),
-                    &format!("Slow {i}"),
-                    "Sleeps before building a tiny graph.",
-                    vec![prompt_param()],
-                )
-            })
-            .collect()
-    }
-
-    fn build(template_id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        if !(0..TEMPLATES).any(|i| id(i) == template_id) {
-            return Err(BuildError::UnknownTemplate(template_id));
-        }
-        std::thread::sleep(Duration::from_millis(BUILD_SLEEP_MS));
-        Ok(solid_color_graph(
-            64,
-            64,
-            0x00_80_00,
-            "comfyui-mcp/slow-loader",
-        ))
-    }
+fn list() -> Vec<TemplateInfo> {
+    numbered_templates(TEMPLATES, |i| {
+        prompt_template(
+            &id(i),
+            &format!("Slow {i}"),
+            "Sleeps before building a tiny graph.",
+        )
+    })
 }
 
-test_pack_support::export!(Pack);
+fn build(template_id: String, _params: Vec<Param>) -> Result<String, BuildError> {
+    if !(0..TEMPLATES).any(|i| id(i) == template_id) {
+        return Err(BuildError::UnknownTemplate(template_id));
+    }
+    std::thread::sleep(Duration::from_millis(BUILD_SLEEP_MS));
+    Ok(solid_color_graph(
+        64,
+        64,
+        0x00_80_00,
+        "comfyui-mcp/slow-loader",
+    ))
+}

@@ -42,6 +42,101 @@ macro_rules! pack_info {
     };
 }
 
+/// Defines `struct Pack`, its `Guest` impl and its export from two functions:
+/// `list: fn() -> Vec<TemplateInfo>` and `build: fn(String, Vec<Param>) -> Result<String,
+/// BuildError>`. `info` is `pack_info!()`, or `pack_info!(name)` with `name: "..."` first.
+#[macro_export]
+macro_rules! pack {
+    ($(name: $name:expr,)? list: $list:expr, build: $build:expr $(,)?) => {
+        struct Pack;
+
+        impl $crate::Guest for Pack {
+            fn info() -> $crate::PackInfo {
+                $crate::pack_info!($($name)?)
+            }
+
+            fn list() -> ::std::vec::Vec<$crate::TemplateInfo> {
+                ($list)()
+            }
+
+            fn build(
+                id: ::std::string::String,
+                params: ::std::vec::Vec<$crate::Param>,
+            ) -> ::std::result::Result<::std::string::String, $crate::BuildError> {
+                ($build)(id, params)
+            }
+        }
+
+        $crate::export!(Pack);
+    };
+}
+
+/// A pack of one template with only the `prompt` parameter ([`prompt_template`]):
+/// `build` answers `unknown-template` for any other id, else calls `build(params)`.
+#[macro_export]
+macro_rules! single_template_pack {
+    ($(name: $name:expr,)? template: ($id:expr, $title:expr, $description:expr), build: $build:expr $(,)?) => {
+        $crate::pack! {
+            $(name: $name,)?
+            list: || vec![$crate::prompt_template($id, $title, $description)],
+            build: |id: ::std::string::String,
+                    params: ::std::vec::Vec<$crate::Param>|
+             -> ::std::result::Result<::std::string::String, $crate::BuildError> {
+                $crate::expect_id(&id, $id)?;
+                ($build)(params)
+            },
+        }
+    };
+}
+
+/// `Ok` when `id` is `wanted`, else `unknown-template` naming `id`.
+pub fn expect_id(id: &str, wanted: &str) -> Result<(), BuildError> {
+    if id == wanted {
+        Ok(())
+    } else {
+        Err(BuildError::UnknownTemplate(id.to_string()))
+    }
+}
+
+/// `build` of a pack that must never serve (the host refuses it at load): every id is
+/// unknown.
+pub fn unknown_template(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
+    Err(BuildError::UnknownTemplate(id))
+}
+
+/// `count` templates made by `make(0)`, `make(1)`, ...
+pub fn numbered_templates(count: usize, make: impl Fn(usize) -> TemplateInfo) -> Vec<TemplateInfo> {
+    (0..count).map(make).collect()
+}
+
+/// The text `name` from `params`, or "" when absent or not text.
+pub fn text_value<'a>(params: &'a [Param], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|p| p.name == name)
+        .and_then(|p| match &p.value {
+            Value::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .unwrap_or("")
+}
+
+/// Allocates 1 MiB blocks, writes to every 4 KiB page of each and keeps them all, until
+/// allocation fails (the guest aborts: a trap). `black_box` keeps every write.
+pub fn hog_memory() -> ! {
+    const BLOCK: usize = 1 << 20;
+    const PAGE: usize = 4096;
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; BLOCK];
+        for (i, byte) in block.iter_mut().step_by(PAGE).enumerate() {
+            *byte = (i as u8) | 1;
+        }
+        hoard.push(std::hint::black_box(block));
+        std::hint::black_box(&hoard);
+    }
+}
+
 /// Pack identity from a name, version and description.
 pub fn pack_info(name: &str, version: &str, description: &str) -> PackInfo {
     PackInfo {
@@ -63,6 +158,28 @@ pub fn template(id: &str, name: &str, description: &str, params: Vec<ParamSpec>)
         default_height: 64,
         params,
     }
+}
+
+/// A template (as [`template`]) whose only parameter is [`prompt_param`].
+pub fn prompt_template(id: &str, name: &str, description: &str) -> TemplateInfo {
+    template(id, name, description, vec![prompt_param()])
+}
+
+/// The pack body of the `clash` packs: pack name `<crate>-pack`, one template `item-icon`
+/// (the id of a game-assets template) whose `build` returns EmptyImage (`color`) ->
+/// SaveImage, prefix `comfyui-mcp/<crate>-item-icon`.
+#[macro_export]
+macro_rules! item_icon_clash_pack {
+    ($title:expr, $color:expr, $description:expr $(,)?) => {
+        $crate::single_template_pack! {
+            name: concat!(env!("CARGO_PKG_NAME"), "-pack"),
+            template: ("item-icon", $title, $description),
+            build: |_params| {
+                let prefix = concat!("comfyui-mcp/", env!("CARGO_PKG_NAME"), "-item-icon");
+                Ok($crate::solid_color_graph(64, 64, $color, prefix))
+            },
+        }
+    };
 }
 
 /// An optional text `prompt` defaulting to "" (so building with defaults works).

@@ -22,9 +22,7 @@
 //! (see `SANDBOXED`). The same line is also logged through `host::log` at info level.
 
 use test_pack_support::host::{self, Level};
-use test_pack_support::{
-    BuildError, Guest, PackInfo, Param, TemplateInfo, pack_info, prompt_param, template,
-};
+use test_pack_support::{BuildError, Param};
 use wasip2::clocks::monotonic_clock;
 use wasip2::io::poll;
 use wasip2::sockets::instance_network::instance_network;
@@ -35,30 +33,15 @@ use wasip2::sockets::tcp_create_socket::create_tcp_socket;
 pub const SANDBOXED: &str =
     "wasi-snoop: passwd=denied root=denied cwd=denied write=denied env=0 args=0 tcp=denied";
 
-struct Pack;
+test_pack_support::single_template_pack! {
+    template: ("snoop-wasi", "Snoop WASI", "Probes files, environment, arguments and network; fails with a report."),
+    build: build,
+}
 
-impl Guest for Pack {
-    fn info() -> PackInfo {
-        pack_info!()
-    }
-
-    fn list() -> Vec<TemplateInfo> {
-        vec![template(
-            "snoop-wasi",
-            "Snoop WASI",
-            "Probes files, environment, arguments and network; fails with a report.",
-            vec![prompt_param()],
-        )]
-    }
-
-    fn build(id: String, _params: Vec<Param>) -> Result<String, BuildError> {
-        if id != "snoop-wasi" {
-            return Err(BuildError::UnknownTemplate(id));
-        }
-        let report = snoop();
-        host::log(Level::Info, &report);
-        Err(BuildError::Failed(report))
-    }
+fn build(_params: Vec<Param>) -> Result<String, BuildError> {
+    let report = snoop();
+    host::log(Level::Info, &report);
+    Err(BuildError::Failed(report))
 }
 
 fn snoop() -> String {
@@ -121,5 +104,3 @@ fn try_connect() -> &'static str {
         }
     }
 }
-
-test_pack_support::export!(Pack);
