@@ -76,14 +76,7 @@ fn to_post(sim: &simulator::SimHandle, sent: Instant) -> Duration {
 
 async fn start_app(sim: &simulator::SimHandle, out: &Path) -> Arc<App> {
     let cache = std::env::temp_dir().join("comfyui-mcp-bench-pack-cache");
-    common::start_app(&common::settings(
-        sim.base_url(),
-        out,
-        &common::repo().join("templates"),
-        &cache,
-        &[],
-    ))
-    .await
+    common::shipped_app(sim, out, &cache, &[]).await
 }
 
 /// Round trips over the stdio framing; `checked` puts the framing layer of the real stdio

@@ -47,12 +47,7 @@ async fn fixture(extra: &[&str]) -> Fixture {
         &flags,
     ))
     .await;
-    assert_eq!(
-        app.catalog().templates().len(),
-        4,
-        "graph-bomb offers four templates; errors: {:?}",
-        app.catalog().errors()
-    );
+    common::assert_templates(&app, 4, "graph-bomb");
     Fixture {
         app,
         workflows,

@@ -33,20 +33,10 @@ async fn fixture(step_delay: Duration) -> Fixture {
     let out = tempfile::tempdir().expect("temp dir");
     let workflows: PathBuf = common::repo().join("examples/workflows");
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-rust-pack-cache");
-    let app = common::start_app(&common::settings(
-        sim.base_url(),
-        out.path(),
-        &common::repo().join("templates"),
-        &cache,
-        &["--workflow-dir", &workflows.display().to_string()],
-    ))
-    .await;
-    assert_eq!(
-        app.catalog().templates().len(),
-        4,
-        "the shipped pack offers four templates; errors: {:?}",
-        app.catalog().errors()
-    );
+    let workflow_dir = workflows.display().to_string();
+    let app =
+        common::shipped_app(&sim, out.path(), &cache, &["--workflow-dir", &workflow_dir]).await;
+    common::assert_templates(&app, 4, "the shipped pack");
     Fixture {
         app,
         sim,

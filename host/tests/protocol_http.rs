@@ -31,14 +31,7 @@ async fn fixture() -> Fixture {
     let sim = common::simulator_with(simulator::SimConfig::default()).await;
     let out = tempfile::tempdir().expect("temp dir");
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("protocol-http-pack-cache");
-    let app = common::start_app(&common::settings(
-        sim.base_url(),
-        out.path(),
-        &common::repo().join("templates"),
-        &cache,
-        &[],
-    ))
-    .await;
+    let app = common::shipped_app(&sim, out.path(), &cache, &[]).await;
     Fixture {
         app,
         sim,

@@ -368,20 +368,27 @@ async fn the_default_limit_answers_a_line_over_16_mib() {
     server.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() {
+/// A server on a simulator whose queue is held, with a waiting `generate_image` call of
+/// request `id` in flight (its job queued).
+async fn held_call(id: u64, prompt: &str) -> (simulator::SimHandle, Server) {
     let sim = common::simulator_with(simulator::SimConfig::default()).await;
     let mut server = Server::start(&sim.base_url(), &[]).await;
     server.wait_for_tool("item-icon").await;
     // Held queue: the waiting call stays in flight until released.
     sim.hold_queue(true);
     server
-        .send_json(&json!({"jsonrpc": "2.0", "id": 90, "method": "tools/call", "params": {
+        .send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
             "name": "generate_image",
-            "arguments": {"template": "item-icon", "prompt": "a red potion", "wait": true, "timeout": 600}}}))
+            "arguments": {"template": "item-icon", "prompt": prompt, "wait": true, "timeout": 600}}}))
         .await;
     // Wait until the job is queued (the call is certainly in flight).
     common::wait_for_prompt(&sim, BOUND).await;
+    (sim, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() {
+    let (sim, mut server) = held_call(90, "a red potion").await;
     server
         .send_json(&json!({"jsonrpc": "2.0", "id": 90, "method": "ping"}))
         .await;
@@ -408,16 +415,7 @@ async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_request_frees_its_id() {
-    let sim = common::simulator_with(simulator::SimConfig::default()).await;
-    let mut server = Server::start(&sim.base_url(), &[]).await;
-    server.wait_for_tool("item-icon").await;
-    sim.hold_queue(true);
-    server
-        .send_json(&json!({"jsonrpc": "2.0", "id": 95, "method": "tools/call", "params": {
-            "name": "generate_image",
-            "arguments": {"template": "item-icon", "prompt": "a blue gem", "wait": true, "timeout": 600}}}))
-        .await;
-    common::wait_for_prompt(&sim, BOUND).await;
+    let (sim, mut server) = held_call(95, "a blue gem").await;
     // rmcp sends no response to a cancelled request, so the id must be free at once.
     server
         .send_json(

@@ -69,6 +69,33 @@ pub async fn start_app(settings: &Settings) -> Arc<App> {
         .expect("app starts")
 }
 
+/// The service over the shipped templates, with these folders, plus `extra` flags.
+pub async fn shipped_app(
+    sim: &simulator::SimHandle,
+    out: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> Arc<App> {
+    start_app(&settings(
+        sim.base_url(),
+        out,
+        &repo().join("templates"),
+        cache,
+        extra,
+    ))
+    .await
+}
+
+/// Asserts that the catalog offers `count` templates; `what` names their source.
+pub fn assert_templates(app: &App, count: usize, what: &str) {
+    assert_eq!(
+        app.catalog().templates().len(),
+        count,
+        "{what} offers {count} templates; errors: {:?}",
+        app.catalog().errors()
+    );
+}
+
 /// The client end of an in-memory pipe.
 pub type PipeWrite = WriteHalf<DuplexStream>;
 /// The client's line reader on an in-memory pipe (stdio framing: one message a line).
