@@ -18,23 +18,18 @@
 //! 2 s call limit. Run with: `cargo bench -p comfyui-mcp --bench admission` (prints;
 //! never asserts on timings).
 
-use std::path::{Path, PathBuf};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use comfyui_mcp::App;
-use comfyui_mcp::config::Cli;
-use comfyui_mcp::mcp::{McpOptions, McpServer};
-use rmcp::ServiceExt as _;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
 const STORM: usize = 200;
 const SAMPLES: usize = 40;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 struct Env {
     sim: simulator::SimHandle,
@@ -43,18 +38,14 @@ struct Env {
 }
 
 async fn env(packs: &[&str]) -> Env {
-    let sim = simulator::start(
-        ([127, 0, 0, 1], 0).into(),
-        simulator::SimConfig {
-            step_delay: Duration::from_millis(1),
-            ..simulator::SimConfig::default()
-        },
-    )
-    .await
-    .expect("simulator");
+    let sim = common::simulator(Duration::from_millis(1)).await;
     let templates = tempfile::tempdir().unwrap();
     for p in packs {
-        std::fs::copy(repo().join("tests/packs").join(p), templates.path().join(p)).unwrap();
+        std::fs::copy(
+            common::repo().join("tests/packs").join(p),
+            templates.path().join(p),
+        )
+        .unwrap();
     }
     Env {
         sim,
@@ -65,19 +56,13 @@ async fn env(packs: &[&str]) -> Env {
 
 fn settings(env: &Env) -> comfyui_mcp::config::Settings {
     let cache = std::env::temp_dir().join("comfyui-mcp-bench-pack-cache");
-    <Cli as clap::Parser>::try_parse_from([
-        "comfyui-mcp".to_owned(),
-        "--comfyui-url".to_owned(),
+    common::settings(
         env.sim.base_url(),
-        "--output-dir".to_owned(),
-        env.out.path().display().to_string(),
-        "--templates-dir".to_owned(),
-        env.templates.path().display().to_string(),
-        "--cache-dir".to_owned(),
-        cache.display().to_string(),
-    ])
-    .expect("settings")
-    .settings
+        env.out.path(),
+        env.templates.path(),
+        &cache,
+        &[],
+    )
 }
 
 fn rss_kib() -> u64 {
@@ -135,23 +120,17 @@ async fn good_calls(app: &Arc<App>) -> Vec<Duration> {
 }
 
 struct Session {
-    write: tokio::io::WriteHalf<tokio::io::DuplexStream>,
-    lines: tokio::io::Lines<BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>>,
+    write: common::PipeWrite,
+    lines: common::PipeLines,
     id: u64,
 }
 
 impl Session {
     async fn open(app: Arc<App>) -> Self {
-        let (client_end, server_end) = tokio::io::duplex(1 << 20);
-        let server = McpServer::new(app, McpOptions::default());
-        tokio::spawn(async move {
-            let running = server.serve(server_end).await.expect("server");
-            let _ = running.waiting().await;
-        });
-        let (read, write) = tokio::io::split(client_end);
+        let (write, lines) = common::serve_pipe(app);
         let mut s = Self {
             write,
-            lines: BufReader::new(read).lines(),
+            lines,
             id: 0,
         };
         s.call(

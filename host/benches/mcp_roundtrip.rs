@@ -12,12 +12,14 @@
 //! Run with: `cargo bench -p comfyui-mcp --bench mcp_roundtrip` (prints a table; never
 //! asserts on timings).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use comfyui_mcp::App;
-use comfyui_mcp::config::Cli;
 use comfyui_mcp::mcp::{McpOptions, McpServer};
 use rmcp::ServiceExt as _;
 use serde_json::{Value, json};
@@ -73,23 +75,8 @@ fn to_post(sim: &simulator::SimHandle, sent: Instant) -> Duration {
 }
 
 async fn start_app(sim: &simulator::SimHandle, out: &Path) -> Arc<App> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cache = std::env::temp_dir().join("comfyui-mcp-bench-pack-cache");
-    let cli = <Cli as clap::Parser>::try_parse_from([
-        "comfyui-mcp".to_owned(),
-        "--comfyui-url".to_owned(),
-        sim.base_url(),
-        "--output-dir".to_owned(),
-        out.display().to_string(),
-        "--templates-dir".to_owned(),
-        manifest.join("../templates").display().to_string(),
-        "--cache-dir".to_owned(),
-        cache.display().to_string(),
-    ])
-    .expect("settings");
-    comfyui_mcp::commands::start_app(&cli.settings)
-        .await
-        .expect("app starts")
+    common::shipped_app(sim, out, &cache, &[]).await
 }
 
 /// Round trips over the stdio framing; `checked` puts the framing layer of the real stdio

@@ -4,6 +4,8 @@
 //!
 //! Every wait is bounded; nothing asserts on timings.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,16 +25,7 @@ struct Fixture {
 
 /// The app with only the graph-bomb pack, and an empty workflow folder, plus `extra` flags.
 async fn fixture(extra: &[&str]) -> Fixture {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = simulator::start(
-        ([127, 0, 0, 1], 0).into(),
-        simulator::SimConfig {
-            step_delay: Duration::from_millis(1),
-            ..simulator::SimConfig::default()
-        },
-    )
-    .await
-    .expect("simulator starts");
+    let sim = common::simulator(Duration::from_millis(1)).await;
     let dirs = tempfile::tempdir().expect("temp dir");
     let templates = dirs.path().join("templates");
     let workflows = dirs.path().join("workflows");
@@ -40,33 +33,21 @@ async fn fixture(extra: &[&str]) -> Fixture {
     for dir in [&templates, &workflows, &out] {
         std::fs::create_dir_all(dir).unwrap();
     }
-    let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/packs/graph-bomb.wasm");
+    let pack = common::repo().join("tests/packs/graph-bomb.wasm");
     std::fs::copy(&pack, templates.join("graph-bomb.wasm")).expect("graph-bomb pack is built");
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("graph-budget-pack-cache");
-    let mut args = vec![
-        "comfyui-mcp".to_owned(),
-        "--comfyui-url".to_owned(),
+    let workflow_dir = workflows.display().to_string();
+    let mut flags = vec!["--workflow-dir", workflow_dir.as_str()];
+    flags.extend_from_slice(extra);
+    let app = common::start_app(&common::settings(
         sim.base_url(),
-        "--output-dir".to_owned(),
-        out.display().to_string(),
-        "--templates-dir".to_owned(),
-        templates.display().to_string(),
-        "--workflow-dir".to_owned(),
-        workflows.display().to_string(),
-        "--cache-dir".to_owned(),
-        cache.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let cli = <comfyui_mcp::config::Cli as clap::Parser>::try_parse_from(args).expect("settings");
-    let app = comfyui_mcp::commands::start_app(&cli.settings)
-        .await
-        .expect("app starts");
-    assert_eq!(
-        app.catalog().templates().len(),
-        4,
-        "graph-bomb offers four templates; errors: {:?}",
-        app.catalog().errors()
-    );
+        &out,
+        &templates,
+        &cache,
+        &flags,
+    ))
+    .await;
+    common::assert_templates(&app, 4, "graph-bomb");
     Fixture {
         app,
         workflows,

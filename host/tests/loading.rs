@@ -17,6 +17,8 @@
 //! Tests run one at a time (they count the process's threads). Every wait is bounded;
 //! nothing asserts on timings.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,11 +26,8 @@ use std::time::Duration;
 
 use comfyui_mcp::App;
 use comfyui_mcp::catalog::ProblemKind;
-use comfyui_mcp::config::Cli;
-use comfyui_mcp::mcp::{McpOptions, McpServer};
-use rmcp::ServiceExt as _;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
 /// Upper bound for any single wait (a bound, not an expectation).
 const BOUND: Duration = Duration::from_secs(120);
@@ -42,33 +41,20 @@ struct Fixture {
     out: tempfile::TempDir,
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// A committed pack: `templates/<name>` for the shipped one, else `tests/packs/<name>`.
 fn pack(name: &str) -> PathBuf {
-    let shipped = repo().join("templates").join(name);
+    let shipped = common::repo().join("templates").join(name);
     if shipped.exists() {
         shipped
     } else {
-        repo().join("tests/packs").join(name)
+        common::repo().join("tests/packs").join(name)
     }
 }
 
 impl Fixture {
     /// A simulator and a templates folder holding `packs` as (source, file name).
     async fn new(packs: &[(&str, &str)]) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let sim = simulator::start(
-            ([127, 0, 0, 1], 0).into(),
-            simulator::SimConfig {
-                step_delay: Duration::from_millis(1),
-                ..simulator::SimConfig::default()
-            },
-        )
-        .await
-        .expect("simulator starts");
+        let sim = common::simulator(Duration::from_millis(1)).await;
         let templates = tempfile::tempdir().expect("temp dir");
         let fixture = Self {
             sim,
@@ -91,28 +77,18 @@ impl Fixture {
 
     fn settings(&self, extra: &[&str]) -> comfyui_mcp::config::Settings {
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loading-pack-cache");
-        let mut args = vec![
-            "comfyui-mcp".to_owned(),
-            "--comfyui-url".to_owned(),
+        common::settings(
             self.sim.base_url(),
-            "--output-dir".to_owned(),
-            self.out.path().display().to_string(),
-            "--templates-dir".to_owned(),
-            self.templates.path().display().to_string(),
-            "--cache-dir".to_owned(),
-            cache.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        <Cli as clap::Parser>::try_parse_from(args)
-            .expect("settings parse")
-            .settings
+            self.out.path(),
+            self.templates.path(),
+            &cache,
+            extra,
+        )
     }
 
     /// The service with its first scan complete.
     async fn app(&self, extra: &[&str]) -> Arc<App> {
-        comfyui_mcp::commands::start_app(&self.settings(extra))
-            .await
-            .expect("app starts")
+        common::start_app(&self.settings(extra)).await
     }
 }
 
@@ -251,23 +227,6 @@ async fn a_storm_of_spinning_calls_never_runs_more_than_the_permits() {
 
 // ---------------------------------------------------------------- bounded loads
 
-/// A raw JSON-RPC session over an in-memory pipe.
-async fn mcp_session(
-    app: Arc<App>,
-) -> (
-    tokio::io::WriteHalf<tokio::io::DuplexStream>,
-    tokio::io::Lines<BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>>,
-) {
-    let (client_end, server_end) = tokio::io::duplex(1 << 20);
-    let server = McpServer::new(app, McpOptions::default());
-    tokio::spawn(async move {
-        let running = server.serve(server_end).await.expect("server starts");
-        let _ = running.waiting().await;
-    });
-    let (read, write) = tokio::io::split(client_end);
-    (write, BufReader::new(read).lines())
-}
-
 async fn send(write: &mut tokio::io::WriteHalf<tokio::io::DuplexStream>, message: Value) {
     let mut line = serde_json::to_vec(&message).unwrap();
     line.push(b'\n');
@@ -287,7 +246,7 @@ async fn initialize_answers_and_other_packs_serve_while_a_slow_pack_loads() {
         .await
         .expect("app starts");
     let mut changes = app.catalog_changes();
-    let (mut write, mut lines) = mcp_session(app.clone()).await;
+    let (mut write, mut lines) = common::serve_pipe(app.clone());
     send(
         &mut write,
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -600,7 +559,7 @@ async fn packs_are_self_tested_again_against_the_live_catalog_and_withdrawn_if_t
     assert!(app.catalog().template("solid-color").is_some());
 
     // A ComfyUI without `EmptyImage`: mini's graphs would fail there, so it stops serving.
-    let bytes = std::fs::read(repo().join("host/comfyui/data/object_info.json")).unwrap();
+    let bytes = std::fs::read(common::repo().join("host/comfyui/data/object_info.json")).unwrap();
     let mut info: Value = serde_json::from_slice(&bytes).unwrap();
     info.as_object_mut().unwrap().remove("EmptyImage");
     let nodes = comfyui::nodes::NodeCatalog::from_object_info(&info).unwrap();

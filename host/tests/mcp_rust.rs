@@ -5,6 +5,8 @@
 //!
 //! Every wait is bounded; nothing asserts on timings.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +14,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use comfyui_mcp::App;
 use comfyui_mcp::catalog::Catalog;
-use comfyui_mcp::config::Cli;
-use comfyui_mcp::mcp::{McpOptions, McpServer};
-use rmcp::ServiceExt as _;
+use comfyui_mcp::mcp::McpOptions;
 use serde_json::{Value, json};
-use tokio::io::{
-    AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf,
-};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 /// Upper bound for any single wait in these tests (a bound, not an expectation).
@@ -31,44 +29,14 @@ struct Fixture {
 }
 
 async fn fixture(step_delay: Duration) -> Fixture {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = simulator::start(
-        ([127, 0, 0, 1], 0).into(),
-        simulator::SimConfig {
-            step_delay,
-            ..simulator::SimConfig::default()
-        },
-    )
-    .await
-    .expect("simulator starts");
+    let sim = common::simulator(step_delay).await;
     let out = tempfile::tempdir().expect("temp dir");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let templates: PathBuf = manifest.join("../templates");
-    let workflows: PathBuf = manifest.join("../examples/workflows");
+    let workflows: PathBuf = common::repo().join("examples/workflows");
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-rust-pack-cache");
-    let cli = <Cli as clap::Parser>::try_parse_from([
-        "comfyui-mcp".to_owned(),
-        "--comfyui-url".to_owned(),
-        sim.base_url(),
-        "--output-dir".to_owned(),
-        out.path().display().to_string(),
-        "--templates-dir".to_owned(),
-        templates.display().to_string(),
-        "--workflow-dir".to_owned(),
-        workflows.display().to_string(),
-        "--cache-dir".to_owned(),
-        cache.display().to_string(),
-    ])
-    .expect("settings parse");
-    let app = comfyui_mcp::commands::start_app(&cli.settings)
-        .await
-        .expect("app starts");
-    assert_eq!(
-        app.catalog().templates().len(),
-        4,
-        "the shipped pack offers four templates; errors: {:?}",
-        app.catalog().errors()
-    );
+    let workflow_dir = workflows.display().to_string();
+    let app =
+        common::shipped_app(&sim, out.path(), &cache, &["--workflow-dir", &workflow_dir]).await;
+    common::assert_templates(&app, 4, "the shipped pack");
     Fixture {
         app,
         sim,
@@ -78,8 +46,8 @@ async fn fixture(step_delay: Duration) -> Fixture {
 
 /// A raw JSON-RPC client on one end of an in-memory pipe.
 struct RawClient {
-    write: WriteHalf<DuplexStream>,
-    lines: Lines<BufReader<ReadHalf<DuplexStream>>>,
+    write: common::PipeWrite,
+    lines: common::PipeLines,
     notifications: Vec<Value>,
     next_id: u64,
 }
@@ -87,16 +55,10 @@ struct RawClient {
 impl RawClient {
     /// Serves a fresh `McpServer` on a pipe and initializes the session.
     async fn connect(app: Arc<App>) -> Self {
-        let (client_end, server_end) = tokio::io::duplex(1 << 20);
-        let server = McpServer::new(app, McpOptions::default());
-        tokio::spawn(async move {
-            let running = server.serve(server_end).await.expect("server starts");
-            let _ = running.waiting().await;
-        });
-        let (read, write) = tokio::io::split(client_end);
+        let (write, lines) = common::serve_pipe(app);
         let mut client = Self {
             write,
-            lines: BufReader::new(read).lines(),
+            lines,
             notifications: Vec::new(),
             next_id: 1,
         };

@@ -4,13 +4,14 @@
 //!
 //! Every wait is bounded; nothing asserts on timings.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use comfyui_mcp::App;
-use comfyui_mcp::config::Cli;
 use comfyui_mcp::mcp::McpOptions;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -27,29 +28,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default())
-        .await
-        .expect("simulator starts");
+    let sim = common::simulator_with(simulator::SimConfig::default()).await;
     let out = tempfile::tempdir().expect("temp dir");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let templates: PathBuf = manifest.join("../templates");
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("protocol-http-pack-cache");
-    let cli = <Cli as clap::Parser>::try_parse_from([
-        "comfyui-mcp".to_owned(),
-        "--comfyui-url".to_owned(),
-        sim.base_url(),
-        "--output-dir".to_owned(),
-        out.path().display().to_string(),
-        "--templates-dir".to_owned(),
-        templates.display().to_string(),
-        "--cache-dir".to_owned(),
-        cache.display().to_string(),
-    ])
-    .expect("settings parse");
-    let app = comfyui_mcp::commands::start_app(&cli.settings)
-        .await
-        .expect("app starts");
+    let app = common::shipped_app(&sim, out.path(), &cache, &[]).await;
     Fixture {
         app,
         sim,
@@ -356,19 +338,7 @@ async fn a_duplicate_in_flight_id_in_a_session_is_refused_and_the_first_stream_e
             (response.status(), response.text().await.unwrap())
         })
     };
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !f
-        .sim
-        .requests()
-        .iter()
-        .any(|r| r.method == "POST" && r.path.ends_with("/prompt"))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the job never reached the simulator"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_for_prompt(&f.sim, BOUND).await;
     let second = tokio::time::timeout(
         BOUND,
         post(

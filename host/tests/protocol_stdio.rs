@@ -5,6 +5,8 @@
 //! Every wait is bounded (a missing answer fails the test instead of hanging it); nothing
 //! asserts on timings.
 
+mod common;
+
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -366,34 +368,27 @@ async fn the_default_limit_answers_a_line_over_16_mib() {
     server.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default())
-        .await
-        .expect("simulator starts");
+/// A server on a simulator whose queue is held, with a waiting `generate_image` call of
+/// request `id` in flight (its job queued).
+async fn held_call(id: u64, prompt: &str) -> (simulator::SimHandle, Server) {
+    let sim = common::simulator_with(simulator::SimConfig::default()).await;
     let mut server = Server::start(&sim.base_url(), &[]).await;
     server.wait_for_tool("item-icon").await;
     // Held queue: the waiting call stays in flight until released.
     sim.hold_queue(true);
     server
-        .send_json(&json!({"jsonrpc": "2.0", "id": 90, "method": "tools/call", "params": {
+        .send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
             "name": "generate_image",
-            "arguments": {"template": "item-icon", "prompt": "a red potion", "wait": true, "timeout": 600}}}))
+            "arguments": {"template": "item-icon", "prompt": prompt, "wait": true, "timeout": 600}}}))
         .await;
     // Wait until the job is queued (the call is certainly in flight).
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !sim
-        .requests()
-        .iter()
-        .any(|r| r.method == "POST" && r.path.ends_with("/prompt"))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the job never reached the simulator"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_for_prompt(&sim, BOUND).await;
+    (sim, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() {
+    let (sim, mut server) = held_call(90, "a red potion").await;
     server
         .send_json(&json!({"jsonrpc": "2.0", "id": 90, "method": "ping"}))
         .await;
@@ -420,30 +415,7 @@ async fn a_duplicate_in_flight_id_is_refused_and_the_first_call_still_answers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_request_frees_its_id() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default())
-        .await
-        .expect("simulator starts");
-    let mut server = Server::start(&sim.base_url(), &[]).await;
-    server.wait_for_tool("item-icon").await;
-    sim.hold_queue(true);
-    server
-        .send_json(&json!({"jsonrpc": "2.0", "id": 95, "method": "tools/call", "params": {
-            "name": "generate_image",
-            "arguments": {"template": "item-icon", "prompt": "a blue gem", "wait": true, "timeout": 600}}}))
-        .await;
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !sim
-        .requests()
-        .iter()
-        .any(|r| r.method == "POST" && r.path.ends_with("/prompt"))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the job never reached the simulator"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (sim, mut server) = held_call(95, "a blue gem").await;
     // rmcp sends no response to a cancelled request, so the id must be free at once.
     server
         .send_json(

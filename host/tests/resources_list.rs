@@ -1,12 +1,14 @@
 //! `resources/list` refreshes every recent queued job from ONE `GET /queue` snapshot (it
 //! used to send one per queued job). Against the in-process simulator; counts requests.
 
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use comfyui::{JobOrigin, JobRequest};
 use comfyui_mcp::App;
-use comfyui_mcp::config::Cli;
 use comfyui_mcp::mcp::resources::{self, RecentJobs};
 use serde_json::json;
 
@@ -15,21 +17,14 @@ const BOUND: Duration = Duration::from_secs(60);
 async fn app(sim: &simulator::SimHandle, out: &tempfile::TempDir) -> Arc<App> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let templates = tempfile::tempdir().unwrap();
-    let cli = <Cli as clap::Parser>::try_parse_from([
-        "comfyui-mcp".to_owned(),
-        "--comfyui-url".to_owned(),
+    common::start_app(&common::settings(
         sim.base_url(),
-        "--output-dir".to_owned(),
-        out.path().display().to_string(),
-        "--templates-dir".to_owned(),
-        templates.path().display().to_string(),
-        "--cache-dir".to_owned(),
-        "off".to_owned(),
-    ])
-    .expect("settings parse");
-    comfyui_mcp::commands::start_app(&cli.settings)
-        .await
-        .expect("app starts")
+        out.path(),
+        templates.path(),
+        Path::new("off"),
+        &[],
+    ))
+    .await
 }
 
 fn job(i: usize) -> JobRequest {

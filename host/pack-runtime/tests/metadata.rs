@@ -1,24 +1,18 @@
 //! Pack metadata, parameter specs and their caps, against real (hostile) packs
 //! built from `plugins/test-packs/`, plus property tests of parameter resolution.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
+
+use common::{args, host, repo, test_pack};
+use std::path::Path;
 
 use pack_runtime::params::{self, FieldError, MAX_RANDOM_SEED};
 use pack_runtime::{
-    Alias, CallError, HostView, Limits, LoadError, MetadataLimits, Pack, ParamKind, ParamSpec,
-    ParamValue, Runtime, RuntimeConfig, StaticHost, TemplateInfo,
+    Alias, CallError, Limits, LoadError, MetadataLimits, Pack, ParamKind, ParamSpec, ParamValue,
+    Runtime, RuntimeConfig, TemplateInfo,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn test_pack(name: &str) -> PathBuf {
-    repo().join("tests/packs").join(format!("{name}.wasm"))
-}
 
 fn runtime_with(metadata: MetadataLimits) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -36,19 +30,6 @@ fn load_err(rt: &Runtime, path: &Path) -> LoadError {
         Ok(pack) => panic!("{} loaded: {pack:?}", path.display()),
         Err(e) => e,
     }
-}
-
-fn host() -> Arc<dyn HostView> {
-    let mut host = StaticHost::default();
-    host.models.insert(
-        "checkpoints".into(),
-        vec!["tiny-random-sd15.safetensors".into()],
-    );
-    Arc::new(host)
-}
-
-fn args(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap()
 }
 
 #[test]

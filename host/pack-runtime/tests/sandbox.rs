@@ -2,38 +2,17 @@
 //! and the hostile test packs. After every failure the runtime must still
 //! serve the shipped pack.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{args, host, repo, test_pack};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pack_runtime::{
-    CallError, HostView, Limits, LoadError, Pack, Runtime, RuntimeConfig, StaticHost,
-};
-use serde_json::{Map, Value, json};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn test_pack(name: &str) -> PathBuf {
-    repo().join("tests/packs").join(format!("{name}.wasm"))
-}
+use pack_runtime::{CallError, Limits, LoadError, Pack, Runtime, RuntimeConfig, StaticHost};
+use serde_json::{Map, json};
 
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig::default()).expect("engine")
-}
-
-fn host() -> Arc<dyn HostView> {
-    let mut host = StaticHost::default();
-    host.models.insert(
-        "checkpoints".into(),
-        vec!["tiny-random-sd15.safetensors".into()],
-    );
-    Arc::new(host)
-}
-
-fn args(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap()
 }
 
 fn shipped(rt: &Runtime) -> Pack {

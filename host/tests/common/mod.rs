@@ -1,0 +1,130 @@
+//! Setup shared by the host's integration tests and benches: the ComfyUI simulator on
+//! loopback, the settings and the `App` over it, and a raw JSON-RPC pipe to an `McpServer`.
+//!
+//! Each test binary uses a part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use comfyui_mcp::App;
+use comfyui_mcp::config::{Cli, Settings};
+use comfyui_mcp::mcp::{McpOptions, McpServer};
+use rmcp::ServiceExt as _;
+use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The simulator on a loopback port with `step_delay` per sampling step (and the TLS
+/// provider installed, once per process).
+pub async fn simulator(step_delay: Duration) -> simulator::SimHandle {
+    simulator_with(simulator::SimConfig {
+        step_delay,
+        ..simulator::SimConfig::default()
+    })
+    .await
+}
+
+/// The simulator on a loopback port with `config` (and the TLS provider installed).
+pub async fn simulator_with(config: simulator::SimConfig) -> simulator::SimHandle {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    simulator::start(([127, 0, 0, 1], 0).into(), config)
+        .await
+        .expect("simulator starts")
+}
+
+/// The settings for the simulator at `comfyui_url`, with these folders, plus `extra` flags.
+pub fn settings(
+    comfyui_url: String,
+    out: &Path,
+    templates: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> Settings {
+    let mut args = vec![
+        "comfyui-mcp".to_owned(),
+        "--comfyui-url".to_owned(),
+        comfyui_url,
+        "--output-dir".to_owned(),
+        out.display().to_string(),
+        "--templates-dir".to_owned(),
+        templates.display().to_string(),
+        "--cache-dir".to_owned(),
+        cache.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    <Cli as clap::Parser>::try_parse_from(args)
+        .expect("settings parse")
+        .settings
+}
+
+/// The service over `settings`, its first scan complete.
+pub async fn start_app(settings: &Settings) -> Arc<App> {
+    comfyui_mcp::commands::start_app(settings)
+        .await
+        .expect("app starts")
+}
+
+/// The service over the shipped templates, with these folders, plus `extra` flags.
+pub async fn shipped_app(
+    sim: &simulator::SimHandle,
+    out: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> Arc<App> {
+    start_app(&settings(
+        sim.base_url(),
+        out,
+        &repo().join("templates"),
+        cache,
+        extra,
+    ))
+    .await
+}
+
+/// Asserts that the catalog offers `count` templates; `what` names their source.
+pub fn assert_templates(app: &App, count: usize, what: &str) {
+    assert_eq!(
+        app.catalog().templates().len(),
+        count,
+        "{what} offers {count} templates; errors: {:?}",
+        app.catalog().errors()
+    );
+}
+
+/// The client end of an in-memory pipe.
+pub type PipeWrite = WriteHalf<DuplexStream>;
+/// The client's line reader on an in-memory pipe (stdio framing: one message a line).
+pub type PipeLines = Lines<BufReader<ReadHalf<DuplexStream>>>;
+
+/// Serves a fresh `McpServer` over `app` on an in-memory pipe; returns the client's ends.
+pub fn serve_pipe(app: Arc<App>) -> (PipeWrite, PipeLines) {
+    let (client_end, server_end) = tokio::io::duplex(1 << 20);
+    let server = McpServer::new(app, McpOptions::default());
+    tokio::spawn(async move {
+        let running = server.serve(server_end).await.expect("server starts");
+        let _ = running.waiting().await;
+    });
+    let (read, write) = tokio::io::split(client_end);
+    (write, BufReader::new(read).lines())
+}
+
+/// Waits (at most `bound`) until the simulator has received a `POST /prompt`.
+pub async fn wait_for_prompt(sim: &simulator::SimHandle, bound: Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while !sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/prompt"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never reached the simulator"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
