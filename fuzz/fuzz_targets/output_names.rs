@@ -137,6 +137,7 @@ fn job(prompt_id: String, names: Vec<String>) -> JobSnapshot {
             })
             .collect(),
         files: Vec::new(),
+        warnings: Vec::new(),
         error: None,
         node_errors: json!({}),
         submitted_at: 0.0,

@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };
-    let Ok(mut graph) = parse_api_graph("fuzz.json", file) else {
+    let Ok(mut graph) = parse_api_graph(
+        "fuzz.json",
+        file,
+        comfyui::graph::GraphLimits::DEFAULT.max_nodes,
+    ) else {
         return;
     };
     assert!(graph.is_object(), "parse_api_graph returned a non-object");
