@@ -165,8 +165,8 @@ fuzz_target!(|input: Input| {
         let _ = param_schema(p);
     }
     let _ = input_schema(&template);
-    let coherent = validate_specs(&template.params).is_ok();
-    let Ok(resolved) = resolve(&template, &args) else {
+    let coherent = validate_specs(&template.params).is_empty();
+    let Ok(resolved) = resolve(&template, &args, &pack_runtime::MetadataLimits::DEFAULT) else {
         return;
     };
     for (name, got) in resolved.iter() {
