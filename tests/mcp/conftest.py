@@ -4,6 +4,9 @@
 - `conn`: one `comfyui-mcp serve` per module and transport, parametrised over stdio and
   streamable HTTP; tests using it run once per transport.
 - `new_sim`: starts extra simulators; tests start extra servers with `async with connect(...)`.
+- `backend` / `bconn`: the end-to-end backend tier (`test_e2e_*.py`): parametrised over the
+  simulator (`sim`, always) and a real ComfyUI (`real`, when `COMFYUI_REAL_URL` is set); `bconn` is
+  one stdio server per module and backend.
 
 All async tests and fixtures run on anyio's pytest plugin (auto mode, asyncio backend), which keeps
 fixture setup, the tests and fixture teardown in one task, so the SDK's task groups and
@@ -16,9 +19,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import os
+
 import pytest
 
-from harness import Conn, Sim, connect
+from harness import ComfyRoutes, Conn, RealComfyUI, Sim, connect
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +70,27 @@ def new_sim(tmp_path: Path) -> Any:
     finally:
         for s in started:
             s.stop()
+
+
+REAL_SKIP = (
+    "real ComfyUI backend: COMFYUI_REAL_URL is not set; start one with "
+    "`tests/real-comfyui/start.sh PORT` and set COMFYUI_REAL_URL=http://127.0.0.1:PORT"
+)
+
+
+@pytest.fixture(scope="module", params=["sim", "real"])
+def backend(request: pytest.FixtureRequest, sim: Sim) -> ComfyRoutes:
+    if request.param == "sim":
+        return sim
+    url = os.environ.get("COMFYUI_REAL_URL")
+    if not url:
+        pytest.skip(REAL_SKIP)
+    return RealComfyUI(url)
+
+
+@pytest.fixture(scope="module")
+async def bconn(backend: ComfyRoutes, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Conn]:
+    name = "sim" if isinstance(backend, Sim) else "real"
+    async with connect("stdio", backend, tmp_path_factory.mktemp(f"backend-{name}")) as c:
+        yield c
+    assert not c.stream_errors, f"the client saw transport errors: {c.stream_errors}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,37 +20,13 @@ import anyio
 import pytest
 from PIL import Image
 
-from harness import EXAMPLES_WORKFLOWS, ComfyRoutes, Conn, RealComfyUI, Sim, check_completed, connect, poll
+from harness import EXAMPLES_WORKFLOWS, Conn, Sim, check_completed, poll
 
 TERMINAL = {"completed", "failed", "cancelled"}
 JOB_TIMEOUT = 300
 """`timeout` argument of waiting calls: a CPU ComfyUI loading its model is slow."""
 CALL_TIMEOUT = JOB_TIMEOUT + 30.0
 SIZE = 64
-REAL_SKIP = (
-    "real ComfyUI backend: COMFYUI_REAL_URL is not set; start one with "
-    "`tests/real-comfyui/start.sh PORT` and set COMFYUI_REAL_URL=http://127.0.0.1:PORT"
-)
-
-
-@pytest.fixture(scope="module", params=["sim", "real"])
-def backend(request: pytest.FixtureRequest, sim: Sim) -> ComfyRoutes:
-    if request.param == "sim":
-        return sim
-    url = os.environ.get("COMFYUI_REAL_URL")
-    if not url:
-        pytest.skip(REAL_SKIP)
-    return RealComfyUI(url)
-
-
-@pytest.fixture(scope="module")
-async def bconn(backend: ComfyRoutes, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Conn]:
-    name = "sim" if isinstance(backend, Sim) else "real"
-    async with connect("stdio", backend, tmp_path_factory.mktemp(f"backend-{name}")) as c:
-        yield c
-    assert not c.stream_errors, f"the client saw transport errors: {c.stream_errors}"
-
-
 def is_sim(conn: Conn) -> bool:
     return isinstance(conn.sim, Sim)
 
