@@ -35,6 +35,8 @@ pub enum Command {
     },
     /// Run the ComfyUI simulator on loopback (a stand-in for development and tests).
     Simulate(SimulateArgs),
+    /// Write a new pack project (one working text-to-image template) in Rust, Python or JS.
+    New(crate::scaffold::NewArgs),
 }
 
 /// Options of `serve`.

@@ -13,7 +13,8 @@
 //!   graph check every graph passes on it before submission;
 //! * [`app`]: the service core shared by every MCP session;
 //! * [`mcp`]: the MCP server (tools, resources, progress; stdio and HTTP);
-//! * [`commands`]: the `templates`, `check` and `simulate` commands.
+//! * [`commands`]: the `templates`, `check` and `simulate` commands;
+//! * [`scaffold`]: `new`, a pack project to start from (Rust, Python or JavaScript).
 //!
 //! The sandbox lives in the `pack_runtime` crate, the ComfyUI protocol in
 //! `comfyui`, and the ComfyUI stand-in in `simulator`.
@@ -29,6 +30,7 @@ pub mod graph_gate;
 pub mod loader;
 pub mod mcp;
 pub mod packs;
+pub mod scaffold;
 pub mod selftest;
 pub mod sim_control;
 pub mod watch;

@@ -68,6 +68,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::New(args) => {
+            let dir = comfyui_mcp::scaffold::create(&args)?;
+            print!("{}", comfyui_mcp::scaffold::next_steps(&dir, &args));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate(args) => {
             commands::simulate(&args).await?;
             Ok(ExitCode::SUCCESS)
