@@ -19,7 +19,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from harness import REPO, base_env
+import anyio
+
+from harness import REPO, base_env, binary
 
 BUILD_SCRIPT = REPO / "plugins" / "build-example-packs.sh"
 OUT_DIR = REPO / "target" / "example-packs"
@@ -50,6 +52,17 @@ def run_script(argv: list[str], cwd: Path | None = None, extra_env: dict[str, st
     return done.stdout
 
 
+async def check_pack(pack: Path, cache: Path) -> str:
+    """`comfyui-mcp check PACK` (offline, with the given compile cache) must pass; returns its report."""
+    env = base_env(COMFYUI_MCP_CACHE_DIR=str(cache), COMFYUI_URL="http://127.0.0.1:9", **PACK_LOAD_ENV)
+    with anyio.fail_after(300):
+        done = await anyio.run_process([binary(), "check", str(pack)], env=env, check=False)
+    report = done.stdout.decode()
+    assert done.returncode == 0, f"check {pack.name} failed:\n{report}\n{done.stderr.decode()}"
+    assert "all templates passed" in report, report
+    return report
+
+
 def build_example_packs() -> dict[str, Path]:
     """Builds (or reuses) the example packs; returns language -> .wasm path."""
     run_script([str(BUILD_SCRIPT), str(OUT_DIR)])
@@ -57,6 +70,16 @@ def build_example_packs() -> dict[str, Path]:
     for lang, path in packs.items():
         assert path.is_file(), f"the {lang} example pack was not built: {path}"
     return packs
+
+
+async def served_packs(tmp_path_factory: Any) -> list[Path]:
+    """Builds the example packs and compiles them into the session's compile cache (the one
+    `harness.connect` gives its servers) with `check`, which has no start-up wait: a server's
+    first scan then loads them from the cache, however loaded the machine is."""
+    packs = build_example_packs()
+    for pack in packs.values():
+        await check_pack(pack, tmp_path_factory.getbasetemp() / "pack-cache")
+    return list(packs.values())
 
 
 def comparable(graph: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from example_packs import EXAMPLES, PACK_LOAD_ENV, build_example_packs, comparable
+from example_packs import EXAMPLES, PACK_LOAD_ENV, comparable, served_packs
 from harness import ComfyRoutes, Conn, Sim, check_completed, connect
 
 JOB_TIMEOUT = 300
@@ -23,10 +23,10 @@ ARGS = {"prompt": "a lighthouse at dusk", "seed": 11, "width": 64, "height": 64,
 
 @pytest.fixture(scope="module")
 async def xconn(backend: ComfyRoutes, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Conn]:
-    packs = build_example_packs()
+    packs = await served_packs(tmp_path_factory)
     name = "sim" if isinstance(backend, Sim) else "real"
     workdir = tmp_path_factory.mktemp(f"example-packs-{name}")
-    async with connect("stdio", backend, workdir, packs=list(packs.values()), extra_env=PACK_LOAD_ENV) as c:
+    async with connect("stdio", backend, workdir, packs=packs, extra_env=PACK_LOAD_ENV) as c:
         yield c
     assert not c.stream_errors, f"the client saw transport errors: {c.stream_errors}"
 

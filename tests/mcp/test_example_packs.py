@@ -10,14 +10,13 @@ intact and the same in every language.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from example_packs import EXAMPLES, PACK_LOAD_ENV, build_example_packs, comparable
-from harness import Conn, Sim, base_env, binary, connect, structured, texts
+from example_packs import EXAMPLES, PACK_LOAD_ENV, build_example_packs, check_pack, comparable, served_packs
+from harness import Conn, Sim, connect, structured, texts
 
 ARGS = {"prompt": "a red fox in the snow", "negative_prompt": "blurry", "seed": 7, "width": 64, "height": 96, "steps": 2, "cfg_scale": 6.5}
 
@@ -28,23 +27,20 @@ def packs() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-async def econn(sim: Sim, packs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Conn]:
+async def econn(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Conn]:
+    packs = await served_packs(tmp_path_factory)
     workdir = tmp_path_factory.mktemp("example-packs")
-    async with connect("stdio", sim, workdir, packs=list(packs.values()), extra_env=PACK_LOAD_ENV) as c:
+    async with connect("stdio", sim, workdir, packs=packs, extra_env=PACK_LOAD_ENV) as c:
         yield c
     assert not c.stream_errors, c.stream_errors
 
 
 @pytest.mark.parametrize("lang", list(EXAMPLES))
-def test_check_passes(lang: str, packs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
-    cache = tmp_path_factory.getbasetemp() / "pack-cache"
-    env = base_env(COMFYUI_MCP_CACHE_DIR=str(cache), COMFYUI_URL="http://127.0.0.1:9", **PACK_LOAD_ENV)
-    done = subprocess.run([binary(), "check", str(packs[lang])], env=env, capture_output=True, text=True, timeout=300, check=False)
+async def test_check_passes(lang: str, packs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
+    report = await check_pack(packs[lang], tmp_path_factory.getbasetemp() / "pack-cache")
     pack, template = EXAMPLES[lang]
-    assert done.returncode == 0, f"check {lang} failed:\n{done.stdout}\n{done.stderr}"
-    assert f"pack {pack} 0.1.0" in done.stdout, done.stdout
-    assert f"ok    {template} (7 nodes, graph valid)" in done.stdout, done.stdout
-    assert "all templates passed" in done.stdout, done.stdout
+    assert f"pack {pack} 0.1.0" in report, report
+    assert f"ok    {template} (7 nodes, graph valid)" in report, report
 
 
 async def test_all_three_are_listed_with_the_same_parameters(econn: Conn) -> None:
@@ -91,7 +87,7 @@ async def test_pack_errors_reach_the_user(econn: Conn, lang: str) -> None:
     assert "multiple of 8" in odd, odd
 
 
-def test_the_build_script_reuses_unchanged_packs(packs: dict[str, Path]) -> None:
+async def test_the_build_script_reuses_unchanged_packs(packs: dict[str, Path]) -> None:
     before = {lang: path.stat().st_mtime_ns for lang, path in packs.items()}
     build_example_packs()
     assert {lang: path.stat().st_mtime_ns for lang, path in packs.items()} == before

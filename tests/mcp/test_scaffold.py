@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from example_packs import PACK_LOAD_ENV, REPO, run_script
+from example_packs import PACK_LOAD_ENV, REPO, check_pack, run_script
 from harness import Sim, base_env, binary, connect, structured, texts
 
 LANGS = {"rust": "rs", "python": "py", "js": "js"}
@@ -26,13 +26,6 @@ RUST_SHARED_TARGET = {"CARGO_TARGET_DIR": str(REPO / "plugins" / "rust-example" 
 
 def new(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([binary(), "new", *args], cwd=cwd, env=base_env(), capture_output=True, text=True, timeout=60, check=False)
-
-
-def check(pack: Path, cache: Path) -> str:
-    env = base_env(COMFYUI_MCP_CACHE_DIR=str(cache), COMFYUI_URL="http://127.0.0.1:9", **PACK_LOAD_ENV)
-    done = subprocess.run([binary(), "check", str(pack)], env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, f"check {pack.name} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 async def test_new_projects_build_check_and_serve(sim: Sim, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -49,10 +42,10 @@ async def test_new_projects_build_check_and_serve(sim: Sim, tmp_path: Path, tmp_
             run_script(["cargo", "test", "--quiet"], cwd=project, extra_env=RUST_SHARED_TARGET)
         run_script(["./build.sh"], cwd=project, extra_env=RUST_SHARED_TARGET if lang == "rust" else None)
         pack = project / f"{name}.wasm"
-        report = check(pack, cache)
+        report = await check_pack(pack, cache)
         assert f"ok    {name}-txt2img (7 nodes, graph valid)" in report, report
         built.append(pack)
-    async with connect("stdio", sim, tmp_path / "serve", packs=built, extra_env=PACK_LOAD_ENV) as conn:
+    async with connect("stdio", sim, tmp_path_factory.mktemp("scaffold-serve"), packs=built, extra_env=PACK_LOAD_ENV) as conn:
         installed = await sim.checkpoints()
         for pack in built:
             template = f"{pack.stem}-txt2img"
@@ -63,7 +56,7 @@ async def test_new_projects_build_check_and_serve(sim: Sim, tmp_path: Path, tmp_
             assert out["metadata"]["checkpoint"] == installed[0], out["metadata"]
 
 
-def test_new_refuses_an_existing_folder(tmp_path: Path) -> None:
+async def test_new_refuses_an_existing_folder(tmp_path: Path) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
     done = new("taken", "--lang", "python", cwd=tmp_path)
@@ -75,7 +68,7 @@ def test_new_refuses_an_existing_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["My_Pack", "a--b", "-x", "x" * 49])
-def test_new_refuses_a_bad_name(tmp_path: Path, name: str) -> None:
+async def test_new_refuses_a_bad_name(tmp_path: Path, name: str) -> None:
     done = new(name, "--lang", "rust", cwd=tmp_path)
     assert done.returncode != 0
     assert f"pack name `{name}` is not valid" in done.stderr and "at most 48 bytes" in done.stderr, done.stderr
