@@ -18,7 +18,15 @@ import pytest
 from example_packs import EXAMPLES, PACK_LOAD_ENV, build_example_packs, check_pack, comparable, served_packs
 from harness import Conn, Sim, connect, structured, texts
 
-ARGS = {"prompt": "a red fox in the snow", "negative_prompt": "blurry", "seed": 7, "width": 64, "height": 96, "steps": 2, "cfg_scale": 6.5}
+ARGS = {
+    "prompt": "a red fox in the snow",
+    "negative_prompt": "blurry",
+    "seed": 7,
+    "width": 64,
+    "height": 96,
+    "steps": 2,
+    "cfg_scale": 6.5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +72,9 @@ async def test_same_arguments_give_the_same_graph_in_every_language(econn: Conn)
         assert not result.is_error, f"{lang}: {texts(result)}"
         out = structured(result)
         assert out["status"] == "completed", out
-        assert len(out["images"]) == 1 and (out["images"][0]["width"], out["images"][0]["height"]) == (64, 96), out["images"]
+        assert len(out["images"]) == 1 and (out["images"][0]["width"], out["images"][0]["height"]) == (64, 96), out[
+            "images"
+        ]
         assert out["metadata"]["seed"] == 7 and out["metadata"]["checkpoint"] == installed[0], out["metadata"]
         graphs[lang] = await econn.sim.submitted_graph(out["prompt_id"])
     rust = graphs["rust"]

@@ -25,10 +25,14 @@ RUST_SHARED_TARGET = {"CARGO_TARGET_DIR": str(REPO / "plugins" / "rust-example" 
 
 
 def new(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([binary(), "new", *args], cwd=cwd, env=base_env(), capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [binary(), "new", *args], cwd=cwd, env=base_env(), capture_output=True, text=True, timeout=60, check=False
+    )
 
 
-async def test_new_projects_build_check_and_serve(sim: Sim, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+async def test_new_projects_build_check_and_serve(
+    sim: Sim, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     cache = tmp_path_factory.getbasetemp() / "pack-cache"
     built = []
     for lang, tag in LANGS.items():
@@ -45,11 +49,15 @@ async def test_new_projects_build_check_and_serve(sim: Sim, tmp_path: Path, tmp_
         report = await check_pack(pack, cache)
         assert f"ok    {name}-txt2img (7 nodes, graph valid)" in report, report
         built.append(pack)
-    async with connect("stdio", sim, tmp_path_factory.mktemp("scaffold-serve"), packs=built, extra_env=PACK_LOAD_ENV) as conn:
+    async with connect(
+        "stdio", sim, tmp_path_factory.mktemp("scaffold-serve"), packs=built, extra_env=PACK_LOAD_ENV
+    ) as conn:
         installed = await sim.checkpoints()
         for pack in built:
             template = f"{pack.stem}-txt2img"
-            result = await conn.call("generate_image", {"template": template, "prompt": "a cat", "width": 64, "height": 64, "wait": True})
+            result = await conn.call(
+                "generate_image", {"template": template, "prompt": "a cat", "width": 64, "height": 64, "wait": True}
+            )
             assert not result.is_error, f"{template}: {texts(result)}"
             out = structured(result)
             assert out["status"] == "completed" and len(out["images"]) == 1, out
@@ -69,7 +77,7 @@ async def test_new_refuses_an_existing_folder(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["My_Pack", "a--b", "-x", "x" * 49])
 async def test_new_refuses_a_bad_name(tmp_path: Path, name: str) -> None:
-    done = new(name, "--lang", "rust", cwd=tmp_path)
+    done = new("--lang", "rust", "--", name, cwd=tmp_path)
     assert done.returncode != 0
     assert f"pack name `{name}` is not valid" in done.stderr and "at most 48 bytes" in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []
