@@ -1,7 +1,8 @@
 """A minimal comfyui-mcp client using the official MCP Python SDK over stdio.
 
 It starts `comfyui-mcp serve` as a child process, lists the workflow templates, generates
-an item icon (waiting for it to finish) and prints where the images were saved.
+an image from one (default `item-icon`; waiting for it to finish) and prints where the images
+were saved.
 
 Usage:
     python -m venv .venv && .venv/bin/pip install -r tests/mcp/requirements.txt
@@ -11,7 +12,8 @@ No ComfyUI at hand? Start the built-in simulator in another terminal and point a
     comfyui-mcp simulate --port 8188
 
 Environment: COMFYUI_MCP_BIN (default: `comfyui-mcp` on PATH), COMFYUI_URL,
-COMFYUI_OUTPUT_DIR (default ./generated_images), COMFYUI_TEMPLATES_DIR (default ./templates).
+COMFYUI_OUTPUT_DIR (default ./generated_images), COMFYUI_TEMPLATES_DIR (default ./templates),
+COMFYUI_MCP_TEMPLATE (the template to run, default item-icon; e.g. your own pack's).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ async def main(prompt: str) -> int:
 
             result = await session.call_tool(
                 "generate_image",
-                {"template": "item-icon", "prompt": prompt, "wait": True, "timeout": 600},
+                {"template": os.environ.get("COMFYUI_MCP_TEMPLATE", "item-icon"), "prompt": prompt, "wait": True, "timeout": 600},
                 progress_callback=on_progress,
             )
             if result.is_error:

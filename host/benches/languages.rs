@@ -7,7 +7,7 @@
 //!
 //! The packs are built first by `plugins/build-example-packs.sh` (skipped when up to date).
 //!
-//! Run with: `cargo bench --profile dev -p comfyui-mcp-pack-runtime --bench languages`
+//! Run with: `cargo bench --profile dev -p comfyui-mcp --bench languages`
 //! (prints a table; never asserts on timings). Compare the languages as ratios in one run.
 
 use std::path::{Path, PathBuf};
@@ -97,7 +97,7 @@ fn peak_mib(cache: &Path, path: &Path, id: &str) -> usize {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = build_packs(&root);
     let default_memory = Limits::default().memory_bytes;
     println!(
