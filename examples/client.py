@@ -39,7 +39,14 @@ async def main(prompt: str) -> int:
         async with ClientSession(read, write) as session:
             await session.initialize()
 
-            listing = await session.call_tool("list_workflows", {})
+            # The server answers at once and loads packs in the background (a large pack compiles
+            # for seconds the first time): wait until the template is listed, at most a minute.
+            template = os.environ.get("COMFYUI_MCP_TEMPLATE", "item-icon")
+            for _ in range(120):
+                listing = await session.call_tool("list_workflows", {})
+                if any(wf["id"] == template for wf in listing.structured_content["workflows"]):
+                    break
+                await asyncio.sleep(0.5)
             for wf in listing.structured_content["workflows"]:
                 size = f"{wf['default_width']}x{wf['default_height']}"
                 print(f"{wf['id']:<22} {size:<10} {wf['description']}")
@@ -49,7 +56,7 @@ async def main(prompt: str) -> int:
 
             result = await session.call_tool(
                 "generate_image",
-                {"template": os.environ.get("COMFYUI_MCP_TEMPLATE", "item-icon"), "prompt": prompt, "wait": True, "timeout": 600},
+                {"template": template, "prompt": prompt, "wait": True, "timeout": 600},
                 progress_callback=on_progress,
             )
             if result.is_error:

@@ -84,7 +84,10 @@ fn passes_with(cache: &Path, path: &Path, id: &str, mib: usize) -> bool {
 /// The smallest cap in MiB (1..=default) at which a load and a build pass.
 fn peak_mib(cache: &Path, path: &Path, id: &str) -> usize {
     let (mut lo, mut hi) = (1, Limits::default().memory_bytes >> 20);
-    assert!(passes_with(cache, path, id, hi), "{id} fails at the default cap");
+    assert!(
+        passes_with(cache, path, id, hi),
+        "{id} fails at the default cap"
+    );
     while lo < hi {
         let mid = (lo + hi) / 2;
         if passes_with(cache, path, id, mid) {

@@ -68,7 +68,9 @@ pub enum ScaffoldError {
     )]
     InvalidName(String),
     /// The name cannot be a Rust crate name.
-    #[error("pack name `{0}` is reserved in Rust (a keyword or a standard crate); choose another, e.g. `{0}-pack`")]
+    #[error(
+        "pack name `{0}` is reserved in Rust (a keyword or a standard crate); choose another, e.g. `{0}-pack`"
+    )]
     ReservedName(String),
     /// The target exists.
     #[error("{} already exists; `new` never overwrites: choose another --dir or remove it", .0.display())]
@@ -187,7 +189,10 @@ fn write_files(dir: &Path, files: Vec<(&str, String, bool)>) -> Result<(), Scaff
 #[cfg(unix)]
 fn set_mode(path: &Path, executable: bool) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }))
+    fs::set_permissions(
+        path,
+        fs::Permissions::from_mode(if executable { 0o755 } else { 0o644 }),
+    )
 }
 
 #[cfg(not(unix))]
@@ -230,18 +235,35 @@ mod tests {
             assert!(validate_name(good, Lang::Python).is_ok(), "{good}");
         }
         let long = "a".repeat(MAX_NAME_BYTES + 1);
-        for bad in ["", "My-Pack", "my_pack", "-a", "a-", "a--b", "1a", "a b", "ä", long.as_str()] {
+        for bad in [
+            "",
+            "My-Pack",
+            "my_pack",
+            "-a",
+            "a-",
+            "a--b",
+            "1a",
+            "a b",
+            "ä",
+            long.as_str(),
+        ] {
             let err = validate_name(bad, Lang::Js).unwrap_err();
             assert!(matches!(err, ScaffoldError::InvalidName(_)), "{bad}: {err}");
             assert!(err.to_string().contains("at most 48 bytes"), "{err}");
         }
-        assert!(matches!(validate_name("fn", Lang::Rust), Err(ScaffoldError::ReservedName(_))));
+        assert!(matches!(
+            validate_name("fn", Lang::Rust),
+            Err(ScaffoldError::ReservedName(_))
+        ));
         assert!(validate_name("fn", Lang::Python).is_ok());
     }
 
     #[test]
     fn substitution_is_one_pass() {
-        let pairs = [("py-txt2img", "python-example-2-txt2img"), ("python-example", "python-example-2")];
+        let pairs = [
+            ("py-txt2img", "python-example-2-txt2img"),
+            ("python-example", "python-example-2"),
+        ];
         assert_eq!(
             substitute("python-example py-txt2img python-example.wasm", &pairs),
             "python-example-2 python-example-2-txt2img python-example-2.wasm"
@@ -256,7 +278,11 @@ mod tests {
             assert_eq!(files.len(), ex.files.len());
             let all: String = files.iter().map(|(_, t, _)| t.as_str()).collect();
             assert!(!all.contains(ex.pack), "{lang:?} still names {}", ex.pack);
-            assert!(!all.contains(ex.template_id), "{lang:?} still names {}", ex.template_id);
+            assert!(
+                !all.contains(ex.template_id),
+                "{lang:?} still names {}",
+                ex.template_id
+            );
             assert!(all.contains("zebra-txt2img"), "{lang:?} has no template id");
             assert!(files.iter().any(|(p, t, _)| *p == "wit/workflow.wit"
                 && t.contains("package comfyui:workflow@1.0.0;")));
@@ -282,7 +308,10 @@ mod tests {
         }
         let empty = tmp.path().join("empty");
         fs::create_dir(&empty).expect("mkdir");
-        assert!(matches!(create(&args("zebra", Lang::Js, empty)), Err(ScaffoldError::Exists(_))));
+        assert!(matches!(
+            create(&args("zebra", Lang::Js, empty)),
+            Err(ScaffoldError::Exists(_))
+        ));
     }
 
     #[cfg(unix)]
@@ -292,9 +321,15 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("p");
         create(&args("zebra", Lang::Python, dir.clone())).expect("create");
-        let mode = fs::metadata(dir.join("build.sh")).expect("stat").permissions().mode();
+        let mode = fs::metadata(dir.join("build.sh"))
+            .expect("stat")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
-        let mode = fs::metadata(dir.join("app.py")).expect("stat").permissions().mode();
+        let mode = fs::metadata(dir.join("app.py"))
+            .expect("stat")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o644);
     }
 }
