@@ -1,0 +1,200 @@
+//! The plain HTTP API against MCP over streamable HTTP, in one run on one server: round
+//! trip (median, p99) and sequential calls per second of `list_workflows` and of
+//! `generate_image` without wait, as `POST /api/tools/{name}` and as MCP `tools/call`
+//! (session mode, SSE answer), against the in-process ComfyUI simulator (step delay 0,
+//! queue held so no job runs). The last column is the API's calls/s over MCP's.
+//!
+//! Run with: `cargo bench -p comfyui-mcp --bench http_api` (prints a table; never asserts
+//! on timings).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use comfyui_mcp::mcp::McpOptions;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const WARMUP: usize = 20;
+const CALLS: usize = 300;
+const PROTOCOL: &str = "2025-06-18";
+
+fn generate_arguments(i: usize) -> Value {
+    json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
+}
+
+struct Stats {
+    median: Duration,
+    p99: Duration,
+    per_second: f64,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    let total: Duration = samples.iter().sum();
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Stats {
+        median: pick(0.5),
+        p99: pick(0.99),
+        per_second: samples.len() as f64 / total.as_secs_f64(),
+    }
+}
+
+/// Times `CALLS` calls of `one` after `WARMUP` untimed ones.
+async fn measure<F: AsyncFnMut(usize)>(mut one: F) -> Stats {
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..WARMUP + CALLS {
+        let t = Instant::now();
+        one(i).await;
+        if i >= WARMUP {
+            samples.push(t.elapsed());
+        }
+    }
+    stats(samples)
+}
+
+/// An MCP session over streamable HTTP.
+struct McpSession {
+    http: reqwest::Client,
+    url: String,
+    session: String,
+    next_id: u64,
+}
+
+impl McpSession {
+    async fn open(http: reqwest::Client, url: String) -> Self {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}});
+        let answer = Self::post(&http, &url, &init, None).await;
+        let session = answer.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        answer.text().await.unwrap();
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        Self::post(&http, &url, &initialized, Some(&session)).await;
+        Self {
+            http,
+            url,
+            session,
+            next_id: 0,
+        }
+    }
+
+    async fn post(
+        http: &reqwest::Client,
+        url: &str,
+        body: &Value,
+        session: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(body);
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", PROTOCOL);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn call(&mut self, name: &str, arguments: Value) {
+        self.next_id += 1;
+        let body = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
+        let text = Self::post(&self.http, &self.url, &body, Some(&self.session))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("\"isError\":false"), "{text}");
+    }
+}
+
+async fn api_call(http: &reqwest::Client, base: &str, name: &str, arguments: Value) {
+    let answer = http
+        .post(format!("{base}/api/tools/{name}"))
+        .json(&arguments)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+}
+
+fn row(what: &str, api: &Stats, mcp: &Stats) {
+    for (transport, s) in [("plain HTTP API", api), ("MCP streamable HTTP", mcp)] {
+        println!(
+            "{what:<24} {transport:<20} {:>11.2?} {:>11.2?} {:>9.0}",
+            s.median, s.p99, s.per_second
+        );
+    }
+    println!(
+        "{what:<24} {:<20} {:>34.2}x",
+        "API / MCP calls/s",
+        api.per_second / mcp.per_second
+    );
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sim = simulator::start(
+            ([127, 0, 0, 1], 0).into(),
+            simulator::SimConfig {
+                step_delay: Duration::ZERO,
+                ..simulator::SimConfig::default()
+            },
+        )
+        .await
+        .expect("simulator");
+        let out = tempfile::tempdir().unwrap();
+        let cache = std::env::temp_dir().join("comfyui-mcp-bench-pack-cache");
+        let app = common::shipped_app(&sim, out.path(), &cache, &[]).await;
+        sim.hold_queue(true);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(comfyui_mcp::mcp::serve_http_on(
+            app,
+            McpOptions::default(),
+            listener,
+            shutdown.clone(),
+        ));
+        let http = reqwest::Client::new();
+        let mut mcp = McpSession::open(http.clone(), format!("{base}/mcp")).await;
+
+        let api_list = measure(async |_| {
+            api_call(&http, &base, "list_workflows", json!({})).await;
+        })
+        .await;
+        let mcp_list = measure(async |_| mcp.call("list_workflows", json!({})).await).await;
+        let api_generate = measure(async |i| {
+            api_call(&http, &base, "generate_image", generate_arguments(i)).await;
+        })
+        .await;
+        // A fresh queue, so MCP's phase does not pay for the API phase's held jobs.
+        sim.restart().await;
+        sim.hold_queue(true);
+        let mcp_generate =
+            measure(async |i| mcp.call("generate_image", generate_arguments(i)).await).await;
+        shutdown.cancel();
+
+        println!(
+            "{CALLS} sequential calls after {WARMUP} warm-up on one loopback server, simulator step delay 0, queue held"
+        );
+        println!(
+            "{:<24} {:<20} {:>11} {:>11} {:>9}",
+            "call", "transport", "round trip", "p99", "calls/s"
+        );
+        row("list_workflows", &api_list, &mcp_list);
+        row("generate_image (no wait)", &api_generate, &mcp_generate);
+    });
+}

@@ -1,0 +1,275 @@
+//! The errors of the plain HTTP API and the one table that gives each its HTTP status:
+//! refused tool calls (typed [`Failure`]s from the shared dispatch), unknown tools and
+//! routes, unreadable or oversized bodies, guard refusals and the API's own call limit.
+//!
+//! Every error answers `{"error": {"kind", "message", "details"?}}` with `Content-Type:
+//! application/json`. Invariants: the status comes from the error's type (never from its
+//! message), in [`ApiError::status`] alone; `busy`, `too_many_calls` and an unreachable
+//! ComfyUI carry `Retry-After`; a 405 carries `Allow`, a 401 `WWW-Authenticate`, a 413
+//! `Connection: close` (the rest of the body is not read).
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use comfyui::{CancelError, ClientError};
+use serde_json::{Value, json};
+
+use super::super::guard::{BEARER_CHALLENGE, Refusal};
+use super::super::outcome::{Failure, UnknownTool};
+use super::route::ROUTES;
+use crate::admission::AdmissionError;
+use crate::error::AppError;
+
+/// `Retry-After` (seconds) when ComfyUI cannot be reached or did not answer in time.
+pub const COMFYUI_RETRY_AFTER_SECS: u64 = 5;
+/// `Retry-After` (seconds) when the API's own call limit is reached.
+pub const CALLS_RETRY_AFTER_SECS: u64 = 1;
+
+/// A request the API did not carry out.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The tool refused the call or its job failed.
+    Tool(Failure),
+    /// No tool of that name.
+    UnknownTool(UnknownTool),
+    /// No route at this path.
+    NotFound {
+        /// The path asked for.
+        path: String,
+    },
+    /// The path is a route that takes another method.
+    MethodNotAllowed {
+        /// The method used.
+        method: Method,
+        /// The method the route takes.
+        allow: Method,
+    },
+    /// The body is not JSON.
+    InvalidJson(String),
+    /// The body is JSON of the wrong shape.
+    InvalidBody(String),
+    /// The body broke off while being read.
+    BrokenBody(String),
+    /// The body is over the request size cap.
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The guard refused the request (`Host`, `Origin`, token).
+    Refused(Refusal),
+    /// The API's own limit of calls at once is reached.
+    TooManyCalls {
+        /// The limit.
+        limit: usize,
+    },
+    /// An image of a job could not be read from disk.
+    ImageUnreadable(String),
+    /// A call's task ended without an answer (a panic or shutdown).
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status table: one row per kind of error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Tool(failure) => failure_status(failure),
+            ApiError::UnknownTool(_) | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::InvalidJson(_) | ApiError::InvalidBody(_) | ApiError::BrokenBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Refused(refusal) => refusal.status(),
+            ApiError::TooManyCalls { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ImageUnreadable(_) | ApiError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// `Retry-After` in seconds, for errors that pass with time.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyCalls { .. } => Some(CALLS_RETRY_AFTER_SECS),
+            ApiError::Tool(Failure::App(AppError::Busy(busy))) => Some(match busy {
+                AdmissionError::Busy { waited, .. } => busy_retry_after(*waited),
+                _ => CALLS_RETRY_AFTER_SECS,
+            }),
+            ApiError::Tool(Failure::App(AppError::ComfyUi(e)))
+            | ApiError::Tool(Failure::App(AppError::Cancel(CancelError::Client(e))))
+                if comfyui_may_come_back(e) =>
+            {
+                Some(COMFYUI_RETRY_AFTER_SECS)
+            }
+            _ => None,
+        }
+    }
+
+    /// The machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Tool(failure) => failure.kind(),
+            ApiError::UnknownTool(_) => "unknown_tool",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::BrokenBody(_) => "broken_body",
+            ApiError::TooLarge { .. } => "body_too_large",
+            ApiError::Refused(refusal) => refusal.kind(),
+            ApiError::TooManyCalls { .. } => "too_many_calls",
+            ApiError::ImageUnreadable(_) => "image_unreadable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// `{"kind", "message", "details"?}`.
+    pub fn to_json(&self) -> Value {
+        let (message, details) = match self {
+            ApiError::Tool(failure) => return failure.to_json(),
+            ApiError::UnknownTool(unknown) => (
+                unknown.message(),
+                Some(json!({"tool": unknown.name, "tools": unknown.available})),
+            ),
+            ApiError::NotFound { path } => (
+                format!("no route `{path}`; this API serves {}", ROUTES.join(", ")),
+                Some(json!({"routes": ROUTES})),
+            ),
+            ApiError::MethodNotAllowed { method, allow } => (
+                format!("this route takes {allow}, not {method}"),
+                Some(json!({"allow": allow.as_str()})),
+            ),
+            ApiError::InvalidJson(e) => (format!("the body is not valid JSON: {e}"), None),
+            ApiError::InvalidBody(why) | ApiError::BrokenBody(why) => (why.clone(), None),
+            ApiError::TooLarge { limit } => (
+                format!(
+                    "the body is over the limit of {limit} bytes; a server operator can raise it with --max-request-bytes or COMFYUI_MCP_MAX_REQUEST_BYTES"
+                ),
+                Some(json!({"limit": limit})),
+            ),
+            ApiError::Refused(refusal) => (refusal.to_string(), None),
+            ApiError::TooManyCalls { limit } => (
+                format!(
+                    "{limit} API calls are already running, the limit; retry shortly, or a server operator can raise it with --api-max-calls or COMFYUI_MCP_API_MAX_CALLS"
+                ),
+                Some(json!({"limit": limit})),
+            ),
+            ApiError::ImageUnreadable(why) | ApiError::Internal(why) => (why.clone(), None),
+        };
+        let mut out = json!({"kind": self.kind(), "message": message});
+        if let Some(details) = details {
+            out["details"] = details;
+        }
+        out
+    }
+}
+
+/// The status of a refused tool call.
+fn failure_status(failure: &Failure) -> StatusCode {
+    match failure {
+        Failure::Arguments(_) => StatusCode::BAD_REQUEST,
+        Failure::App(error) => app_status(error),
+        Failure::Cancelled { .. } => StatusCode::CONFLICT,
+        Failure::JobFailed { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The status of each [`AppError`].
+fn app_status(error: &AppError) -> StatusCode {
+    match error {
+        AppError::UnknownTemplate { .. } | AppError::UnknownJob(_) => StatusCode::NOT_FOUND,
+        AppError::UnknownImage { .. } => StatusCode::NOT_FOUND,
+        AppError::InvalidParams(_)
+        | AppError::Pack { .. }
+        | AppError::InvalidGraph(_)
+        | AppError::WorkflowTooLarge { .. }
+        | AppError::WorkflowTooManyNodes { .. }
+        | AppError::Workflow(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::NodePolicy(_) | AppError::PathRefused { .. } => StatusCode::FORBIDDEN,
+        AppError::ComfyUi(e) => comfyui_status(e),
+        AppError::Cancel(e) => cancel_status(e),
+        AppError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        AppError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+        AppError::Blocking(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// ComfyUI's answer: a rejected graph is the caller's (422); no answer is 503 (it may come
+/// back) or 504 (it was too slow); anything else it sent is 502.
+fn comfyui_status(error: &ClientError) -> StatusCode {
+    match error {
+        ClientError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ClientError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        ClientError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        ClientError::Http { .. }
+        | ClientError::Decode { .. }
+        | ClientError::TooLarge { .. }
+        | ClientError::Io { .. }
+        | ClientError::Setup { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
+fn comfyui_may_come_back(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Unreachable { .. } | ClientError::Timeout { .. }
+    )
+}
+
+fn cancel_status(error: &CancelError) -> StatusCode {
+    match error {
+        CancelError::NotFound { .. } => StatusCode::NOT_FOUND,
+        CancelError::NotOurs { .. } | CancelError::RunningNotOurs { .. } => StatusCode::FORBIDDEN,
+        CancelError::AlreadyFinished { .. } | CancelError::NotConfirmed { .. } => {
+            StatusCode::CONFLICT
+        }
+        CancelError::Client(e) => comfyui_status(e),
+    }
+}
+
+/// Seconds to wait after a busy answer: as long as the call waited for a permit, at least 1.
+fn busy_retry_after(waited: std::time::Duration) -> u64 {
+    waited.as_secs_f64().ceil().max(1.0) as u64
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({"error": self.to_json()}).to_string();
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        match &self {
+            ApiError::MethodNotAllowed { allow, .. } => {
+                if let Ok(value) = HeaderValue::from_str(allow.as_str()) {
+                    headers.insert(header::ALLOW, value);
+                }
+            }
+            ApiError::Refused(Refusal::Token) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(BEARER_CHALLENGE),
+                );
+            }
+            ApiError::TooLarge { .. } => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A guard refusal in the API's error shape (the gate's renderer).
+pub fn refusal_response(refusal: &Refusal) -> Response {
+    ApiError::Refused(refusal.clone()).into_response()
+}
