@@ -273,3 +273,168 @@ impl IntoResponse for ApiError {
 pub fn refusal_response(refusal: &Refusal) -> Response {
     ApiError::Refused(refusal.clone()).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::admission::BusyLimit;
+    use crate::mcp::outcome::ArgumentError;
+
+    fn unreachable() -> ClientError {
+        ClientError::Unreachable {
+            url: "http://127.0.0.1:1".into(),
+            request: "POST /prompt".into(),
+            source: "connection refused".into(),
+        }
+    }
+
+    fn app(error: AppError) -> ApiError {
+        ApiError::Tool(Failure::App(error))
+    }
+
+    #[test]
+    fn the_table_gives_each_kind_its_status() {
+        let rows: Vec<(ApiError, u16, &str)> = vec![
+            (
+                ApiError::Tool(Failure::Arguments(ArgumentError::new("t", "bad"))),
+                400,
+                "invalid_arguments",
+            ),
+            (
+                app(AppError::UnknownTemplate {
+                    id: "x".into(),
+                    available: "a".into(),
+                }),
+                404,
+                "unknown_template",
+            ),
+            (app(AppError::InvalidParams(vec![])), 422, "invalid_parameters"),
+            (app(AppError::UnknownJob("p".into())), 404, "unknown_job"),
+            (
+                app(AppError::PathRefused {
+                    path: "/x".into(),
+                    allowed: "w".into(),
+                }),
+                403,
+                "path_refused",
+            ),
+            (app(AppError::InvalidRequest("r".into())), 400, "invalid_request"),
+            (app(AppError::ComfyUi(unreachable())), 503, "comfyui_unavailable"),
+            (
+                app(AppError::ComfyUi(ClientError::Timeout {
+                    url: "u".into(),
+                    request: "GET /queue".into(),
+                    after: Duration::from_secs(1),
+                })),
+                504,
+                "comfyui_unavailable",
+            ),
+            (
+                app(AppError::ComfyUi(ClientError::Rejected {
+                    url: "u".into(),
+                    error: Box::new(json!({})),
+                    node_errors: Box::new(json!({})),
+                })),
+                422,
+                "comfyui_rejected",
+            ),
+            (
+                app(AppError::Cancel(CancelError::AlreadyFinished {
+                    prompt_id: "p".into(),
+                    state: "completed".into(),
+                })),
+                409,
+                "cancel_failed",
+            ),
+            (app(AppError::Internal("bug".into())), 500, "internal"),
+            (
+                ApiError::Tool(Failure::JobFailed {
+                    message: "m".into(),
+                    job: json!({}),
+                }),
+                502,
+                "job_failed",
+            ),
+            (
+                ApiError::Tool(Failure::Cancelled {
+                    message: "m".into(),
+                    job: json!({}),
+                }),
+                409,
+                "cancelled",
+            ),
+            (
+                ApiError::UnknownTool(UnknownTool {
+                    name: "x".into(),
+                    available: vec!["list_workflows".into()],
+                }),
+                404,
+                "unknown_tool",
+            ),
+            (ApiError::NotFound { path: "/api/x".into() }, 404, "not_found"),
+            (
+                ApiError::MethodNotAllowed {
+                    method: Method::GET,
+                    allow: Method::POST,
+                },
+                405,
+                "method_not_allowed",
+            ),
+            (ApiError::InvalidJson("eof".into()), 400, "invalid_json"),
+            (ApiError::InvalidBody("[]".into()), 400, "invalid_body"),
+            (ApiError::TooLarge { limit: 10 }, 413, "body_too_large"),
+            (ApiError::Refused(Refusal::Token), 401, "unauthorized"),
+            (ApiError::Refused(Refusal::Host("e".into())), 403, "host_refused"),
+            (ApiError::Refused(Refusal::SeveralHosts(2)), 400, "several_hosts"),
+            (ApiError::TooManyCalls { limit: 1 }, 503, "too_many_calls"),
+        ];
+        for (error, status, kind) in rows {
+            assert_eq!(error.status().as_u16(), status, "{error:?}");
+            assert_eq!(error.kind(), kind, "{error:?}");
+            assert_eq!(error.to_json()["kind"], kind, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn responses_carry_their_headers() {
+        let busy = app(AppError::Busy(AdmissionError::Busy {
+            limit: BusyLimit::Server,
+            pack: "p.wasm".into(),
+            permits: 2,
+            per_pack: 1,
+            waited: Duration::from_millis(1500),
+        }));
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        let r = busy.into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let r = app(AppError::ComfyUi(unreachable())).into_response();
+        assert_eq!(
+            r.headers()[header::RETRY_AFTER],
+            COMFYUI_RETRY_AFTER_SECS.to_string().as_str()
+        );
+        let r = ApiError::MethodNotAllowed {
+            method: Method::GET,
+            allow: Method::POST,
+        }
+        .into_response();
+        assert_eq!(r.headers()[header::ALLOW], "POST");
+        let r = ApiError::Refused(Refusal::Token).into_response();
+        assert!(
+            r.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        let r = ApiError::TooLarge { limit: 1 }.into_response();
+        assert_eq!(r.headers()[header::CONNECTION], "close");
+        assert!(
+            ApiError::InvalidJson("x".into())
+                .into_response()
+                .headers()
+                .get(header::RETRY_AFTER)
+                .is_none()
+        );
+    }
+}
