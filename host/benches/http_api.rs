@@ -12,13 +12,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use comfyui_mcp::mcp::McpOptions;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const WARMUP: usize = 20;
 const CALLS: usize = 300;
-const PROTOCOL: &str = "2025-06-18";
 
 fn generate_arguments(i: usize) -> Value {
     json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
@@ -54,64 +51,6 @@ async fn measure<F: AsyncFnMut(usize)>(mut one: F) -> Stats {
     stats(samples)
 }
 
-/// An MCP session over streamable HTTP.
-struct McpSession {
-    http: reqwest::Client,
-    url: String,
-    session: String,
-    next_id: u64,
-}
-
-impl McpSession {
-    async fn open(http: reqwest::Client, url: String) -> Self {
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}});
-        let answer = Self::post(&http, &url, &init, None).await;
-        let session = answer.headers()["mcp-session-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        answer.text().await.unwrap();
-        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        Self::post(&http, &url, &initialized, Some(&session)).await;
-        Self {
-            http,
-            url,
-            session,
-            next_id: 0,
-        }
-    }
-
-    async fn post(
-        http: &reqwest::Client,
-        url: &str,
-        body: &Value,
-        session: Option<&str>,
-    ) -> reqwest::Response {
-        let mut request = http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .json(body);
-        if let Some(session) = session {
-            request = request
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", PROTOCOL);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn call(&mut self, name: &str, arguments: Value) {
-        self.next_id += 1;
-        let body = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
-        let text = Self::post(&self.http, &self.url, &body, Some(&self.session))
-            .await
-            .text()
-            .await
-            .unwrap();
-        assert!(text.contains("\"isError\":false"), "{text}");
-    }
-}
-
 async fn api_call(http: &reqwest::Client, base: &str, name: &str, arguments: Value) {
     let answer = http
         .post(format!("{base}/api/tools/{name}"))
@@ -139,43 +78,26 @@ fn row(what: &str, api: &Stats, mcp: &Stats) {
 }
 
 fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let sim = simulator::start(
-            ([127, 0, 0, 1], 0).into(),
-            simulator::SimConfig {
-                step_delay: Duration::ZERO,
-                ..simulator::SimConfig::default()
-            },
-        )
-        .await
-        .expect("simulator");
+        let sim = common::simulator(Duration::ZERO).await;
         let out = tempfile::tempdir().unwrap();
         let cache = std::env::temp_dir().join("comfyui-mcp-bench-pack-cache");
         let app = common::shipped_app(&sim, out.path(), &cache, &[]).await;
         sim.hold_queue(true);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(comfyui_mcp::mcp::serve_http_on(
-            app,
-            McpOptions::default(),
-            listener,
-            shutdown.clone(),
-        ));
+        let (base, shutdown) = common::serve_http_loopback(app).await;
         let http = reqwest::Client::new();
-        let mut mcp = McpSession::open(http.clone(), format!("{base}/mcp")).await;
+        let mut mcp = common::HttpSession::open(http.clone(), format!("{base}/mcp")).await;
 
         let api_list = measure(async |_| {
             api_call(&http, &base, "list_workflows", json!({})).await;
         })
         .await;
-        let mcp_list = measure(async |_| mcp.call("list_workflows", json!({})).await).await;
+        let mcp_list = measure(async |_| mcp.call_ok("list_workflows", json!({})).await).await;
         let api_generate = measure(async |i| {
             api_call(&http, &base, "generate_image", generate_arguments(i)).await;
         })
@@ -184,7 +106,7 @@ fn main() {
         sim.restart().await;
         sim.hold_queue(true);
         let mcp_generate =
-            measure(async |i| mcp.call("generate_image", generate_arguments(i)).await).await;
+            measure(async |i| mcp.call_ok("generate_image", generate_arguments(i)).await).await;
         shutdown.cancel();
 
         println!(

@@ -7,6 +7,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
+use comfyui::nodes::json_type;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -67,17 +68,6 @@ pub fn envelope(mut body: Map<String, Value>) -> Result<(String, Map<String, Val
         )));
     }
     Ok((tool, params))
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 async fn read_capped(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {

@@ -8,6 +8,7 @@
 //! ComfyUI carry `Retry-After`; a 405 carries `Allow`, a 401 `WWW-Authenticate`, a 413
 //! `Connection: close` (the rest of the body is not read).
 
+use axum::Json;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use comfyui::{CancelError, ClientError};
@@ -233,17 +234,7 @@ fn busy_retry_after(waited: std::time::Duration) -> u64 {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = json!({"error": self.to_json()}).to_string();
-        let mut response = (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response();
+        let mut response = (self.status(), Json(json!({"error": self.to_json()}))).into_response();
         let headers = response.headers_mut();
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -310,7 +301,11 @@ mod tests {
                 404,
                 "unknown_template",
             ),
-            (app(AppError::InvalidParams(vec![])), 422, "invalid_parameters"),
+            (
+                app(AppError::InvalidParams(vec![])),
+                422,
+                "invalid_parameters",
+            ),
             (app(AppError::UnknownJob("p".into())), 404, "unknown_job"),
             (
                 app(AppError::PathRefused {
@@ -320,8 +315,16 @@ mod tests {
                 403,
                 "path_refused",
             ),
-            (app(AppError::InvalidRequest("r".into())), 400, "invalid_request"),
-            (app(AppError::ComfyUi(unreachable())), 503, "comfyui_unavailable"),
+            (
+                app(AppError::InvalidRequest("r".into())),
+                400,
+                "invalid_request",
+            ),
+            (
+                app(AppError::ComfyUi(unreachable())),
+                503,
+                "comfyui_unavailable",
+            ),
             (
                 app(AppError::ComfyUi(ClientError::Timeout {
                     url: "u".into(),
@@ -373,7 +376,13 @@ mod tests {
                 404,
                 "unknown_tool",
             ),
-            (ApiError::NotFound { path: "/api/x".into() }, 404, "not_found"),
+            (
+                ApiError::NotFound {
+                    path: "/api/x".into(),
+                },
+                404,
+                "not_found",
+            ),
             (
                 ApiError::MethodNotAllowed {
                     method: Method::GET,
@@ -386,8 +395,16 @@ mod tests {
             (ApiError::InvalidBody("[]".into()), 400, "invalid_body"),
             (ApiError::TooLarge { limit: 10 }, 413, "body_too_large"),
             (ApiError::Refused(Refusal::Token), 401, "unauthorized"),
-            (ApiError::Refused(Refusal::Host("e".into())), 403, "host_refused"),
-            (ApiError::Refused(Refusal::SeveralHosts(2)), 400, "several_hosts"),
+            (
+                ApiError::Refused(Refusal::Host("e".into())),
+                403,
+                "host_refused",
+            ),
+            (
+                ApiError::Refused(Refusal::SeveralHosts(2)),
+                400,
+                "several_hosts",
+            ),
             (ApiError::TooManyCalls { limit: 1 }, 503, "too_many_calls"),
         ];
         for (error, status, kind) in rows {

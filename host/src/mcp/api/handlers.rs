@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -149,14 +150,5 @@ async fn image(state: &ApiState, prompt_id: &str, filename: &str) -> Result<Resp
 }
 
 fn json_ok(value: &impl serde::Serialize) -> Response {
-    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    Json(value).into_response()
 }
