@@ -17,10 +17,6 @@ use serde_json::{Value, json};
 const WARMUP: usize = 20;
 const CALLS: usize = 300;
 
-fn generate_arguments(i: usize) -> Value {
-    json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
-}
-
 struct Stats {
     median: Duration,
     p99: Duration,
@@ -30,7 +26,7 @@ struct Stats {
 fn stats(mut samples: Vec<Duration>) -> Stats {
     let total: Duration = samples.iter().sum();
     samples.sort();
-    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    let pick = |q: f64| common::quantile(&samples, q);
     Stats {
         median: pick(0.5),
         p99: pick(0.99),
@@ -99,14 +95,14 @@ fn main() {
         .await;
         let mcp_list = measure(async |_| mcp.call_ok("list_workflows", json!({})).await).await;
         let api_generate = measure(async |i| {
-            api_call(&http, &base, "generate_image", generate_arguments(i)).await;
+            api_call(&http, &base, "generate_image", common::bench_generate_arguments(i)).await;
         })
         .await;
         // A fresh queue, so MCP's phase does not pay for the API phase's held jobs.
         sim.restart().await;
         sim.hold_queue(true);
         let mcp_generate =
-            measure(async |i| mcp.call_ok("generate_image", generate_arguments(i)).await).await;
+            measure(async |i| mcp.call_ok("generate_image", common::bench_generate_arguments(i)).await).await;
         shutdown.cancel();
 
         println!(

@@ -19,6 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{bench_generate_arguments as arguments, quantile as pick};
+
 use comfyui_mcp::App;
 use comfyui_mcp::mcp::{McpOptions, McpServer};
 use rmcp::ServiceExt as _;
@@ -31,20 +33,12 @@ const CALLS: usize = 200;
 const BURST: usize = 500;
 const BURST_ID: usize = 1_000_000;
 
-fn arguments(i: usize) -> Value {
-    json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
-}
-
 struct Stats {
     median: Duration,
     p99: Duration,
     per_second: f64,
     to_post_median: Duration,
     to_post_p99: Duration,
-}
-
-fn pick(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 fn stats(mut samples: Vec<Duration>, mut to_post: Vec<Duration>, total: Duration) -> Stats {

@@ -214,3 +214,13 @@ impl HttpSession {
         assert!(text.contains("\"isError\":false"), "{text}");
     }
 }
+
+/// Arguments of the `i`-th benchmark `generate_image` call: a tiny, distinct job.
+pub fn bench_generate_arguments(i: usize) -> Value {
+    json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
+}
+
+/// The `q` quantile (0..=1) of sorted, non-empty samples.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
