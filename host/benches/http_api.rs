@@ -2,7 +2,9 @@
 //! trip (median, p99) and sequential calls per second of `list_workflows` and of
 //! `generate_image` without wait, as `POST /api/tools/{name}` and as MCP `tools/call`
 //! (session mode, SSE answer), against the in-process ComfyUI simulator (step delay 0,
-//! queue held so no job runs). The last column is the API's calls/s over MCP's.
+//! queue held so no job runs). The two transports' calls are interleaved (one of each per
+//! round, alternating which goes first), so load on the machine hits both alike. The ratio
+//! row is the API's calls/s over MCP's.
 //!
 //! Run with: `cargo bench -p comfyui-mcp --bench http_api` (prints a table; never asserts
 //! on timings).
@@ -34,17 +36,34 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
-/// Times `CALLS` calls of `one` after `WARMUP` untimed ones.
-async fn measure<F: AsyncFnMut(usize)>(mut one: F) -> Stats {
-    let mut samples = Vec::with_capacity(CALLS);
+/// Times `CALLS` rounds after `WARMUP` untimed ones. Each round makes one call of each
+/// transport, alternating which goes first, so both see the same machine load and the same
+/// held queue.
+async fn measure_pair(
+    mut api: impl AsyncFnMut(usize),
+    mut mcp: impl AsyncFnMut(usize),
+) -> (Stats, Stats) {
+    let mut api_samples = Vec::with_capacity(CALLS);
+    let mut mcp_samples = Vec::with_capacity(CALLS);
     for i in 0..WARMUP + CALLS {
-        let t = Instant::now();
-        one(i).await;
-        if i >= WARMUP {
-            samples.push(t.elapsed());
+        for api_turn in [i % 2 == 0, i % 2 == 1] {
+            let t = Instant::now();
+            if api_turn {
+                api(i).await;
+            } else {
+                mcp(i).await;
+            }
+            if i >= WARMUP {
+                let samples = if api_turn {
+                    &mut api_samples
+                } else {
+                    &mut mcp_samples
+                };
+                samples.push(t.elapsed());
+            }
         }
     }
-    stats(samples)
+    (stats(api_samples), stats(mcp_samples))
 }
 
 async fn api_call(http: &reqwest::Client, base: &str, name: &str, arguments: Value) {
@@ -89,24 +108,21 @@ fn main() {
         let http = reqwest::Client::new();
         let mut mcp = common::HttpSession::open(http.clone(), format!("{base}/mcp")).await;
 
-        let api_list = measure(async |_| {
-            api_call(&http, &base, "list_workflows", json!({})).await;
-        })
+        let (api_list, mcp_list) = measure_pair(
+            async |_| api_call(&http, &base, "list_workflows", json!({})).await,
+            async |_| mcp.call_ok("list_workflows", json!({})).await,
+        )
         .await;
-        let mcp_list = measure(async |_| mcp.call_ok("list_workflows", json!({})).await).await;
-        let api_generate = measure(async |i| {
-            api_call(&http, &base, "generate_image", common::bench_generate_arguments(i)).await;
-        })
+        let generate = |i| common::bench_generate_arguments(i);
+        let (api_generate, mcp_generate) = measure_pair(
+            async |i| api_call(&http, &base, "generate_image", generate(i)).await,
+            async |i| mcp.call_ok("generate_image", generate(i + CALLS + WARMUP)).await,
+        )
         .await;
-        // A fresh queue, so MCP's phase does not pay for the API phase's held jobs.
-        sim.restart().await;
-        sim.hold_queue(true);
-        let mcp_generate =
-            measure(async |i| mcp.call_ok("generate_image", common::bench_generate_arguments(i)).await).await;
         shutdown.cancel();
 
         println!(
-            "{CALLS} sequential calls after {WARMUP} warm-up on one loopback server, simulator step delay 0, queue held"
+            "{CALLS} sequential calls per transport after {WARMUP} warm-up, interleaved, one loopback server, simulator step delay 0, queue held"
         );
         println!(
             "{:<24} {:<20} {:>11} {:>11} {:>9}",
