@@ -38,6 +38,11 @@ def godot_routes() -> dict[str, str]:
     return found
 
 
+def godot_keys(pattern: str) -> set[str]:
+    """The JSON keys the Godot example reads through `pattern` (a regex with one group)."""
+    return set(re.findall(pattern, GODOT.read_text(encoding="utf-8")))
+
+
 def godot_request_body() -> dict[str, Any]:
     """The keys of the Godot example's `POST /api` body."""
     text = GODOT.read_text(encoding="utf-8")
@@ -63,6 +68,11 @@ async def test_generate_poll_and_fetch_like_the_godot_example(bapi: Api) -> None
     done = await poll(state, lambda s: s["state"] in TERMINAL, f"{pid} to end", timeout=JOB_TIMEOUT)
     assert done["state"] == "completed", done
     assert done["images"], done
+    job_keys = godot_keys(r'\b(?:job|queued)\["(\w+)"\]') - {"error"}  # `error` only on failure
+    assert {"prompt_id", "state", "progress", "images"} <= job_keys, job_keys
+    assert job_keys <= queued.keys() and job_keys <= done.keys(), (job_keys, done.keys())
+    image_keys = godot_keys(r'\["images"\]\[0\]\["(\w+)"\]')
+    assert image_keys == {"filename"} and image_keys <= done["images"][0].keys(), image_keys
     for im in done["images"]:
         path = routes["ROUTE_IMAGE"].replace("{prompt_id}", pid).replace("{filename}", im["filename"])
         r = await bapi.request("GET", path)
@@ -81,3 +91,5 @@ async def test_errors_from_the_backend_keep_their_kind(bapi: Api) -> None:
     assert error["kind"] == "invalid_parameters", error
     error = await bapi.error(404, "GET", "/api/jobs/never-submitted")
     assert error["kind"] == "unknown_job", error
+    error_keys = godot_keys(r'data\["error"\]\["(\w+)"\]')
+    assert error_keys == {"kind", "message"} and error_keys <= error.keys(), error_keys

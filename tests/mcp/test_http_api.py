@@ -117,8 +117,8 @@ async def test_wait_is_bounded_by_its_timeout(api: Api, sim: Sim) -> None:
 
 async def test_job_json_matches_mcp_for_a_failed_job(api: Api, sim: Sim) -> None:
     await sim.faults({"fail_node_class": {"class": "VAEDecode", "message": "boom"}})
-    error = await api.error(502, "POST", "/api", json={"tool": "generate_image", "params": {
-        "template": "item-icon", "prompt": "x", **SMALL, "wait": True, "timeout": 30}})
+    params = {"template": "item-icon", "prompt": "x", **SMALL, "wait": True, "timeout": 30}
+    error = await api.error(502, "POST", "/api", json={"tool": "generate_image", "params": params})
     assert error["kind"] == "job_failed" and "boom" in error["message"], error
     assert error["details"]["status"] == "failed", error
     status = await api.job(error["details"]["prompt_id"])
@@ -168,7 +168,8 @@ async def test_bad_bodies_are_400(api: Api) -> None:
         ("/api", b'{"tool": "list_workflows", "extra": 1}', "invalid_body", "unknown field `extra`"),
     ]
     for path, body, kind, says in cases:
-        error = await api.error(400, "POST", path, content=body, headers=api.headers(**{"Content-Type": "application/json"}))
+        headers = api.headers(**{"Content-Type": "application/json"})
+        error = await api.error(400, "POST", path, content=body, headers=headers)
         assert error["kind"] == kind and says in error["message"].lower(), (body, error)
 
 
