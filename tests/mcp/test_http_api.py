@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from api_client import TERMINAL, Api, api_base
-from harness import TEMPLATE_IDS, WAIT, Conn, RealComfyUI, Sim, connect, poll
+from harness import TEMPLATE_IDS, TEST_PACKS, WAIT, Conn, RealComfyUI, Sim, connect, poll
 
 TOKEN = "test-token-0123456789"
 """The token `connect("http", ...)` starts the server with."""
@@ -313,6 +313,37 @@ async def test_comfyui_unreachable_is_503_with_retry_after(sim: Sim, tmp_path: P
         assert r.status_code == 503, r.text
         assert r.headers["retry-after"] == "5"
         assert r.json()["error"]["kind"] == "comfyui_unavailable", r.text
+
+
+async def test_a_busy_pack_pool_is_429_with_retry_after(sim: Sim, tmp_path: Path) -> None:
+    """Pack-call permits taken (admission `busy`): 429 naming the setting, with Retry-After."""
+    extra = {
+        "COMFYUI_MCP_PACK_CONCURRENCY": "1",
+        "COMFYUI_MCP_PACK_QUEUE_WAIT_MS": "200",
+        "COMFYUI_MCP_PACK_TIMEOUT_MS": "1500",
+    }
+    packs = [TEST_PACKS / "sleeper-agent.wasm", TEST_PACKS / "mini.wasm"]
+    async with connect("http", sim, tmp_path / "server", packs=packs, token=TOKEN, extra_env=extra) as conn:
+        api = Api(api_base(conn.http_url), TOKEN)  # type: ignore[attr-defined]
+        answers: list[httpx.Response] = []
+
+        async def spin() -> None:
+            body = {"tool": "generate_image", "params": {"template": "spin", "prompt": "go"}}
+            answers.append(await api.request("POST", "/api", json=body))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(spin)
+        busy = [r for r in answers if r.status_code == 429]
+        assert busy, [(r.status_code, r.text[:200]) for r in answers]
+        for r in busy:
+            assert r.json()["error"]["kind"] == "busy", r.text
+            assert "COMFYUI_MCP_PACK_CONCURRENCY" in r.json()["error"]["message"], r.text
+            assert int(r.headers["retry-after"]) >= 1, r.headers
+        others = {r.json()["error"]["kind"] for r in answers if r.status_code != 429}
+        assert others <= {"pack_failed"}, others
+        out = await api.ok("POST", "/api/tools/generate_image", json={"template": "solid-color", "prompt": "x"})
+        assert out["prompt_id"], out
 
 
 async def test_mcp_still_sees_a_failed_job_as_its_structured_content(mcp: Conn, sim: Sim) -> None:
