@@ -146,7 +146,7 @@ fn offers_template_tool(shared: &Shared, name: &str) -> bool {
 }
 
 /// The names of every tool offered now.
-pub fn tool_names(shared: &Shared) -> Vec<String> {
+fn tool_names(shared: &Shared) -> Vec<String> {
     let catalog = shared.app.catalog();
     let mut names: Vec<String> = FIXED_TOOLS.iter().map(|s| (*s).to_owned()).collect();
     if shared.options.per_template_tools {
