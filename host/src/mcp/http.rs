@@ -6,7 +6,7 @@
 //! `WWW-Authenticate: Bearer` for a missing or wrong token) before anything else; `/mcp`
 //! answers it as `{"error": "<message>"}`, `/api` in its own error shape; the server
 //! refuses to start on a non-loopback address without a token.
-//! A JSON body is read up to [`McpOptions::max_request_bytes`] (413 beyond, with a
+//! A JSON body sent to `/mcp` is read up to [`McpOptions::max_request_bytes`] (413 beyond, with a
 //! JSON-RPC error) and checked by [`framing::inspect`] before rmcp sees it: invalid JSON
 //! is 400 with `-32700`, an invalid request 400 with `-32600` (with its id when readable),
 //! params of the wrong shape 400 with `-32602`. Exactly one line goes to stderr outside tracing:
