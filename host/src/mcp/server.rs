@@ -177,9 +177,11 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let context = tools::CallContext::mcp(&context);
         tools::call(&self.shared, &request.name, request.arguments, context)
             .await
-            .map(Into::into)
+            .map(|outcome| outcome.into_result().into())
+            .map_err(tools::UnknownTool::into_mcp)
     }
 
     async fn list_resources(
