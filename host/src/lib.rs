@@ -28,6 +28,7 @@ pub mod error;
 pub mod graph_gate;
 pub mod loader;
 pub mod mcp;
+pub mod missing_model;
 pub mod packs;
 pub mod selftest;
 pub mod sim_control;

@@ -10,12 +10,14 @@
 //!   layer);
 //! * `options` (the layer's options) on `framing` and `thumbnails` (their defaults);
 //! * `render` (status JSON of a job, image entries and blocks) on `uris` and `thumbnails`;
-//! * `resources` (`comfyui://` resources) on `render` and `uris`;
-//! * `definitions` (the tool list and its cache) on `schemas` and `options`;
+//! * `models` (`list_models` and `comfyui://models/<folder>`) on `content` and `uris`;
+//! * `resources` (`comfyui://` resources) on `render`, `uris` and `models`;
+//! * `definitions` (the tool list and its cache) on `schemas`, `options` and `models`;
 //! * `shared` (state shared by every session) on `definitions`, `resources`, `thumbnails`;
 //! * `tools` (argument handling and the calls into the app) on `shared`, `render`,
 //!   `content`, `progress`;
-//! * `server` (the rmcp `ServerHandler`) on `shared`, `tools`, `resources`;
+//! * `prompts` (one MCP prompt per template) on `definitions` and `options`;
+//! * `server` (the rmcp `ServerHandler`) on `shared`, `tools`, `resources`, `prompts`;
 //! * `stdio` and `http` (the transports) on `server` and `framing`.
 //!
 //! Invariants: nothing in this layer writes to stdout (stdout is the MCP stream in stdio
@@ -27,8 +29,10 @@ pub mod content;
 pub mod definitions;
 pub mod framing;
 pub mod http;
+pub mod models;
 pub mod options;
 pub mod progress;
+pub mod prompts;
 pub mod render;
 pub mod resources;
 pub mod schemas;

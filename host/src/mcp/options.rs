@@ -2,6 +2,7 @@
 //! layer (message size, thumbnail workers). Plain data, defaults written once here.
 
 use super::framing::DEFAULT_MAX_REQUEST_BYTES;
+use super::prompts::DEFAULT_MAX_PROMPT_ARGUMENT_BYTES;
 use super::thumbnails::DEFAULT_THUMBNAIL_WORKERS;
 
 /// How the MCP layer presents the app and who may reach it over HTTP.
@@ -23,6 +24,8 @@ pub struct McpOptions {
     pub max_request_bytes: usize,
     /// Blocking threads that decode and encode thumbnails at once (all sessions).
     pub thumbnail_workers: usize,
+    /// Largest value of one `prompts/get` argument, in bytes.
+    pub max_prompt_argument_bytes: usize,
 }
 
 impl Default for McpOptions {
@@ -34,6 +37,7 @@ impl Default for McpOptions {
             allowed_origins: Vec::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             thumbnail_workers: DEFAULT_THUMBNAIL_WORKERS,
+            max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
         }
     }
 }
@@ -48,6 +52,13 @@ impl McpOptions {
             allowed_origins: Vec::new(),
             max_request_bytes: args.max_request_bytes,
             thumbnail_workers: args.thumbnail_workers,
+            max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
         }
+    }
+
+    /// The same options with the prompt argument cap of the settings.
+    pub fn with_prompt_limits(mut self, settings: &crate::config::Settings) -> Self {
+        self.max_prompt_argument_bytes = settings.max_prompt_argument_bytes;
+        self
     }
 }

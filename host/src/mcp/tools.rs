@@ -1,5 +1,6 @@
 //! The calls behind the tools — `generate_image`, `list_workflows`, `get_workflow_status`,
-//! `cancel_workflow`, `load_workflow`, and one tool per template named after its id — one
+//! `cancel_workflow`, `load_workflow`, `list_models` (in [`models`](super::models)), and one
+//! tool per template named after its id — one
 //! function per tool, and the reading of their arguments.
 //!
 //! Invariants: every user mistake or backend failure comes back as an `isError` result
@@ -20,6 +21,7 @@ use super::definitions::{
     CANCEL_WORKFLOW, FIXED_TOOLS, GENERATE_IMAGE, GET_WORKFLOW_STATUS, LIST_WORKFLOWS,
     LOAD_WORKFLOW, is_template_tool_name,
 };
+use super::models::{self, LIST_MODELS};
 use super::progress::{ProgressReporter, WaitOutcome, wait_for_job};
 use super::render;
 use super::schemas;
@@ -153,6 +155,7 @@ pub async fn call(
         GET_WORKFLOW_STATUS => get_workflow_status(shared, args).await,
         CANCEL_WORKFLOW => cancel_workflow(shared, args).await,
         LOAD_WORKFLOW => load_workflow(shared, args, context).await,
+        LIST_MODELS => list_models(shared, args).await,
         other => {
             if !offers_template_tool(shared, other) {
                 return Err(unknown_tool(shared, other));
@@ -387,6 +390,12 @@ async fn cancel_workflow(
             Err(e) => app_error(e),
         },
     )
+}
+
+async fn list_models(shared: &Shared, mut args: Args<'_>) -> Result<CallToolResult, ArgumentError> {
+    let folder = args.string("folder")?;
+    args.finish(&["folder"])?;
+    Ok(models::call(&shared.app, folder.as_deref()).await)
 }
 
 async fn load_workflow(
