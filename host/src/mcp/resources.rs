@@ -77,7 +77,6 @@ pub async fn list(app: &App, recent: &RecentJobs) -> ListResourcesResult {
             ))
             .with_mime_type("application/json"),
     );
-    items.extend(models::resources(app).await);
     // One queue snapshot for every recent job (not one `GET /queue` per queued job).
     let ids = recent.ids();
     let jobs = app.comfy().statuses(&ids).await;
@@ -99,6 +98,7 @@ pub async fn list(app: &App, recent: &RecentJobs) -> ListResourcesResult {
             );
         }
     }
+    items.extend(models::resources(app).await);
     ListResourcesResult::with_all_items(items)
 }
 
