@@ -18,7 +18,8 @@
 //! Invariants: an error that names no missing model file is returned unchanged; the original
 //! error is kept as the cause (its message follows, its JSON is under `details.cause`).
 
-use comfyui::graph::{GraphErrorKind, GraphErrors};
+use comfyui::error::rejected_node_errors;
+use comfyui::graph::{GraphErrorKind, GraphErrors, bounded_edit_distance};
 use comfyui::nodes::NodeCatalog;
 use comfyui::{ClientError, ModelSnapshot};
 use serde_json::{Value, json};
@@ -189,43 +190,33 @@ fn from_node_errors(
     models: &ModelSnapshot,
     limits: &ModelLimits,
 ) -> Vec<MissingModel> {
-    let Some(nodes) = node_errors.as_object() else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (node_id, node) in nodes {
-        let class = node
-            .get("class_type")
-            .and_then(Value::as_str)
-            .unwrap_or("?");
-        let errors = node.get("errors").and_then(Value::as_array);
-        for e in errors.into_iter().flatten() {
-            if e.get("type").and_then(Value::as_str) != Some("value_not_in_list") {
-                continue;
-            }
-            let extra = e.get("extra_info");
-            let field = |name: &str| extra.and_then(|x| x.get(name));
-            let (Some(input), Some(requested)) = (
-                field("input_name").and_then(Value::as_str),
-                field("received_value").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            let choices: Vec<String> = field("input_config")
-                .and_then(|c| c.get(0))
-                .and_then(Value::as_array)
-                .map(|items| {
-                    items
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(folder) = folder_of(class, input, &choices, models) {
-                out.push(missing(
-                    node_id, class, input, requested, folder, models, limits,
-                ));
-            }
+    for (node_id, class, e) in rejected_node_errors(node_errors) {
+        if e.get("type").and_then(Value::as_str) != Some("value_not_in_list") {
+            continue;
+        }
+        let extra = e.get("extra_info");
+        let field = |name: &str| extra.and_then(|x| x.get(name));
+        let (Some(input), Some(requested)) = (
+            field("input_name").and_then(Value::as_str),
+            field("received_value").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let choices: Vec<String> = field("input_config")
+            .and_then(|c| c.get(0))
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(folder) = folder_of(class, input, &choices, models) {
+            out.push(missing(
+                node_id, class, input, requested, folder, models, limits,
+            ));
         }
     }
     out
@@ -288,7 +279,10 @@ pub fn closest_first(requested: &str, files: &[String], cap: usize) -> Vec<Strin
             let related = !wanted.is_empty()
                 && !have.is_empty()
                 && (contains(&have, &wanted) || contains(&wanted, &have));
-            (!related, edit_distance(&wanted, &have), file)
+            // Both stems are at most COMPARED_CHARS long, so the bound never cuts.
+            let distance =
+                bounded_edit_distance(&wanted, &have, COMPARED_CHARS).unwrap_or(COMPARED_CHARS);
+            (!related, distance, file)
         })
         .collect();
     ranked.sort();
@@ -317,21 +311,6 @@ fn contains(haystack: &[char], needle: &[char]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Levenshtein distance (both sides at most [`COMPARED_CHARS`] long).
-fn edit_distance(a: &[char], b: &[char]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
-}
-
 /// The JSON of a report: one entry per missing file.
 pub fn to_json(models: &[MissingModel]) -> Value {
     json!(models)
@@ -342,17 +321,7 @@ mod tests {
     use super::*;
 
     fn snapshot(folders: &[(&str, &[&str])]) -> ModelSnapshot {
-        ModelSnapshot {
-            folders: folders
-                .iter()
-                .map(|(f, files)| {
-                    (
-                        (*f).to_owned(),
-                        files.iter().map(|s| (*s).to_owned()).collect(),
-                    )
-                })
-                .collect(),
-        }
+        ModelSnapshot::from_lists(folders)
     }
 
     fn strings(items: &[&str]) -> Vec<String> {

@@ -1201,7 +1201,7 @@ fn closest<'a>(needle: &str, candidates: impl Iterator<Item = &'a str>) -> Optio
 /// Levenshtein distance of `a` and `b` when it is at most `limit`, else `None`. Only the band
 /// of width `2 * limit + 1` around the diagonal is computed, and the computation stops as soon
 /// as every cell of a row exceeds `limit`: O(len * limit).
-fn bounded_edit_distance(a: &[char], b: &[char], limit: usize) -> Option<usize> {
+pub fn bounded_edit_distance(a: &[char], b: &[char], limit: usize) -> Option<usize> {
     if a.len().abs_diff(b.len()) > limit {
         return None;
     }
