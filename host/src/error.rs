@@ -68,6 +68,14 @@ pub enum AppError {
         /// The error as the graph check or ComfyUI reported it.
         cause: Box<AppError>,
     },
+    /// ComfyUI has no such model folder (`list_models`, `comfyui://models/<folder>`).
+    #[error("ComfyUI has no model folder `{folder}`; its folders: {available}")]
+    UnknownModelFolder {
+        /// As asked for (cut).
+        folder: String,
+        /// What exists, comma-separated.
+        available: String,
+    },
     /// ComfyUI refused, failed or was unreachable.
     #[error("{0}")]
     ComfyUi(ClientError),
@@ -147,6 +155,7 @@ impl AppError {
             AppError::InvalidGraph(_) => "invalid_graph",
             AppError::NodePolicy(_) => "node_refused",
             AppError::MissingModel { .. } => "missing_model",
+            AppError::UnknownModelFolder { .. } => "unknown_model_folder",
             AppError::WorkflowTooLarge { .. } => "workflow_too_large",
             AppError::WorkflowTooManyNodes { .. } => "workflow_too_many_nodes",
             AppError::ComfyUi(ClientError::Rejected { .. }) => "comfyui_rejected",
@@ -168,6 +177,7 @@ impl AppError {
             AppError::InvalidParams(errors) => Some(json!(errors)),
             AppError::InvalidGraph(errors) => Some(errors.to_json()),
             AppError::NodePolicy(violations) => Some(violations.to_json()),
+            AppError::UnknownModelFolder { folder, .. } => Some(json!({ "folder": folder })),
             AppError::MissingModel { models, cause } => Some(json!({
                 "missing_models": crate::missing_model::to_json(models),
                 "cause": cause.to_json(),

@@ -10,27 +10,35 @@
 //!   layer);
 //! * `options` (the layer's options) on `framing` and `thumbnails` (their defaults);
 //! * `render` (status JSON of a job, image entries and blocks) on `uris` and `thumbnails`;
-//! * `models` (`list_models` and `comfyui://models/<folder>`) on `content` and `uris`;
+//! * `outcome` (the call context and the typed outcome of a tool call) on `content` and
+//!   `progress`;
+//! * `models` (`list_models` and `comfyui://models/<folder>`) on `outcome` and `uris`;
 //! * `resources` (`comfyui://` resources) on `render`, `uris` and `models`;
 //! * `definitions` (the tool list and its cache) on `schemas`, `options` and `models`;
 //! * `shared` (state shared by every session) on `definitions`, `resources`, `thumbnails`;
 //! * `tools` (argument handling and the calls into the app) on `shared`, `render`,
-//!   `content`, `progress`;
+//!   `outcome`, `progress`; it renders nothing itself: MCP and the API render its outcome;
 //! * `prompts` (one MCP prompt per template) on `definitions` and `options`;
 //! * `server` (the rmcp `ServerHandler`) on `shared`, `tools`, `resources`, `prompts`;
-//! * `stdio` and `http` (the transports) on `server` and `framing`.
+//! * `guard` (`Host`/`Origin`/token checks in front of HTTP routes) on `options`;
+//! * `api` (the plain HTTP API at `/api`) on `tools`, `shared`, `guard`;
+//! * `stdio` and `http` (the transports) on `server` and `framing`; `http` also mounts
+//!   `api`.
 //!
 //! Invariants: nothing in this layer writes to stdout (stdout is the MCP stream in stdio
 //! mode); a failed tool call is a `CallToolResult` with `isError: true`, a precise text
 //! message and `structuredContent = {"error": {kind, message, details?}}`, while protocol
 //! errors are reserved for malformed requests (unknown tool, unknown resource).
 
+pub mod api;
 pub mod content;
 pub mod definitions;
 pub mod framing;
+pub mod guard;
 pub mod http;
 pub mod models;
 pub mod options;
+pub mod outcome;
 pub mod progress;
 pub mod prompts;
 pub mod render;

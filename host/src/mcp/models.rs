@@ -7,14 +7,15 @@
 //! counted in `omitted`, `count` is always the full number); an unknown folder is an error
 //! naming the folders ComfyUI has; an unreachable ComfyUI is the app's usual unreachable
 //! error; a folder name from a client is cut to [`SHOWN_FOLDER_CHARS`] characters in messages.
+//! The tool's outcome is typed ([`Outcome`]), so MCP and the plain HTTP API render it alike.
 
 use std::sync::Arc;
 
 use comfyui::ModelSnapshot;
-use rmcp::model::{CallToolResult, JsonObject, Resource, ResourceContents, ResourceTemplate};
+use rmcp::model::{JsonObject, Resource, ResourceContents, ResourceTemplate};
 use serde_json::{Value, json};
 
-use super::content::{tool_error, tool_success};
+use super::outcome::Outcome;
 use super::uris::{SCHEME, models_uri};
 use crate::app::App;
 use crate::error::AppError;
@@ -25,42 +26,12 @@ pub const LIST_MODELS: &str = "list_models";
 /// A client's folder name longer than this (in characters) is cut in messages.
 pub const SHOWN_FOLDER_CHARS: usize = 120;
 
-/// Why model files could not be listed.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelsError {
-    /// ComfyUI has no such model folder.
-    #[error("ComfyUI has no model folder `{folder}`; its folders: {available}")]
-    UnknownFolder {
-        /// As asked for (cut).
-        folder: String,
-        /// What exists, comma-separated.
-        available: String,
-    },
-    /// ComfyUI could not be asked.
-    #[error("{0}")]
-    App(AppError),
-}
-
-impl ModelsError {
-    /// `{"kind", "message", ...}` for structured error payloads.
-    pub fn to_json(&self) -> Value {
-        match self {
-            ModelsError::UnknownFolder { folder, .. } => json!({
-                "kind": "unknown_model_folder",
-                "message": self.to_string(),
-                "details": {"folder": folder},
-            }),
-            ModelsError::App(error) => error.to_json(),
-        }
-    }
-}
-
 /// The model snapshot of the connected ComfyUI.
-async fn snapshot(app: &App) -> Result<Arc<ModelSnapshot>, ModelsError> {
+async fn snapshot(app: &App) -> Result<Arc<ModelSnapshot>, AppError> {
     app.comfy()
         .models_snapshot()
         .await
-        .map_err(|e| ModelsError::App(AppError::ComfyUi(e)))
+        .map_err(AppError::ComfyUi)
 }
 
 /// One folder: its name, URI, full count, at most `cap` names and how many were left out.
@@ -76,7 +47,7 @@ pub fn folder_json(folder: &str, files: &[String], cap: usize) -> Value {
 }
 
 /// Every folder (or just `folder`) of the connected ComfyUI, capped per folder.
-pub async fn list(app: &App, folder: Option<&str>) -> Result<Value, ModelsError> {
+pub async fn list(app: &App, folder: Option<&str>) -> Result<Value, AppError> {
     let models = snapshot(app).await?;
     let cap = app.model_limits().max_listed_models;
     let folders: Vec<Value> = match folder {
@@ -93,12 +64,12 @@ pub async fn list(app: &App, folder: Option<&str>) -> Result<Value, ModelsError>
     }))
 }
 
-fn files_of<'m>(models: &'m ModelSnapshot, folder: &str) -> Result<&'m [String], ModelsError> {
+fn files_of<'m>(models: &'m ModelSnapshot, folder: &str) -> Result<&'m [String], AppError> {
     models
         .folders
         .get(folder)
         .map(Vec::as_slice)
-        .ok_or_else(|| ModelsError::UnknownFolder {
+        .ok_or_else(|| AppError::UnknownModelFolder {
             folder: folder.chars().take(SHOWN_FOLDER_CHARS).collect(),
             available: folder_names(models),
         })
@@ -117,10 +88,10 @@ fn folder_names(models: &ModelSnapshot) -> String {
 }
 
 /// The `list_models` tool.
-pub async fn call(app: &App, folder: Option<&str>) -> CallToolResult {
+pub async fn call(app: &App, folder: Option<&str>) -> Outcome {
     match list(app, folder).await {
-        Ok(value) => tool_success(value, Vec::new()),
-        Err(e) => tool_error(e.to_string(), e.to_json()),
+        Ok(value) => Outcome::success(value),
+        Err(e) => e.into(),
     }
 }
 
@@ -160,7 +131,7 @@ pub fn resource_template() -> ResourceTemplate {
 }
 
 /// Reads `comfyui://models/<folder>`.
-pub async fn read(app: &App, uri: &str, folder: &str) -> Result<ResourceContents, ModelsError> {
+pub async fn read(app: &App, uri: &str, folder: &str) -> Result<ResourceContents, AppError> {
     let models = snapshot(app).await?;
     let value = folder_json(
         folder,

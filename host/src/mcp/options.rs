@@ -5,6 +5,9 @@ use super::framing::DEFAULT_MAX_REQUEST_BYTES;
 use super::prompts::DEFAULT_MAX_PROMPT_ARGUMENT_BYTES;
 use super::thumbnails::DEFAULT_THUMBNAIL_WORKERS;
 
+/// Default of `--api-max-calls`: plain HTTP API calls running at once.
+pub const DEFAULT_API_MAX_CALLS: usize = 32;
+
 /// How the MCP layer presents the app and who may reach it over HTTP.
 #[derive(Debug, Clone)]
 pub struct McpOptions {
@@ -26,6 +29,8 @@ pub struct McpOptions {
     pub thumbnail_workers: usize,
     /// Largest value of one `prompts/get` argument, in bytes.
     pub max_prompt_argument_bytes: usize,
+    /// Plain HTTP API calls (tool calls, image downloads) running at once.
+    pub api_max_calls: usize,
 }
 
 impl Default for McpOptions {
@@ -38,6 +43,7 @@ impl Default for McpOptions {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             thumbnail_workers: DEFAULT_THUMBNAIL_WORKERS,
             max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
+            api_max_calls: DEFAULT_API_MAX_CALLS,
         }
     }
 }
@@ -53,6 +59,7 @@ impl McpOptions {
             max_request_bytes: args.max_request_bytes,
             thumbnail_workers: args.thumbnail_workers,
             max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
+            api_max_calls: args.api_max_calls,
         }
     }
 

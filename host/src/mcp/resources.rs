@@ -27,6 +27,7 @@ pub use super::uris::{
 };
 use crate::app::App;
 use crate::catalog::TemplateEntry;
+use crate::error::AppError;
 
 /// How many recent jobs `resources/list` shows.
 pub const RECENT_JOBS: usize = 50;
@@ -191,10 +192,8 @@ pub async fn read(app: &App, uri: &str) -> Result<ReadResourceResult, McpError> 
         }
         ResourceRef::Models(folder) => {
             models::read(app, uri, &folder).await.map_err(|e| match e {
-                models::ModelsError::UnknownFolder { .. } => not_found(uri, e),
-                models::ModelsError::App(e) => {
-                    McpError::internal_error(e.to_string(), Some(e.to_json()))
-                }
+                AppError::UnknownModelFolder { .. } => not_found(uri, e),
+                e => McpError::internal_error(e.to_string(), Some(e.to_json())),
             })?
         }
         ResourceRef::Job(id) => {
