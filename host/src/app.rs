@@ -331,18 +331,30 @@ impl App {
             })
     }
 
-    /// ComfyUI's node catalog and model lists (cached by the backend; fresh
-    /// after every reconnect). Also shared with pack self-tests.
-    async fn comfy_state(&self) -> Result<(Arc<NodeCatalog>, Arc<ModelSnapshot>), AppError> {
-        let nodes = self.comfy.node_catalog().await.map_err(AppError::ComfyUi)?;
+    /// ComfyUI's model files (cached by the backend), remembered as the last known ones.
+    pub async fn models(&self) -> Result<Arc<ModelSnapshot>, AppError> {
         let models = self
             .comfy
             .models_snapshot()
             .await
             .map_err(AppError::ComfyUi)?;
+        store_if_new(&self.loader().live().models, &models);
+        Ok(models)
+    }
+
+    /// The model files last fetched from ComfyUI, without asking it (none before the first
+    /// answer).
+    pub fn known_models(&self) -> Option<Arc<ModelSnapshot>> {
+        self.loader().live().models.load_full()
+    }
+
+    /// ComfyUI's node catalog and model lists (cached by the backend; fresh
+    /// after every reconnect). Also shared with pack self-tests.
+    async fn comfy_state(&self) -> Result<(Arc<NodeCatalog>, Arc<ModelSnapshot>), AppError> {
+        let nodes = self.comfy.node_catalog().await.map_err(AppError::ComfyUi)?;
+        let models = self.models().await?;
         let live: &LiveComfy = self.loader().live();
         store_if_new(&live.nodes, &nodes);
-        store_if_new(&live.models, &models);
         Ok((nodes, models))
     }
 }

@@ -188,8 +188,12 @@ async def test_list_models_of_one_folder_and_an_unknown_one(conn: Conn) -> None:
 
 
 async def test_models_are_resources(conn: Conn) -> None:
-    listed = {str(r.uri) for r in (await conn.session.list_resources()).resources}
-    assert "comfyui://models/checkpoints" in listed, sorted(listed)
+    async def listed() -> set[str]:
+        return {str(r.uri) for r in (await conn.session.list_resources()).resources}
+
+    # Listed from the model files last fetched (the live self-test or a call fetches them).
+    await conn.ok("list_models")
+    await poll(listed, lambda uris: "comfyui://models/checkpoints" in uris, "the checkpoints resource")
     templates = {t.uri_template for t in (await conn.session.list_resource_templates()).resource_templates}
     assert "comfyui://models/{folder}" in templates, templates
     res = await conn.session.read_resource("comfyui://models/checkpoints")

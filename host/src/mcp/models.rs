@@ -26,14 +26,6 @@ pub const LIST_MODELS: &str = "list_models";
 /// A client's folder name longer than this (in characters) is cut in messages.
 pub const SHOWN_FOLDER_CHARS: usize = 120;
 
-/// The model snapshot of the connected ComfyUI.
-async fn snapshot(app: &App) -> Result<Arc<ModelSnapshot>, AppError> {
-    app.comfy()
-        .models_snapshot()
-        .await
-        .map_err(AppError::ComfyUi)
-}
-
 /// One folder: its name, URI, full count, at most `cap` names and how many were left out.
 pub fn folder_json(folder: &str, files: &[String], cap: usize) -> Value {
     let listed: Vec<&String> = files.iter().take(cap).collect();
@@ -48,7 +40,7 @@ pub fn folder_json(folder: &str, files: &[String], cap: usize) -> Value {
 
 /// Every folder (or just `folder`) of the connected ComfyUI, capped per folder.
 pub async fn list(app: &App, folder: Option<&str>) -> Result<Value, AppError> {
-    let models = snapshot(app).await?;
+    let models = app.models().await?;
     let cap = app.model_limits().max_listed_models;
     let folders: Vec<Value> = match folder {
         None => models
@@ -95,15 +87,12 @@ pub async fn call(app: &App, folder: Option<&str>) -> Outcome {
     }
 }
 
-/// The `comfyui://models/<folder>` resources, one per folder; none while ComfyUI cannot be
-/// reached (the other resources are still listed).
-pub async fn resources(app: &App) -> Vec<Resource> {
-    let models = match snapshot(app).await {
-        Ok(models) => models,
-        Err(e) => {
-            tracing::debug!(error = %e, "model folders left out of resources/list");
-            return Vec::new();
-        }
+/// The `comfyui://models/<folder>` resources, one per folder of the model files last fetched
+/// from ComfyUI (never waiting for it: a hanging ComfyUI does not hold up `resources/list`);
+/// none before ComfyUI first answered.
+pub fn resources(app: &App) -> Vec<Resource> {
+    let Some(models) = app.known_models() else {
+        return Vec::new();
     };
     models
         .folders
@@ -132,7 +121,7 @@ pub fn resource_template() -> ResourceTemplate {
 
 /// Reads `comfyui://models/<folder>`.
 pub async fn read(app: &App, uri: &str, folder: &str) -> Result<ResourceContents, AppError> {
-    let models = snapshot(app).await?;
+    let models = app.models().await?;
     let value = folder_json(
         folder,
         files_of(&models, folder)?,

@@ -99,7 +99,7 @@ pub async fn list(app: &App, recent: &RecentJobs) -> ListResourcesResult {
             );
         }
     }
-    items.extend(models::resources(app).await);
+    items.extend(models::resources(app));
     ListResourcesResult::with_all_items(items)
 }
 
