@@ -24,6 +24,7 @@ use crate::catalog::{Catalog, CatalogStore};
 use crate::error::AppError;
 use crate::graph_gate::GraphGate;
 use crate::loader::{LiveComfy, PackLoader, admission_key};
+use crate::missing_model::{self, ModelLimits};
 use crate::packs::PackSet;
 use crate::selftest::CatalogHost;
 use crate::workflow_file::WorkflowDirs;
@@ -60,6 +61,8 @@ pub struct App {
     workflow_dirs: WorkflowDirs,
     /// Node policy and graph check, off the runtime (defaults until [`App::with_graph_gate`]).
     gate: GraphGate,
+    /// Budgets of the missing-model explanation (defaults until [`App::with_model_limits`]).
+    model_limits: ModelLimits,
 }
 
 impl App {
@@ -76,6 +79,7 @@ impl App {
             comfy,
             workflow_dirs,
             gate: GraphGate::default(),
+            model_limits: ModelLimits::DEFAULT,
         }
     }
 
@@ -83,6 +87,29 @@ impl App {
     pub fn with_graph_gate(mut self, gate: GraphGate) -> Self {
         self.gate = gate;
         self
+    }
+
+    /// The same service with these model-file budgets (from the settings).
+    pub fn with_model_limits(mut self, limits: ModelLimits) -> Self {
+        self.model_limits = limits;
+        self
+    }
+
+    /// The model-file budgets.
+    pub fn model_limits(&self) -> &ModelLimits {
+        &self.model_limits
+    }
+
+    /// A graph check or ComfyUI rejection about missing model files, explained with what is
+    /// installed (see [`missing_model`]); other errors unchanged.
+    fn explain_missing(
+        &self,
+        error: AppError,
+        nodes: &NodeCatalog,
+        models: &ModelSnapshot,
+    ) -> AppError {
+        let max_entries = self.gate.limits().max_errors;
+        missing_model::explain(error, nodes, models, &self.model_limits, max_entries)
     }
 
     /// The graph gate.
@@ -159,7 +186,7 @@ impl App {
         let (nodes, models) = self.comfy_state().await?;
         // The same view of ComfyUI a self-test gives the pack.
         let host: Arc<dyn HostView> = Arc::new(CatalogHost {
-            models,
+            models: models.clone(),
             nodes: nodes.clone(),
         });
         let runner = entry.runner.clone();
@@ -172,7 +199,11 @@ impl App {
             .await
             .map_err(AppError::from_admission)?
             .map_err(|e| AppError::from_call(&entry.pack.name, e))?;
-        let (graph, _) = self.gate.check(built.graph, nodes).await?;
+        let (graph, _) = self
+            .gate
+            .check(built.graph, nodes.clone())
+            .await
+            .map_err(|e| self.explain_missing(e, &nodes, &models))?;
         let metadata = template_metadata(&entry.info.id, &built.params, &graph);
         let request = JobRequest {
             graph,
@@ -185,7 +216,10 @@ impl App {
             parameters: Value::Object(built.params.to_json()),
             metadata,
         };
-        self.comfy.submit(request).await.map_err(AppError::ComfyUi)
+        self.comfy
+            .submit(request)
+            .await
+            .map_err(|e| self.explain_missing(AppError::ComfyUi(e), &nodes, &models))
     }
 
     /// Reads a workflow file from an allowed folder, applies overrides,
@@ -200,8 +234,12 @@ impl App {
             .load_workflow(&self.workflow_dirs, path, overrides)
             .await?;
         let (file, applied) = (loaded.file, loaded.overrides);
-        let (nodes, _) = self.comfy_state().await?;
-        let (graph, _) = self.gate.check(loaded.graph, nodes).await?;
+        let (nodes, models) = self.comfy_state().await?;
+        let (graph, _) = self
+            .gate
+            .check(loaded.graph, nodes.clone())
+            .await
+            .map_err(|e| self.explain_missing(e, &nodes, &models))?;
         let request = JobRequest {
             graph,
             origin: JobOrigin::Workflow {
@@ -215,7 +253,7 @@ impl App {
             .comfy
             .submit(request)
             .await
-            .map_err(AppError::ComfyUi)?;
+            .map_err(|e| self.explain_missing(AppError::ComfyUi(e), &nodes, &models))?;
         Ok(WorkflowSubmission {
             job,
             workflow_name: file.display_name,
@@ -293,18 +331,30 @@ impl App {
             })
     }
 
-    /// ComfyUI's node catalog and model lists (cached by the backend; fresh
-    /// after every reconnect). Also shared with pack self-tests.
-    async fn comfy_state(&self) -> Result<(Arc<NodeCatalog>, Arc<ModelSnapshot>), AppError> {
-        let nodes = self.comfy.node_catalog().await.map_err(AppError::ComfyUi)?;
+    /// ComfyUI's model files (cached by the backend), remembered as the last known ones.
+    pub async fn models(&self) -> Result<Arc<ModelSnapshot>, AppError> {
         let models = self
             .comfy
             .models_snapshot()
             .await
             .map_err(AppError::ComfyUi)?;
+        store_if_new(&self.loader().live().models, &models);
+        Ok(models)
+    }
+
+    /// The model files last fetched from ComfyUI, without asking it (none before the first
+    /// answer).
+    pub fn known_models(&self) -> Option<Arc<ModelSnapshot>> {
+        self.loader().live().models.load_full()
+    }
+
+    /// ComfyUI's node catalog and model lists (cached by the backend; fresh
+    /// after every reconnect). Also shared with pack self-tests.
+    async fn comfy_state(&self) -> Result<(Arc<NodeCatalog>, Arc<ModelSnapshot>), AppError> {
+        let nodes = self.comfy.node_catalog().await.map_err(AppError::ComfyUi)?;
+        let models = self.models().await?;
         let live: &LiveComfy = self.loader().live();
         store_if_new(&live.nodes, &nodes);
-        store_if_new(&live.models, &models);
         Ok((nodes, models))
     }
 }

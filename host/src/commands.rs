@@ -98,7 +98,8 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
             WorkflowDirs::new(settings.workflow_dirs.clone())
                 .with_max_bytes(settings.max_workflow_bytes),
         )
-        .with_graph_gate(settings.graph_gate()),
+        .with_graph_gate(settings.graph_gate())
+        .with_model_limits(settings.model_limits()),
     ))
 }
 

@@ -384,6 +384,34 @@ pub struct Settings {
         global = true
     )]
     pub max_image_mb: u64,
+    // --- Prompts and models (MCP prompts, list_models, comfyui://models, missing-model errors) ---
+    /// Most file names list_models and comfyui://models/{folder} give per folder (the rest are counted).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_LISTED_MODELS",
+        default_value_t = crate::missing_model::DEFAULT_MAX_LISTED_MODELS,
+        value_parser = positive_count,
+        global = true
+    )]
+    pub max_listed_models: usize,
+    /// Installed file names a "Missing model file" error lists per missing file, closest first.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MISSING_MODEL_CHOICES",
+        default_value_t = crate::missing_model::DEFAULT_MISSING_MODEL_CHOICES,
+        value_parser = positive_count,
+        global = true
+    )]
+    pub missing_model_choices: usize,
+    /// Largest value of one prompts/get argument, in bytes.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_MAX_PROMPT_ARGUMENT_BYTES",
+        default_value_t = crate::mcp::prompts::DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
+        value_parser = positive_count,
+        global = true
+    )]
+    pub max_prompt_argument_bytes: usize,
 }
 
 impl Settings {
@@ -436,6 +464,14 @@ impl Settings {
             max_nodes: self.max_graph_nodes,
             max_errors: self.max_graph_errors,
             max_suggestions: self.max_graph_suggestions,
+        }
+    }
+
+    /// The model-file budgets (list_models, comfyui://models, missing-model errors).
+    pub fn model_limits(&self) -> crate::missing_model::ModelLimits {
+        crate::missing_model::ModelLimits {
+            missing_model_choices: self.missing_model_choices,
+            max_listed_models: self.max_listed_models,
         }
     }
 

@@ -59,6 +59,23 @@ pub enum AppError {
         /// The cap.
         limit: usize,
     },
+    /// The graph names model files ComfyUI does not have (found by the graph check or by
+    /// ComfyUI's own validation, `cause`); names what is installed.
+    #[error("Missing model file: {}\n{cause}", crate::missing_model::MissingModel::describe(.models))]
+    MissingModel {
+        /// The missing files, each with the installed files of its folder.
+        models: Vec<crate::missing_model::MissingModel>,
+        /// The error as the graph check or ComfyUI reported it.
+        cause: Box<AppError>,
+    },
+    /// ComfyUI has no such model folder (`list_models`, `comfyui://models/<folder>`).
+    #[error("ComfyUI has no model folder `{folder}`; its folders: {available}")]
+    UnknownModelFolder {
+        /// As asked for (cut).
+        folder: String,
+        /// What exists, comma-separated.
+        available: String,
+    },
     /// ComfyUI refused, failed or was unreachable.
     #[error("{0}")]
     ComfyUi(ClientError),
@@ -137,6 +154,8 @@ impl AppError {
             AppError::Pack { .. } => "pack_failed",
             AppError::InvalidGraph(_) => "invalid_graph",
             AppError::NodePolicy(_) => "node_refused",
+            AppError::MissingModel { .. } => "missing_model",
+            AppError::UnknownModelFolder { .. } => "unknown_model_folder",
             AppError::WorkflowTooLarge { .. } => "workflow_too_large",
             AppError::WorkflowTooManyNodes { .. } => "workflow_too_many_nodes",
             AppError::ComfyUi(ClientError::Rejected { .. }) => "comfyui_rejected",
@@ -158,6 +177,11 @@ impl AppError {
             AppError::InvalidParams(errors) => Some(json!(errors)),
             AppError::InvalidGraph(errors) => Some(errors.to_json()),
             AppError::NodePolicy(violations) => Some(violations.to_json()),
+            AppError::UnknownModelFolder { folder, .. } => Some(json!({ "folder": folder })),
+            AppError::MissingModel { models, cause } => Some(json!({
+                "missing_models": crate::missing_model::to_json(models),
+                "cause": cause.to_json(),
+            })),
             AppError::ComfyUi(ClientError::Rejected {
                 error, node_errors, ..
             }) => Some(json!({"error": error, "node_errors": node_errors})),

@@ -29,6 +29,7 @@ pub mod error;
 pub mod graph_gate;
 pub mod loader;
 pub mod mcp;
+pub mod missing_model;
 pub mod packs;
 pub mod scaffold;
 pub mod selftest;

@@ -78,7 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {
-            let options = McpOptions::from_args(&args);
+            let options = McpOptions::from_args(&args).with_prompt_limits(&settings);
             if let Some(addr) = args.http {
                 // Refuse an exposed address without a token before loading anything.
                 mcp::http::check_exposure(addr, &options)?;

@@ -17,7 +17,7 @@
 //! A load budget bounds the whole self-test: it stops at the first template
 //! boundary past its deadline (so at most one call limit late).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -114,17 +114,7 @@ impl CheckCatalog {
 
 /// The offline model list as a snapshot.
 pub fn offline_models() -> ModelSnapshot {
-    ModelSnapshot {
-        folders: OFFLINE_MODELS
-            .iter()
-            .map(|(folder, files)| {
-                (
-                    (*folder).to_owned(),
-                    files.iter().map(|f| (*f).to_owned()).collect(),
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
-    }
+    ModelSnapshot::from_lists(OFFLINE_MODELS)
 }
 
 /// A ComfyUI as a pack sees it: node classes from a catalog, model files per folder.

@@ -55,7 +55,14 @@ FAST_STEP_MS = 10
 """Simulator step delay used between tests: jobs finish quickly but still stream progress."""
 
 TEMPLATE_IDS = ["character-portrait", "item-icon", "environment-texture", "pixel-art"]
-CORE_TOOLS = ["generate_image", "list_workflows", "get_workflow_status", "cancel_workflow", "load_workflow"]
+CORE_TOOLS = [
+    "generate_image",
+    "list_workflows",
+    "get_workflow_status",
+    "cancel_workflow",
+    "load_workflow",
+    "list_models",
+]
 
 
 def binary() -> str:

@@ -303,36 +303,47 @@ pub fn render_rejected(url: &str, error: &Value, node_errors: &Value) -> String 
     if !kind.is_empty() {
         out.push_str(&format!(" [{kind}]"));
     }
-    if let Some(nodes) = node_errors.as_object() {
-        for (node_id, node) in nodes {
+    for (node_id, class, e) in rejected_node_errors(node_errors) {
+        let msg = e.get("message").and_then(Value::as_str).unwrap_or("error");
+        let det = e.get("details").and_then(Value::as_str).unwrap_or("");
+        let ty = e.get("type").and_then(Value::as_str).unwrap_or("");
+        let input = e
+            .get("extra_info")
+            .and_then(|x| x.get("input_name"))
+            .and_then(Value::as_str);
+        out.push_str(&format!("\n  node {node_id} ({class})"));
+        if let Some(input) = input {
+            out.push_str(&format!(", input `{input}`"));
+        }
+        out.push_str(&format!(": {msg}"));
+        if !det.is_empty() && Some(det) != input {
+            out.push_str(&format!(" — {det}"));
+        }
+        if !ty.is_empty() {
+            out.push_str(&format!(" [{ty}]"));
+        }
+    }
+    out
+}
+
+/// Every error of ComfyUI's `node_errors` object as `(node id, class type, error)`, in the
+/// answer's order (`?` for a node without a class type).
+pub fn rejected_node_errors(node_errors: &Value) -> impl Iterator<Item = (&str, &str, &Value)> {
+    node_errors
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(node_id, node)| {
             let class = node
                 .get("class_type")
                 .and_then(Value::as_str)
                 .unwrap_or("?");
-            let errors = node.get("errors").and_then(Value::as_array);
-            for e in errors.into_iter().flatten() {
-                let msg = e.get("message").and_then(Value::as_str).unwrap_or("error");
-                let det = e.get("details").and_then(Value::as_str).unwrap_or("");
-                let ty = e.get("type").and_then(Value::as_str).unwrap_or("");
-                let input = e
-                    .get("extra_info")
-                    .and_then(|x| x.get("input_name"))
-                    .and_then(Value::as_str);
-                out.push_str(&format!("\n  node {node_id} ({class})"));
-                if let Some(input) = input {
-                    out.push_str(&format!(", input `{input}`"));
-                }
-                out.push_str(&format!(": {msg}"));
-                if !det.is_empty() && Some(det) != input {
-                    out.push_str(&format!(" — {det}"));
-                }
-                if !ty.is_empty() {
-                    out.push_str(&format!(" [{ty}]"));
-                }
-            }
-        }
-    }
-    out
+            node.get("errors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |e| (node_id.as_str(), class, e))
+        })
 }
 
 /// `body` cut to at most [`MAX_ERROR_BODY`] bytes on a character boundary.

@@ -197,6 +197,9 @@ pub struct GraphError {
     pub kind: GraphErrorKind,
     /// One line for a human or an agent: where, the bad value, and what is allowed.
     pub message: String,
+    /// The text the graph gave, for a [`GraphErrorKind::ValueNotInList`] string literal (cut
+    /// to [`SHOWN_NAME_CHARS`]), so callers can explain a missing model file; else `None`.
+    pub received: Option<String>,
 }
 
 /// The defects of a graph (never empty when returned by [`check`]): at most
@@ -339,6 +342,7 @@ pub fn check_with(
             node_id: None,
             class_type: None,
             input: None,
+            received: None,
             kind: GraphErrorKind::NotAnObject,
             message: format!(
                 "the graph must be a JSON object mapping node ids to {{\"class_type\": ..., \"inputs\": {{...}}}}, got {}",
@@ -351,6 +355,7 @@ pub fn check_with(
             node_id: None,
             class_type: None,
             input: None,
+            received: None,
             kind: GraphErrorKind::TooManyNodes,
             message: format!(
                 "the graph has {} nodes, over the limit of {} nodes per graph; nothing else was \
@@ -366,6 +371,7 @@ pub fn check_with(
             node_id: None,
             class_type: None,
             input: None,
+            received: None,
             kind: GraphErrorKind::NoOutputNode,
             message:
                 "the graph has no nodes, so it has no output node and ComfyUI would run nothing"
@@ -408,6 +414,7 @@ pub fn check_with(
             node_id: None,
             class_type: None,
             input: None,
+            received: None,
             kind: GraphErrorKind::NoOutputNode,
             message: "the graph has no output node, so ComfyUI would run nothing; add one such as \
                       SaveImage or PreviewImage (a class with output_node: true)"
@@ -515,12 +522,25 @@ impl<'g> Checker<'g> {
         kind: GraphErrorKind,
         message: String,
     ) {
+        self.push_received(node, input, kind, message, None);
+    }
+
+    /// [`Checker::push`], keeping the text the graph gave (see [`GraphError::received`]).
+    fn push_received(
+        &mut self,
+        node: &Node<'_>,
+        input: Option<&str>,
+        kind: GraphErrorKind,
+        message: String,
+        received: Option<String>,
+    ) {
         self.push_error(GraphError {
             node_id: Some(clip(node.id)),
             class_type: node.class_type.map(clip),
             input: input.map(clip),
             kind,
             message,
+            received,
         });
     }
 
@@ -753,7 +773,11 @@ impl<'g> Checker<'g> {
         let mut suggest = || self.take_suggestion();
         if let Some((kind, problem)) = literal_defect(&spec.kind, value, &mut suggest) {
             let message = format!("{} input {:?}: {problem}", node.label(), spec.name);
-            self.push(node, Some(&spec.name), kind, message);
+            let received = value
+                .as_str()
+                .filter(|_| kind == GraphErrorKind::ValueNotInList)
+                .map(clip);
+            self.push_received(node, Some(&spec.name), kind, message, received);
         }
     }
 
@@ -1177,7 +1201,7 @@ fn closest<'a>(needle: &str, candidates: impl Iterator<Item = &'a str>) -> Optio
 /// Levenshtein distance of `a` and `b` when it is at most `limit`, else `None`. Only the band
 /// of width `2 * limit + 1` around the diagonal is computed, and the computation stops as soon
 /// as every cell of a row exceeds `limit`: O(len * limit).
-fn bounded_edit_distance(a: &[char], b: &[char], limit: usize) -> Option<usize> {
+pub fn bounded_edit_distance(a: &[char], b: &[char], limit: usize) -> Option<usize> {
     if a.len().abs_diff(b.len()) > limit {
         return None;
     }

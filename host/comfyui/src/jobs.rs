@@ -57,6 +57,23 @@ pub struct ModelSnapshot {
     pub folders: BTreeMap<String, Vec<String>>,
 }
 
+impl ModelSnapshot {
+    /// A snapshot of these `(folder, files)` lists.
+    pub fn from_lists(lists: &[(&str, &[&str])]) -> Self {
+        Self {
+            folders: lists
+                .iter()
+                .map(|(folder, files)| {
+                    (
+                        (*folder).to_owned(),
+                        files.iter().map(|f| (*f).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The websocket's state as seen by the backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionState {

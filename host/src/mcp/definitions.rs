@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 
+use super::models::{self, LIST_MODELS};
 use super::options::McpOptions;
 use super::schemas;
 use crate::catalog::Catalog;
@@ -26,12 +27,13 @@ pub const CANCEL_WORKFLOW: &str = "cancel_workflow";
 /// Run a workflow JSON file.
 pub const LOAD_WORKFLOW: &str = "load_workflow";
 /// The tools that exist whatever the catalog holds.
-pub const FIXED_TOOLS: [&str; 5] = [
+pub const FIXED_TOOLS: [&str; 6] = [
     GENERATE_IMAGE,
     LIST_WORKFLOWS,
     GET_WORKFLOW_STATUS,
     CANCEL_WORKFLOW,
     LOAD_WORKFLOW,
+    LIST_MODELS,
 ];
 
 /// Whether `id` can be offered as a tool name of its own.
@@ -128,6 +130,17 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
             schemas::load_workflow_input(),
             schemas::load_workflow_output(),
             queues_a_job(),
+        ),
+        tool(
+            LIST_MODELS,
+            "List ComfyUI's model files",
+            "List the model files the connected ComfyUI has, per model folder (checkpoints, loras, vae, \
+             upscale_models, embeddings, controlnet, ...), to pick a `checkpoint` for generate_image or a file \
+             for a workflow. Pass folder to list only one. Each folder reports its full count; long lists are \
+             cut (omitted says how many were left out). The same lists are resources comfyui://models/<folder>.",
+            models::input_schema(),
+            models::output_schema(),
+            ToolAnnotations::new().read_only(true).open_world(true),
         ),
     ];
     if options.per_template_tools {

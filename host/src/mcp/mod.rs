@@ -10,14 +10,16 @@
 //!   layer);
 //! * `options` (the layer's options) on `framing` and `thumbnails` (their defaults);
 //! * `render` (status JSON of a job, image entries and blocks) on `uris` and `thumbnails`;
-//! * `resources` (`comfyui://` resources) on `render` and `uris`;
-//! * `definitions` (the tool list and its cache) on `schemas` and `options`;
-//! * `shared` (state shared by every session) on `definitions`, `resources`, `thumbnails`;
 //! * `outcome` (the call context and the typed outcome of a tool call) on `content` and
 //!   `progress`;
+//! * `models` (`list_models` and `comfyui://models/<folder>`) on `outcome` and `uris`;
+//! * `resources` (`comfyui://` resources) on `render`, `uris` and `models`;
+//! * `definitions` (the tool list and its cache) on `schemas`, `options` and `models`;
+//! * `shared` (state shared by every session) on `definitions`, `resources`, `thumbnails`;
 //! * `tools` (argument handling and the calls into the app) on `shared`, `render`,
 //!   `outcome`, `progress`; it renders nothing itself: MCP and the API render its outcome;
-//! * `server` (the rmcp `ServerHandler`) on `shared`, `tools`, `resources`;
+//! * `prompts` (one MCP prompt per template) on `definitions` and `options`;
+//! * `server` (the rmcp `ServerHandler`) on `shared`, `tools`, `resources`, `prompts`;
 //! * `guard` (`Host`/`Origin`/token checks in front of HTTP routes) on `options`;
 //! * `api` (the plain HTTP API at `/api`) on `tools`, `shared`, `guard`;
 //! * `stdio` and `http` (the transports) on `server` and `framing`; `http` also mounts
@@ -34,9 +36,11 @@ pub mod definitions;
 pub mod framing;
 pub mod guard;
 pub mod http;
+pub mod models;
 pub mod options;
 pub mod outcome;
 pub mod progress;
+pub mod prompts;
 pub mod render;
 pub mod resources;
 pub mod schemas;

@@ -2,6 +2,7 @@
 //! layer (message size, thumbnail workers). Plain data, defaults written once here.
 
 use super::framing::DEFAULT_MAX_REQUEST_BYTES;
+use super::prompts::DEFAULT_MAX_PROMPT_ARGUMENT_BYTES;
 use super::thumbnails::DEFAULT_THUMBNAIL_WORKERS;
 
 /// Default of `--api-max-calls`: plain HTTP API calls running at once.
@@ -26,6 +27,8 @@ pub struct McpOptions {
     pub max_request_bytes: usize,
     /// Blocking threads that decode and encode thumbnails at once (all sessions).
     pub thumbnail_workers: usize,
+    /// Largest value of one `prompts/get` argument, in bytes.
+    pub max_prompt_argument_bytes: usize,
     /// Plain HTTP API calls (tool calls, image downloads) running at once.
     pub api_max_calls: usize,
 }
@@ -39,6 +42,7 @@ impl Default for McpOptions {
             allowed_origins: Vec::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             thumbnail_workers: DEFAULT_THUMBNAIL_WORKERS,
+            max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
             api_max_calls: DEFAULT_API_MAX_CALLS,
         }
     }
@@ -54,7 +58,14 @@ impl McpOptions {
             allowed_origins: Vec::new(),
             max_request_bytes: args.max_request_bytes,
             thumbnail_workers: args.thumbnail_workers,
+            max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
             api_max_calls: args.api_max_calls,
         }
+    }
+
+    /// The same options with the prompt argument cap of the settings.
+    pub fn with_prompt_limits(mut self, settings: &crate::config::Settings) -> Self {
+        self.max_prompt_argument_bytes = settings.max_prompt_argument_bytes;
+        self
     }
 }

@@ -1,7 +1,8 @@
 //! The `comfyui://` resources: templates (`comfyui://templates/<id>`), the catalog's pack
 //! problems (`comfyui://catalog/errors`), jobs (`comfyui://jobs/<prompt_id>`) and their
-//! images (`comfyui://images/<prompt_id>/<filename>`), plus the bounded list of recent jobs
-//! that `resources/list` shows.
+//! images (`comfyui://images/<prompt_id>/<filename>`), ComfyUI's model folders
+//! (`comfyui://models/<folder>`, see [`models`](super::models)), plus the bounded list of
+//! recent jobs that `resources/list` shows.
 //!
 //! Invariants: URI path segments are percent-encoded when built and decoded when parsed,
 //! so any template id or file name round-trips; an image is only ever read through
@@ -19,12 +20,14 @@ use rmcp::model::{
 };
 use serde_json::{Value, json};
 
+use super::models;
 use super::render;
 pub use super::uris::{
     ERRORS_URI, ResourceRef, SCHEME, image_uri, job_uri, parse_uri, template_uri,
 };
 use crate::app::App;
 use crate::catalog::TemplateEntry;
+use crate::error::AppError;
 
 /// How many recent jobs `resources/list` shows.
 pub const RECENT_JOBS: usize = 50;
@@ -96,6 +99,7 @@ pub async fn list(app: &App, recent: &RecentJobs) -> ListResourcesResult {
             );
         }
     }
+    items.extend(models::resources(app));
     ListResourcesResult::with_all_items(items)
 }
 
@@ -119,6 +123,7 @@ pub fn templates() -> ListResourceTemplatesResult {
             .with_title("Template")
             .with_description("A template's description, parameters and JSON Schema")
             .with_mime_type("application/json"),
+        models::resource_template(),
     ])
 }
 
@@ -159,7 +164,7 @@ pub async fn read(app: &App, uri: &str) -> Result<ReadResourceResult, McpError> 
     let Some(target) = parse_uri(uri) else {
         return Err(not_found(
             uri,
-            "this server serves comfyui://templates/<id>, comfyui://catalog/errors, comfyui://jobs/<prompt_id> and comfyui://images/<prompt_id>/<filename>",
+            "this server serves comfyui://templates/<id>, comfyui://catalog/errors, comfyui://jobs/<prompt_id>, comfyui://images/<prompt_id>/<filename> and comfyui://models/<folder>",
         ));
     };
     let contents = match target {
@@ -184,6 +189,12 @@ pub async fn read(app: &App, uri: &str) -> Result<ReadResourceResult, McpError> 
                 .map(|p| json!({"path": p.path.display().to_string(), "error": p.error}))
                 .collect();
             json_contents(uri, &json!({ "errors": errors }))
+        }
+        ResourceRef::Models(folder) => {
+            models::read(app, uri, &folder).await.map_err(|e| match e {
+                AppError::UnknownModelFolder { .. } => not_found(uri, e),
+                e => McpError::internal_error(e.to_string(), Some(e.to_json())),
+            })?
         }
         ResourceRef::Job(id) => {
             let job = app.status(&id).await.map_err(|e| not_found(uri, e))?;

@@ -1,7 +1,7 @@
-//! The rmcp `ServerHandler`: advertises tools and resources (with `listChanged`), routes
-//! `tools/*` and `resources/*` to [`tools`](super::tools) and
-//! [`resources`](super::resources), and tells each session's client when the template
-//! catalog changes.
+//! The rmcp `ServerHandler`: advertises tools, resources and prompts (with `listChanged`),
+//! routes `tools/*`, `resources/*` and `prompts/*` to [`tools`](super::tools),
+//! [`resources`](super::resources) and [`prompts`](super::prompts), and tells each
+//! session's client when the template catalog changes (all three lists follow it).
 //!
 //! Invariants: one [`McpServer`] serves one session (stdio connection or HTTP session) and
 //! shares everything else ([`Shared`]) with the other sessions; creating one is cheap and
@@ -18,15 +18,17 @@ use rmcp::ErrorData as McpError;
 use rmcp::RoleServer;
 use rmcp::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, SubscriptionContext};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::options::McpOptions;
+use super::prompts;
 use super::resources;
 use super::shared::Shared;
 use super::tools;
@@ -36,7 +38,8 @@ const INSTRUCTIONS: &str = "Image generation with ComfyUI through sandboxed work
 Call list_workflows to see the templates and their parameters, then generate_image (or the tool named after a \
 template) with a prompt. Calls return at once with a prompt_id: poll get_workflow_status, or pass wait=true to get \
 progress notifications and the images in the result. cancel_workflow stops a job; load_workflow runs a ComfyUI \
-workflow file (API format) from the configured folders. Images are saved under the output folder and readable as \
+workflow file (API format) from the configured folders; list_models lists ComfyUI's model files (e.g. checkpoints). \
+Each template is also a prompt (prompts/get) that writes the call for you. Images are saved under the output folder and readable as \
 comfyui://images/<prompt_id>/<file> resources.";
 
 /// The MCP server of one session.
@@ -103,7 +106,8 @@ impl McpServer {
                         tracing::debug!(generation, "catalog changed; notifying the client");
                         let tools = peer.notify_tool_list_changed().await;
                         let resources = peer.notify_resource_list_changed().await;
-                        if let Err(e) = tools.and(resources) {
+                        let prompts = peer.notify_prompt_list_changed().await;
+                        if let Err(e) = tools.and(resources).and(prompts) {
                             tracing::debug!(error = %e, "could not notify the client of a catalog change; stopping");
                             break;
                         }
@@ -141,6 +145,8 @@ impl ServerHandler for McpServer {
                 .enable_tool_list_changed()
                 .enable_resources()
                 .enable_resources_list_changed()
+                .enable_prompts()
+                .enable_prompts_list_changed()
                 .build(),
         )
         .with_server_info(
@@ -210,6 +216,30 @@ impl ServerHandler for McpServer {
             .map(Into::into)
     }
 
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::with_all_items(prompts::list(
+            &self.shared.app.catalog(),
+        )))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        prompts::get(
+            &self.shared.app.catalog(),
+            &self.shared.options,
+            &request.name,
+            request.arguments,
+        )
+        .map(Into::into)
+    }
+
     fn accepted_subscription_filter(
         &self,
         _requested: &SubscriptionFilter,
@@ -218,6 +248,7 @@ impl ServerHandler for McpServer {
             SubscriptionFilter::builder()
                 .tools_list_changed()
                 .resources_list_changed()
+                .prompts_list_changed()
                 .build(),
         )
     }
@@ -227,6 +258,7 @@ impl ServerHandler for McpServer {
         let sink = context.sink().clone();
         let wants_tools = sink.accepted().tools_list_changed == Some(true);
         let wants_resources = sink.accepted().resources_list_changed == Some(true);
+        let wants_prompts = sink.accepted().prompts_list_changed == Some(true);
         loop {
             tokio::select! {
                 _ = context.cancelled() => return Ok(()),
@@ -241,6 +273,10 @@ impl ServerHandler for McpServer {
                         return Ok(());
                     }
                     if wants_resources && let Err(e) = sink.notify_resource_list_changed().await {
+                        tracing::debug!(error = %e, "subscription closed");
+                        return Ok(());
+                    }
+                    if wants_prompts && let Err(e) = sink.notify_prompt_list_changed().await {
                         tracing::debug!(error = %e, "subscription closed");
                         return Ok(());
                     }

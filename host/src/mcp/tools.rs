@@ -1,5 +1,6 @@
 //! The calls behind the tools — `generate_image`, `list_workflows`, `get_workflow_status`,
-//! `cancel_workflow`, `load_workflow`, and one tool per template named after its id — one
+//! `cancel_workflow`, `load_workflow`, `list_models` (in [`models`](super::models)), and one
+//! tool per template named after its id — one
 //! function per tool, and the reading of their arguments.
 //!
 //! A call runs in a [`CallContext`] (cancellation and a progress sink) and returns a typed
@@ -21,6 +22,7 @@ use super::definitions::{
     CANCEL_WORKFLOW, FIXED_TOOLS, GENERATE_IMAGE, GET_WORKFLOW_STATUS, LIST_WORKFLOWS,
     LOAD_WORKFLOW, is_template_tool_name,
 };
+use super::models::{self, LIST_MODELS};
 pub use super::outcome::{ArgumentError, CallContext, Failure, Outcome, UnknownTool};
 use super::progress::{WaitOutcome, wait_for_job};
 use super::render;
@@ -128,6 +130,7 @@ pub async fn call(
         GET_WORKFLOW_STATUS => get_workflow_status(shared, args).await,
         CANCEL_WORKFLOW => cancel_workflow(shared, args).await,
         LOAD_WORKFLOW => load_workflow(shared, args, context).await,
+        LIST_MODELS => list_models(shared, args).await,
         other => {
             if !offers_template_tool(shared, other) {
                 return Err(unknown_tool(shared, other));
@@ -359,6 +362,12 @@ async fn cancel_workflow(shared: &Shared, mut args: Args<'_>) -> Result<Outcome,
             Err(e) => app_error(e),
         },
     )
+}
+
+async fn list_models(shared: &Shared, mut args: Args<'_>) -> Result<Outcome, ArgumentError> {
+    let folder = args.string("folder")?;
+    args.finish(&["folder"])?;
+    Ok(models::call(&shared.app, folder.as_deref()).await)
 }
 
 async fn load_workflow(

@@ -13,6 +13,11 @@ pub fn template_uri(id: &str) -> String {
     format!("{SCHEME}templates/{}", encode(id))
 }
 
+/// The URI of a model folder's file list.
+pub fn models_uri(folder: &str) -> String {
+    format!("{SCHEME}models/{}", encode(folder))
+}
+
 /// The URI of a job's status resource.
 pub fn job_uri(prompt_id: &str) -> String {
     format!("{SCHEME}jobs/{}", encode(prompt_id))
@@ -32,6 +37,8 @@ pub enum ResourceRef {
     CatalogErrors,
     /// `comfyui://jobs/<prompt_id>`
     Job(String),
+    /// `comfyui://models/<folder>`
+    Models(String),
     /// `comfyui://images/<prompt_id>/<filename>`
     Image {
         /// The job.
@@ -52,6 +59,7 @@ pub fn parse_uri(uri: &str) -> Option<ResourceRef> {
     match (kind, segments.as_slice()) {
         ("templates", [id]) if !id.is_empty() => Some(ResourceRef::Template(decode(id)?)),
         ("jobs", [id]) if !id.is_empty() => Some(ResourceRef::Job(decode(id)?)),
+        ("models", [folder]) if !folder.is_empty() => Some(ResourceRef::Models(decode(folder)?)),
         ("images", [id, file]) if !id.is_empty() && !file.is_empty() => Some(ResourceRef::Image {
             prompt_id: decode(id)?,
             filename: decode(file)?,
@@ -111,6 +119,10 @@ mod tests {
         );
         assert_eq!(parse_uri(&job_uri("j")), Some(ResourceRef::Job("j".into())));
         assert_eq!(parse_uri(ERRORS_URI), Some(ResourceRef::CatalogErrors));
+        assert_eq!(
+            parse_uri(&models_uri("upscale_models")),
+            Some(ResourceRef::Models("upscale_models".into()))
+        );
     }
 
     #[test]
@@ -120,6 +132,8 @@ mod tests {
             "comfyui://images/only-id",
             "comfyui://images/a/b/c",
             "comfyui://jobs/",
+            "comfyui://models/",
+            "comfyui://models/a/b",
             "comfyui://templates/%zz",
             "comfyui://other/x",
         ] {

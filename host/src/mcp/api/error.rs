@@ -178,10 +178,13 @@ fn failure_status(failure: &Failure) -> StatusCode {
 fn app_status(error: &AppError) -> StatusCode {
     match error {
         AppError::UnknownTemplate { .. } | AppError::UnknownJob(_) => StatusCode::NOT_FOUND,
-        AppError::UnknownImage { .. } => StatusCode::NOT_FOUND,
+        AppError::UnknownImage { .. } | AppError::UnknownModelFolder { .. } => {
+            StatusCode::NOT_FOUND
+        }
         AppError::InvalidParams(_)
         | AppError::Pack { .. }
         | AppError::InvalidGraph(_)
+        | AppError::MissingModel { .. }
         | AppError::WorkflowTooLarge { .. }
         | AppError::WorkflowTooManyNodes { .. }
         | AppError::Workflow(_) => StatusCode::UNPROCESSABLE_ENTITY,
