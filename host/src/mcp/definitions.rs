@@ -25,13 +25,16 @@ pub const GET_WORKFLOW_STATUS: &str = "get_workflow_status";
 pub const CANCEL_WORKFLOW: &str = "cancel_workflow";
 /// Run a workflow JSON file.
 pub const LOAD_WORKFLOW: &str = "load_workflow";
+/// Jobs of the job store.
+pub const LIST_JOBS: &str = "list_jobs";
 /// The tools that exist whatever the catalog holds.
-pub const FIXED_TOOLS: [&str; 5] = [
+pub const FIXED_TOOLS: [&str; 6] = [
     GENERATE_IMAGE,
     LIST_WORKFLOWS,
     GET_WORKFLOW_STATUS,
     CANCEL_WORKFLOW,
     LOAD_WORKFLOW,
+    LIST_JOBS,
 ];
 
 /// Whether `id` can be offered as a tool name of its own.
@@ -128,6 +131,16 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
             schemas::load_workflow_input(),
             schemas::load_workflow_output(),
             queues_a_job(),
+        ),
+        tool(
+            LIST_JOBS,
+            "List jobs",
+            "List jobs newest first, with the same fields as get_workflow_status: every job in the job store, whichever \
+             server (client session) submitted it, kept across restarts. Filter by state, template and since (unix \
+             seconds); page with limit (1-200, default 50) and the cursor from next_cursor.",
+            schemas::list_jobs_input(),
+            schemas::list_jobs_output(),
+            ToolAnnotations::new().read_only(true).open_world(false),
         ),
     ];
     if options.per_template_tools {

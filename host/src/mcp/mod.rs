@@ -13,8 +13,9 @@
 //! * `resources` (`comfyui://` resources) on `render` and `uris`;
 //! * `definitions` (the tool list and its cache) on `schemas` and `options`;
 //! * `shared` (state shared by every session) on `definitions`, `resources`, `thumbnails`;
+//! * `jobs_tool` (the `list_jobs` tool) on `shared`, `render`, `content`, `definitions`;
 //! * `tools` (argument handling and the calls into the app) on `shared`, `render`,
-//!   `content`, `progress`;
+//!   `content`, `progress`, `jobs_tool`;
 //! * `server` (the rmcp `ServerHandler`) on `shared`, `tools`, `resources`;
 //! * `stdio` and `http` (the transports) on `server` and `framing`.
 //!
@@ -27,6 +28,7 @@ pub mod content;
 pub mod definitions;
 pub mod framing;
 pub mod http;
+pub mod jobs_tool;
 pub mod options;
 pub mod progress;
 pub mod render;

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::content::{tool_error, tool_success};
 use super::definitions::{
-    CANCEL_WORKFLOW, FIXED_TOOLS, GENERATE_IMAGE, GET_WORKFLOW_STATUS, LIST_WORKFLOWS,
+    CANCEL_WORKFLOW, FIXED_TOOLS, GENERATE_IMAGE, GET_WORKFLOW_STATUS, LIST_JOBS, LIST_WORKFLOWS,
     LOAD_WORKFLOW, is_template_tool_name,
 };
 use super::progress::{ProgressReporter, WaitOutcome, wait_for_job};
@@ -153,6 +153,7 @@ pub async fn call(
         GET_WORKFLOW_STATUS => get_workflow_status(shared, args).await,
         CANCEL_WORKFLOW => cancel_workflow(shared, args).await,
         LOAD_WORKFLOW => load_workflow(shared, args, context).await,
+        LIST_JOBS => Ok(super::jobs_tool::list_jobs(shared, Some(args.map)).await),
         other => {
             if !offers_template_tool(shared, other) {
                 return Err(unknown_tool(shared, other));
@@ -229,7 +230,6 @@ async fn generate(
         Ok(job) => job,
         Err(e) => return Ok(app_error(e)),
     };
-    shared.recent.record(&job.prompt_id);
     tracing::info!(prompt_id = %job.prompt_id, template, "job submitted");
     Ok(respond_with_job(shared, job, wait, &context, |_| {}).await)
 }
@@ -410,7 +410,6 @@ async fn load_workflow(
         Ok(s) => s,
         Err(e) => return Ok(app_error(e)),
     };
-    shared.recent.record(&submission.job.prompt_id);
     tracing::info!(prompt_id = %submission.job.prompt_id, workflow = %submission.workflow_name, "workflow submitted");
     let extra = json!({
         "workflow_name": submission.workflow_name,
