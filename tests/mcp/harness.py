@@ -55,7 +55,7 @@ FAST_STEP_MS = 10
 """Simulator step delay used between tests: jobs finish quickly but still stream progress."""
 
 TEMPLATE_IDS = ["character-portrait", "item-icon", "environment-texture", "pixel-art"]
-CORE_TOOLS = ["generate_image", "list_workflows", "get_workflow_status", "cancel_workflow", "load_workflow"]
+CORE_TOOLS = ["generate_image", "list_workflows", "get_workflow_status", "cancel_workflow", "load_workflow", "list_jobs"]
 
 
 def binary() -> str:
@@ -399,6 +399,19 @@ def prepare_workdir(workdir: Path, packs: list[Path] | None = None) -> Path:
 def start_http_server(env: dict[str, str], log: Path, bind: str = "127.0.0.1:0") -> tuple[Proc, str]:
     proc = Proc([binary(), "serve", "--http", bind], env, log, ready=r"listening on (http://\S+/mcp)")
     return proc, proc.wait_ready().group(1)
+
+
+async def call_over_http(url: str, token: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    """One tool call in a fresh streamable-HTTP session; the call must succeed. Its structuredContent."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=WAIT, trust_env=False) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write, read_timeout_seconds=WAIT) as s:
+                with anyio.fail_after(WAIT):
+                    await s.initialize()
+                result = await s.call_tool(tool, args)
+                assert not result.is_error, f"{tool} {args} failed: {texts(result)}"
+                return structured(result)
 
 
 @asynccontextmanager

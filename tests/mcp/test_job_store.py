@@ -15,14 +15,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from harness import (
     WAIT,
     Conn,
     Proc,
     Sim,
     binary,
+    call_over_http,
     connect,
     poll,
     prepare_workdir,
@@ -40,14 +39,14 @@ async def submit(conn: Conn, template: str = "item-icon") -> str:
     return out["prompt_id"]
 
 
-async def test_a_killed_servers_job_completes_under_the_next_server(sim: Sim, tmp_path: Path) -> None:
+async def test_a_killed_servers_queued_job_completes_under_the_next_server(sim: Sim, tmp_path: Path) -> None:
     templates = prepare_workdir(tmp_path)
     env = server_env(sim, tmp_path, templates, COMFYUI_MCP_HTTP_TOKEN="t" * 24)
     await sim.hold(True)
     first, url = start_http_server(env, tmp_path / "first.stderr.log")
     try:
         first.wait_for("first scan done")
-        pid = await _submit_over_http(url, "t" * 24)
+        pid = (await call_over_http(url, "t" * 24, "generate_image", {"template": "item-icon", **SMALL}))["prompt_id"]
         await poll(sim.queue_ids, lambda q: pid in q[1], f"{pid} pending in ComfyUI")
         os.killpg(first.proc.pid, signal.SIGKILL)
         assert first.wait_exit() == -signal.SIGKILL
@@ -66,22 +65,6 @@ async def test_a_killed_servers_job_completes_under_the_next_server(sim: Sim, tm
         assert "adopted an open job" in second.stderr()
         listed = await second.ok("list_jobs", {})
         assert pid in [j["prompt_id"] for j in listed["jobs"]]
-
-
-async def _submit_over_http(url: str, token: str) -> str:
-    import httpx2
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=WAIT, trust_env=False) as http:
-        async with streamable_http_client(url, http_client=http) as (read, write):
-            async with ClientSession(read, write) as s:
-                await s.initialize()
-                result = await s.call_tool("generate_image", {"template": "item-icon", **SMALL})
-                assert not result.is_error, result
-                assert isinstance(result.structured_content, dict)
-                return result.structured_content["prompt_id"]
 
 
 async def test_two_servers_read_and_cancel_each_others_jobs(sim: Sim, tmp_path: Path) -> None:
@@ -183,5 +166,3 @@ async def test_a_corrupt_store_stops_the_server_naming_the_file(sim: Sim, tmp_pa
     finally:
         proc.stop()
     assert db.read_bytes() == garbage
-    with anyio.fail_after(1):
-        pass

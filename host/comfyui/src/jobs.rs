@@ -38,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 use futures_util::StreamExt;
 
 use crate::cache::{DEFAULT_NEGATIVE_TTL, SharedCache};
-use crate::client::{ComfyClient, HistoryEntry, QueueSnapshot, SubmitAccepted};
+use crate::client::{ComfyClient, HistoryEntry, HistoryOutcome, QueueSnapshot, SubmitAccepted};
+use crate::events::Event;
 use crate::config::ComfyConfig;
 use crate::error::{CancelError, ClientError};
 use crate::nodes::NodeCatalog;
@@ -716,6 +717,25 @@ impl Inner {
         }
     }
 
+    /// Before an interrupt or a disappearance ends one of our jobs: if another process
+    /// recorded a cancel for it in the store, the job counts as cancelled at our request too
+    /// (so it ends `cancelled`, never briefly `failed`).
+    async fn take_remote_cancel(&self, prompt_id: &str) {
+        let Some(p) = &self.persist else {
+            return;
+        };
+        if self.lock().run(prompt_id).is_none_or(|r| r.cancel_requested) {
+            return;
+        }
+        let id = prompt_id.to_owned();
+        if let Ok(Some(job)) = p.call(move |s| s.get(&id)).await
+            && (job.cancel_requested || job.snapshot.state == JobState::Cancelled)
+        {
+            tracing::info!(prompt_id, "another server cancelled this job");
+            self.lock().request_cancel(prompt_id);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, JobTable> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -790,8 +810,14 @@ impl Inner {
                 continue;
             }
             match self.client.history(&id).await {
-                Ok(Some(entry)) => self.apply_history(entry),
+                Ok(Some(entry)) => {
+                    if matches!(entry.outcome(), HistoryOutcome::Interrupted { .. }) {
+                        self.take_remote_cancel(&id).await;
+                    }
+                    self.apply_history(entry)
+                }
                 Ok(None) => {
+                    self.take_remote_cancel(&id).await;
                     tracing::warn!(prompt_id = %id, "job is in neither ComfyUI's queue nor its history");
                     self.lock().mark_lost(&id);
                 }
@@ -943,6 +969,9 @@ async fn event_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<WsSignal>, token: 
             }
             WsSignal::Disconnected { .. } => inner.set_connected(false),
             WsSignal::Event(event) => {
+                if let Event::ExecutionInterrupted { prompt_id, .. } = &event {
+                    inner.take_remote_cancel(prompt_id).await;
+                }
                 let action = inner.lock().apply_event(&event);
                 inner.dispatch(action);
             }
