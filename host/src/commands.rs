@@ -72,12 +72,13 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
     let mut backend = comfyui::BackendOptions::for_config(&comfy_config);
     backend.job_store = open_job_store(settings).await?;
     backend.persist = settings.persist_options();
-    let comfy = comfyui::ComfyUi::connect_with(comfy_config.clone(), backend).with_context(|| {
-        format!(
-            "cannot set up the ComfyUI client for {}",
-            comfy_config.display_url()
-        )
-    })?;
+    let comfy =
+        comfyui::ComfyUi::connect_with(comfy_config.clone(), backend).with_context(|| {
+            format!(
+                "cannot set up the ComfyUI client for {}",
+                comfy_config.display_url()
+            )
+        })?;
     packs.spawn_rescan();
     spawn_live_self_test(comfy.clone(), packs.clone());
     let first_scan = packs.clone();

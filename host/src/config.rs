@@ -395,7 +395,12 @@ pub struct Settings {
     #[arg(long, env = "COMFYUI_MCP_DB_KEEP_JOBS", default_value_t = jobstore::StoreOptions::DEFAULT_RETENTION_COUNT, value_parser = positive_count, global = true)]
     pub db_keep_jobs: usize,
     /// Pruning also deletes the job's image folder (off: images stay on disk).
-    #[arg(long, env = "COMFYUI_MCP_DB_PRUNE_IMAGES", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_DB_PRUNE_IMAGES",
+        default_value_t = false,
+        global = true
+    )]
     pub db_prune_images: bool,
     /// Seconds between two retention passes.
     #[arg(long, env = "COMFYUI_MCP_DB_PRUNE_SECS", default_value_t = comfyui::persist::PersistOptions::DEFAULT_PRUNE_INTERVAL.as_secs(), value_parser = clap::value_parser!(u64).range(1..), global = true)]

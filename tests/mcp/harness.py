@@ -55,7 +55,14 @@ FAST_STEP_MS = 10
 """Simulator step delay used between tests: jobs finish quickly but still stream progress."""
 
 TEMPLATE_IDS = ["character-portrait", "item-icon", "environment-texture", "pixel-art"]
-CORE_TOOLS = ["generate_image", "list_workflows", "get_workflow_status", "cancel_workflow", "load_workflow", "list_jobs"]
+CORE_TOOLS = [
+    "generate_image",
+    "list_workflows",
+    "get_workflow_status",
+    "cancel_workflow",
+    "load_workflow",
+    "list_jobs",
+]
 
 
 def binary() -> str:
@@ -439,9 +446,7 @@ async def connect(
     async def first_scan_done(stderr: Callable[[], str]) -> None:
         # `serve` answers `initialize` at once and loads packs in the background; tests
         # that expect the start-up packs wait for the end of the first scan.
-        await poll(
-            lambda: _value(stderr()), lambda text: "first scan done" in text, "the first pack scan to end"
-        )
+        await poll(lambda: _value(stderr()), lambda text: "first scan done" in text, "the first pack scan to end")
 
     def make_conn(session: ClientSession, stderr: Callable[[], str]) -> Conn:
         return Conn(

@@ -11,7 +11,17 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from harness import ComfyRoutes, Sim, call_over_http, connect, poll, prepare_workdir, read_blob, server_env, start_http_server
+from harness import (
+    ComfyRoutes,
+    Sim,
+    call_over_http,
+    connect,
+    poll,
+    prepare_workdir,
+    read_blob,
+    server_env,
+    start_http_server,
+)
 
 JOB_TIMEOUT = 300.0
 """Bound on the job's end: a CPU ComfyUI loading its model is slow."""

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
-    WAIT,
     Conn,
     Proc,
     Sim,

@@ -39,9 +39,9 @@ use futures_util::StreamExt;
 
 use crate::cache::{DEFAULT_NEGATIVE_TTL, SharedCache};
 use crate::client::{ComfyClient, HistoryEntry, HistoryOutcome, QueueSnapshot, SubmitAccepted};
-use crate::events::Event;
 use crate::config::ComfyConfig;
 use crate::error::{CancelError, ClientError};
+use crate::events::Event;
 use crate::nodes::NodeCatalog;
 use crate::outputs::{self, ProvenanceContext};
 use crate::persist::{PersistOptions, Persistence, Tracked};
@@ -434,7 +434,10 @@ impl ComfyUi {
     pub async fn list_jobs(&self, query: JobQuery) -> Result<JobPage, StoreError> {
         match &self.inner.persist {
             Some(p) => p.call(move |s| s.list(&query)).await,
-            None => Ok(JobPage::from_snapshots(self.inner.lock().snapshots(), &query)),
+            None => Ok(JobPage::from_snapshots(
+                self.inner.lock().snapshots(),
+                &query,
+            )),
         }
     }
 
@@ -724,7 +727,11 @@ impl Inner {
         let Some(p) = &self.persist else {
             return;
         };
-        if self.lock().run(prompt_id).is_none_or(|r| r.cancel_requested) {
+        if self
+            .lock()
+            .run(prompt_id)
+            .is_none_or(|r| r.cancel_requested)
+        {
             return;
         }
         let id = prompt_id.to_owned();

@@ -196,7 +196,11 @@ impl Persistence {
     }
 
     /// Applies the retention every prune interval (the first pass at once).
-    pub(crate) async fn prune_loop(self: Arc<Self>, tracked: Arc<impl Tracked>, token: CancellationToken) {
+    pub(crate) async fn prune_loop(
+        self: Arc<Self>,
+        tracked: Arc<impl Tracked>,
+        token: CancellationToken,
+    ) {
         loop {
             self.prune_now(&tracked.output_dir()).await;
             tokio::select! {
@@ -232,7 +236,11 @@ impl Persistence {
             }
         }
         if total > 0 {
-            tracing::info!(jobs = total, images_deleted = self.options.prune_images, "pruned ended jobs beyond the retention");
+            tracing::info!(
+                jobs = total,
+                images_deleted = self.options.prune_images,
+                "pruned ended jobs beyond the retention"
+            );
         }
     }
 }

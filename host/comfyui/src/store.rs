@@ -152,9 +152,7 @@ impl JobPage {
         let limit = limit.clamp(1, MAX_PAGE);
         let more = ordered.len() > limit;
         ordered.truncate(limit);
-        let next = more
-            .then(|| ordered.last().map(Cursor::after))
-            .flatten();
+        let next = more.then(|| ordered.last().map(Cursor::after)).flatten();
         Self {
             jobs: ordered,
             next,

@@ -117,7 +117,9 @@ async fn submission_overhead() {
         median(db_submit),
         median(db_done),
     );
-    println!("job_store: {jobs} jobs per backend, alternated, simulator step delay 0, 1 image each");
+    println!(
+        "job_store: {jobs} jobs per backend, alternated, simulator step delay 0, 1 image each"
+    );
     println!(
         "  submit() median: in-memory {:.3} ms, SQLite store {:.3} ms, ratio {:.2}",
         ms(ms_),
@@ -140,7 +142,10 @@ fn stored_job(i: usize, now: f64) -> StoredJob {
         progress: 0.0,
         queue_position: None,
         execution_time: None,
-        images: vec![comfyui::ImageRef::output(format!("ComfyUI_{i:05}_.png"), "")],
+        images: vec![comfyui::ImageRef::output(
+            format!("ComfyUI_{i:05}_.png"),
+            "",
+        )],
         files: vec![],
         error: None,
         node_errors: json!({}),
@@ -190,7 +195,9 @@ fn lookups() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let id = stored_job((rng % n as u64) as usize, now).snapshot.prompt_id;
+        let id = stored_job((rng % n as u64) as usize, now)
+            .snapshot
+            .prompt_id;
         let t = Instant::now();
         let got = store.get(&id).unwrap();
         times.push(t.elapsed());
@@ -212,10 +219,25 @@ fn lookups() {
         + std::fs::metadata(path.with_extension("sqlite3-wal"))
             .map(|m| m.len())
             .unwrap_or(0);
-    println!("job_store: {n} completed jobs stored (insert + completion: {:.1} s, {:.1} µs per job)", fill.as_secs_f64(), fill.as_secs_f64() * 1e6 / n as f64);
-    println!("  status look-up (get by prompt_id) median: {:.1} µs", get.as_secs_f64() * 1e6);
-    println!("  list_jobs first page ({} jobs) median: {:.2} ms", comfyui::store::DEFAULT_PAGE, ms(page));
-    println!("  store size: {} bytes, {:.0} bytes per job", bytes, bytes as f64 / n as f64);
+    println!(
+        "job_store: {n} completed jobs stored (insert + completion: {:.1} s, {:.1} µs per job)",
+        fill.as_secs_f64(),
+        fill.as_secs_f64() * 1e6 / n as f64
+    );
+    println!(
+        "  status look-up (get by prompt_id) median: {:.1} µs",
+        get.as_secs_f64() * 1e6
+    );
+    println!(
+        "  list_jobs first page ({} jobs) median: {:.2} ms",
+        comfyui::store::DEFAULT_PAGE,
+        ms(page)
+    );
+    println!(
+        "  store size: {} bytes, {:.0} bytes per job",
+        bytes,
+        bytes as f64 / n as f64
+    );
 }
 
 fn main() {

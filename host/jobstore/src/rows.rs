@@ -110,8 +110,16 @@ impl RawJob {
             id: &id,
             column: TEXT_NAMES[i],
         };
-        let [origin, parameters, metadata, nodes, node_errors, warnings, images, files] =
-            &self.texts;
+        let [
+            origin,
+            parameters,
+            metadata,
+            nodes,
+            node_errors,
+            warnings,
+            images,
+            files,
+        ] = &self.texts;
         let state = parse_state(&self.state).ok_or_else(|| StoreError::Decode {
             path: path.to_path_buf(),
             prompt_id: id.clone(),

@@ -492,8 +492,10 @@ fn add_transition(
     at: f64,
     owner: &str,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO transitions (prompt_id, state, at, owner) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![prompt_id, state.as_str(), at, owner])?;
+    tx.prepare_cached(
+        "INSERT INTO transitions (prompt_id, state, at, owner) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![prompt_id, state.as_str(), at, owner])?;
     Ok(())
 }
 
@@ -524,7 +526,10 @@ fn expire_open(
         params![cut, json(&failure), now],
     )?;
     if n > 0 {
-        tracing::warn!(jobs = n, "failed jobs open for longer than the open-job bound");
+        tracing::warn!(
+            jobs = n,
+            "failed jobs open for longer than the open-job bound"
+        );
     }
     Ok(n)
 }

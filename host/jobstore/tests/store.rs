@@ -241,7 +241,11 @@ fn open_jobs_of_a_gone_owner_are_adopted_once() {
         .map(|j| j.snapshot.prompt_id.clone())
         .collect();
     adopted.sort();
-    assert_eq!(adopted, ["j0", "j1", "j2", "j3"], "each open job exactly once");
+    assert_eq!(
+        adopted,
+        ["j0", "j1", "j2", "j3"],
+        "each open job exactly once"
+    );
     let adopted_by_b = tb.adopted.len();
     let owners = b.owners_of_open().unwrap();
     assert_eq!(
@@ -259,7 +263,8 @@ fn the_adoption_limit_bounds_one_heartbeat() {
     let path = dir.path().join("l.sqlite3");
     let gone = open(&path);
     for i in 0..7 {
-        gone.insert(&job(&format!("j{i}"), "t", now_unix())).unwrap();
+        gone.insert(&job(&format!("j{i}"), "t", now_unix()))
+            .unwrap();
     }
     expire_lease(&path, gone.owner_id());
     let b = open(&path);
@@ -278,12 +283,13 @@ fn jobs_open_beyond_the_bound_fail_and_their_owner_hears_of_it() {
     let store = SqliteJobStore::open(&dir.path().join("e.sqlite3"), options).unwrap();
     store.insert(&job("old", "t", now_unix() - 120.0)).unwrap();
     store.insert(&job("new", "t", now_unix())).unwrap();
-    let beat = store
-        .heartbeat(&["old".into(), "new".into()], 10)
-        .unwrap();
+    let beat = store.heartbeat(&["old".into(), "new".into()], 10).unwrap();
     assert_eq!(beat.ended.len(), 1);
     let ended = &beat.ended[0];
-    assert_eq!((ended.prompt_id.as_str(), ended.state), ("old", JobState::Failed));
+    assert_eq!(
+        (ended.prompt_id.as_str(), ended.state),
+        ("old", JobState::Failed)
+    );
     let error: &JobFailure = ended.error.as_ref().unwrap();
     assert_eq!(error.exception_type.as_deref(), Some("JobExpired"));
     assert!(error.message.contains("more than 60s"), "{}", error.message);
@@ -338,7 +344,10 @@ fn listing_filters_and_pages_without_repeats() {
             .unwrap();
     }
     store
-        .update(&with_state(snapshot("j03", "odd", 1003.0), JobState::Completed))
+        .update(&with_state(
+            snapshot("j03", "odd", 1003.0),
+            JobState::Completed,
+        ))
         .unwrap();
     let mut seen = Vec::new();
     let mut query = JobQuery {
@@ -386,7 +395,11 @@ fn a_corrupt_file_is_refused_and_left_untouched() {
     let text = err.to_string();
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert!(text.contains("corrupt or not a SQLite database"), "{text}");
-    assert_eq!(std::fs::read(&path).unwrap(), garbage, "nothing was written");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        garbage,
+        "nothing was written"
+    );
 }
 
 #[test]
@@ -404,7 +417,10 @@ fn a_lock_held_beyond_the_busy_timeout_is_a_clear_error() {
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains(&path.display().to_string()), "{text}");
-    assert!(text.contains("is locked") && text.contains("200ms"), "{text}");
+    assert!(
+        text.contains("is locked") && text.contains("200ms"),
+        "{text}"
+    );
     holder.execute_batch("ROLLBACK").unwrap();
     drop(holder);
     assert!(SqliteJobStore::open(&path, StoreOptions::default()).is_ok());

@@ -79,10 +79,16 @@ fn read_query(mut args: JsonObject) -> Result<JobQuery, String> {
         None => DEFAULT_PAGE,
         Some(Value::Number(n)) => match n.as_u64() {
             Some(l) if (1..=MAX_PAGE as u64).contains(&l) => l as usize,
-            _ => return Err(format!("`limit` must be a whole number from 1 to {MAX_PAGE}, got {n}")),
+            _ => {
+                return Err(format!(
+                    "`limit` must be a whole number from 1 to {MAX_PAGE}, got {n}"
+                ));
+            }
         },
         Some(other) => {
-            return Err(format!("`limit` must be a whole number from 1 to {MAX_PAGE}, got {other}"));
+            return Err(format!(
+                "`limit` must be a whole number from 1 to {MAX_PAGE}, got {other}"
+            ));
         }
     };
     let cursor = match take("cursor") {
@@ -91,7 +97,9 @@ fn read_query(mut args: JsonObject) -> Result<JobQuery, String> {
         Some(other) => return Err(format!("`cursor` must be a string, got {other}")),
     };
     if let Some(name) = args.keys().next() {
-        return Err(format!("unknown argument `{name}`; allowed arguments: {ALLOWED}"));
+        return Err(format!(
+            "unknown argument `{name}`; allowed arguments: {ALLOWED}"
+        ));
     }
     Ok(JobQuery {
         state,
@@ -115,7 +123,9 @@ fn parse_state(text: &str) -> Result<JobState, String> {
         .into_iter()
         .find(|s| s.as_str() == want)
         .ok_or_else(|| {
-            format!("`state` must be one of queued, running, completed, failed, cancelled; got {text:?}")
+            format!(
+                "`state` must be one of queued, running, completed, failed, cancelled; got {text:?}"
+            )
         })
 }
 
@@ -130,13 +140,40 @@ mod tests {
     #[test]
     fn arguments_are_checked_with_precise_messages() {
         let q = query(json!({"state": "Completed", "limit": 200, "since": 5})).unwrap();
-        assert_eq!((q.state, q.limit, q.since), (Some(JobState::Completed), 200, Some(5.0)));
+        assert_eq!(
+            (q.state, q.limit, q.since),
+            (Some(JobState::Completed), 200, Some(5.0))
+        );
         assert_eq!(query(json!({})).unwrap().limit, DEFAULT_PAGE);
-        assert!(query(json!({"limit": 201})).unwrap_err().contains("from 1 to 200"));
-        assert!(query(json!({"limit": 0})).unwrap_err().contains("from 1 to 200"));
-        assert!(query(json!({"state": "done"})).unwrap_err().contains("one of queued"));
-        assert!(query(json!({"since": "yesterday"})).unwrap_err().contains("unix time"));
-        assert!(query(json!({"cursor": "nope"})).unwrap_err().contains("next_cursor"));
-        assert!(query(json!({"bogus": 1})).unwrap_err().contains("unknown argument `bogus`"));
+        assert!(
+            query(json!({"limit": 201}))
+                .unwrap_err()
+                .contains("from 1 to 200")
+        );
+        assert!(
+            query(json!({"limit": 0}))
+                .unwrap_err()
+                .contains("from 1 to 200")
+        );
+        assert!(
+            query(json!({"state": "done"}))
+                .unwrap_err()
+                .contains("one of queued")
+        );
+        assert!(
+            query(json!({"since": "yesterday"}))
+                .unwrap_err()
+                .contains("unix time")
+        );
+        assert!(
+            query(json!({"cursor": "nope"}))
+                .unwrap_err()
+                .contains("next_cursor")
+        );
+        assert!(
+            query(json!({"bogus": 1}))
+                .unwrap_err()
+                .contains("unknown argument `bogus`")
+        );
     }
 }
