@@ -753,3 +753,47 @@ mod metadata_limit_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod job_store_settings_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut all = vec!["comfyui-mcp", "--output-dir", "/srv/out"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parses").settings
+    }
+
+    #[test]
+    fn the_store_lives_in_the_output_folder_unless_named_or_off() {
+        let defaults = parse(&[]);
+        assert_eq!(
+            defaults.db_path(),
+            Some(PathBuf::from("/srv/out").join(DEFAULT_DB_FILE))
+        );
+        assert_eq!(defaults.store_options(), jobstore::StoreOptions::default());
+        assert_eq!(parse(&["--db", "off"]).db_path(), None);
+        assert_eq!(
+            parse(&["--db", "/var/jobs.sqlite3"]).db_path(),
+            Some(PathBuf::from("/var/jobs.sqlite3"))
+        );
+        let set = parse(&["--db-lease-secs", "9", "--db-keep-days", "2"]);
+        assert_eq!(
+            set.persist_options().heartbeat_interval,
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            set.store_options().retention_age,
+            Duration::from_secs(2 * 86_400)
+        );
+        for bad in [
+            &["--db-keep-jobs", "0"][..],
+            &["--db-lease-secs", "1"],
+            &["--db-busy-timeout-ms", "0"],
+        ] {
+            let mut all = vec!["comfyui-mcp"];
+            all.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(all).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -16,33 +16,13 @@ use std::time::{Duration, Instant};
 use comfyui::jobs::BackendOptions;
 use comfyui::snapshot::now_unix;
 use comfyui::store::{JobQuery, JobStore, StoredJob};
-use comfyui::{ComfyConfig, ComfyUi, JobOrigin, JobRequest, JobSnapshot, JobState};
+use comfyui::{ComfyConfig, ComfyUi, JobSnapshot, JobState};
 use jobstore::{SqliteJobStore, StoreOptions};
 use serde_json::json;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn request(i: usize) -> JobRequest {
-    JobRequest {
-        graph: json!({
-            "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": i % 16_777_216}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/img"}}
-        }),
-        origin: JobOrigin::Template {
-            template_id: "bench".into(),
-            pack_name: "bench-pack".into(),
-            pack_version: "0.0.0".into(),
-            pack_sha256: "00".repeat(32),
-        },
-        parameters: json!({"seed": i, "width": 64, "height": 64, "prompt": "a benchmark image"}),
-        metadata: json!({"run": i}),
-    }
-}
+#[path = "../../comfyui/benches/support/mod.rs"]
+mod support;
+use support::{env_usize, request};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

@@ -102,7 +102,7 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
             "Get job status",
             "Report a job's state (queued, running, completed, failed, cancelled), progress (0..1), queue position, \
              execution time and, once completed, its saved images (absolute path, comfyui:// uri, size). Failed jobs \
-             report the failing node and ComfyUI's message. Only jobs submitted through this server are known.",
+             report the failing node and ComfyUI's message. Jobs of every server sharing the job store are known, across restarts.",
             schemas::status_input(),
             schemas::status_output(),
             ToolAnnotations::new().read_only(true).open_world(true),
@@ -110,8 +110,8 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
         tool(
             CANCEL_WORKFLOW,
             "Cancel a job",
-            "Cancel a job submitted through this server: a queued job is removed from ComfyUI's queue, a running one is \
-             interrupted (only that job, never someone else's). Without prompt_id, interrupt=true stops the job running \
+            "Cancel a job submitted through this server (or another server sharing its job store): a queued job is removed \
+             from ComfyUI's queue, a running one is interrupted (only that job, never someone else's). Without prompt_id, interrupt=true stops the job running \
              now if it is ours. Give prompt_id or interrupt=true.",
             schemas::cancel_input(),
             schemas::cancel_output(),
