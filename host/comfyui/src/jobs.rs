@@ -365,11 +365,11 @@ impl ComfyUi {
             }
         };
         let snap = inner.lock().accepted(&prompt_id, &accepted);
+        // Wake the reconciler: it fills in the queue position and starts the safety-net polling.
+        inner.reconcile.notify_one();
         if let Some((nodes, sha)) = stored {
             inner.record_new(&accepted.prompt_id, nodes, sha).await;
         }
-        // Wake the reconciler: it fills in the queue position and starts the safety-net polling.
-        inner.reconcile.notify_one();
         tracing::info!(prompt_id = %accepted.prompt_id, "job submitted to ComfyUI");
         Ok(snap.unwrap_or(registered))
     }
