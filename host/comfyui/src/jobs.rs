@@ -429,16 +429,27 @@ impl ComfyUi {
         }
     }
 
-    /// One page of jobs, newest first: from the store when there is one, else from this
-    /// process's table.
+    /// One page of jobs, newest first: from the store when there is one (jobs this process
+    /// follows shown as its table has them, which is never older than the store; one that
+    /// no longer passes the filters is left out), else from this process's table.
     pub async fn list_jobs(&self, query: JobQuery) -> Result<JobPage, StoreError> {
-        match &self.inner.persist {
-            Some(p) => p.call(move |s| s.list(&query)).await,
-            None => Ok(JobPage::from_snapshots(
+        let Some(p) = &self.inner.persist else {
+            return Ok(JobPage::from_snapshots(
                 self.inner.lock().snapshots(),
                 &query,
-            )),
-        }
+            ));
+        };
+        let asked = query.clone();
+        let mut page = p.call(move |s| s.list(&asked)).await?;
+        let table = self.inner.lock();
+        page.jobs = std::mem::take(&mut page.jobs)
+            .into_iter()
+            .filter_map(|stored| match table.snapshot(&stored.prompt_id) {
+                Some(live) => query.matches(&live).then_some(live),
+                None => Some(stored),
+            })
+            .collect();
+        Ok(page)
     }
 
     /// True when jobs are persisted in a store.
