@@ -13,7 +13,7 @@ use comfyui::jobs::BackendOptions;
 use comfyui::{ComfyConfig, ComfyUi, JobState};
 
 mod support;
-use support::{env_usize, request};
+use support::{env_usize, fast_simulator, request};
 
 /// Resident set size in KiB (`VmRSS` of /proc/self/status; 0 where unavailable).
 fn rss_kib() -> u64 {
@@ -55,16 +55,7 @@ fn main() {
 async fn bench() {
     let jobs = env_usize("JOB_OVERHEAD_JOBS", 300).max(1);
     let retained = env_usize("JOB_OVERHEAD_RETAINED", 10_000);
-    let sim = simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        simulator::SimConfig {
-            step_delay: Duration::ZERO,
-            max_stored_bytes: 16 * 1024 * 1024,
-            ..simulator::SimConfig::default()
-        },
-    )
-    .await
-    .expect("simulator");
+    let sim = fast_simulator().await;
     let out = tempfile::tempdir().unwrap();
     let cfg = ComfyConfig::new(&sim.base_url())
         .unwrap()

@@ -22,7 +22,7 @@ use serde_json::json;
 
 #[path = "../../comfyui/benches/support/mod.rs"]
 mod support;
-use support::{env_usize, request};
+use support::{env_usize, fast_simulator, request};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -64,16 +64,7 @@ async fn run_job(comfy: &ComfyUi, i: usize) -> (Duration, Duration) {
 
 async fn submission_overhead() {
     let jobs = env_usize("JOB_STORE_SUBMITS", 200).max(1);
-    let sim = simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        simulator::SimConfig {
-            step_delay: Duration::ZERO,
-            max_stored_bytes: 16 * 1024 * 1024,
-            ..simulator::SimConfig::default()
-        },
-    )
-    .await
-    .expect("simulator");
+    let sim = fast_simulator().await;
     let (out_mem, out_db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let memory = backend(&sim.base_url(), out_mem.path(), false).await;
     let stored = backend(&sim.base_url(), out_db.path(), true).await;

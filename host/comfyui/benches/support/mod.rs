@@ -29,3 +29,17 @@ pub fn request(i: usize) -> JobRequest {
         metadata: json!({"run": i}),
     }
 }
+
+/// The in-process simulator with zero-time steps (16 MiB of stored images).
+pub async fn fast_simulator() -> simulator::SimHandle {
+    simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        simulator::SimConfig {
+            step_delay: std::time::Duration::ZERO,
+            max_stored_bytes: 16 * 1024 * 1024,
+            ..simulator::SimConfig::default()
+        },
+    )
+    .await
+    .expect("simulator")
+}
