@@ -69,12 +69,16 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
     let loader = loader(settings, Arc::new(LiveComfy::default()))?;
     let store = Arc::new(CatalogStore::new(Catalog::default()));
     let packs = PackSet::new(settings.templates_dir.clone(), loader, store.clone());
-    let comfy = comfyui::ComfyUi::connect(comfy_config.clone()).with_context(|| {
-        format!(
-            "cannot set up the ComfyUI client for {}",
-            comfy_config.display_url()
-        )
-    })?;
+    let mut backend = comfyui::BackendOptions::for_config(&comfy_config);
+    backend.job_store = open_job_store(settings).await?;
+    backend.persist = settings.persist_options();
+    let comfy =
+        comfyui::ComfyUi::connect_with(comfy_config.clone(), backend).with_context(|| {
+            format!(
+                "cannot set up the ComfyUI client for {}",
+                comfy_config.display_url()
+            )
+        })?;
     packs.spawn_rescan();
     spawn_live_self_test(comfy.clone(), packs.clone());
     let first_scan = packs.clone();
@@ -101,6 +105,23 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
         .with_graph_gate(settings.graph_gate())
         .with_model_limits(settings.model_limits()),
     ))
+}
+
+/// Opens the job store (`COMFYUI_MCP_DB`) off the runtime; `None` when it is `off`. A
+/// corrupt, locked or newer-schema file is an error: the server never starts with an empty
+/// store in place of one it cannot read.
+async fn open_job_store(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<dyn comfyui::store::JobStore>>> {
+    let Some(path) = settings.db_path() else {
+        tracing::info!("COMFYUI_MCP_DB=off: jobs are kept in this process's memory only");
+        return Ok(None);
+    };
+    let options = settings.store_options();
+    let store = tokio::task::spawn_blocking(move || jobstore::SqliteJobStore::open(&path, options))
+        .await
+        .context("the job store could not be opened")??;
+    Ok(Some(Arc::new(store)))
 }
 
 /// Once ComfyUI is first reached, records its node catalog and model files

@@ -412,6 +412,42 @@ pub struct Settings {
         global = true
     )]
     pub max_prompt_argument_bytes: usize,
+    // --- Job store (SQLite; jobs outlive the process, shared by every server) ---
+    /// The job store file, or `off` (jobs in this process's memory only). Default:
+    /// `<output-dir>/comfyui-mcp-jobs.sqlite3`.
+    #[arg(long = "db", env = "COMFYUI_MCP_DB", global = true)]
+    pub db: Option<String>,
+    /// How long a store write waits for another process's lock, in milliseconds.
+    #[arg(long, env = "COMFYUI_MCP_DB_BUSY_TIMEOUT_MS", default_value_t = jobstore::StoreOptions::DEFAULT_BUSY_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub db_busy_timeout_ms: u64,
+    /// How long a server's lease on its open jobs lasts without a heartbeat, in seconds
+    /// (heartbeat every third of it); a server gone that long has its jobs adopted.
+    #[arg(long, env = "COMFYUI_MCP_DB_LEASE_SECS", default_value_t = jobstore::StoreOptions::DEFAULT_LEASE.as_secs(), value_parser = clap::value_parser!(u64).range(3..), global = true)]
+    pub db_lease_secs: u64,
+    /// Longest a job may stay open (queued or running) before it is failed as expired, in
+    /// seconds.
+    #[arg(long, env = "COMFYUI_MCP_JOB_MAX_OPEN_SECS", default_value_t = jobstore::StoreOptions::DEFAULT_MAX_OPEN.as_secs(), value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub job_max_open_secs: u64,
+    /// Ended jobs older than this many days are pruned from the store.
+    #[arg(long, env = "COMFYUI_MCP_DB_KEEP_DAYS", default_value_t = jobstore::StoreOptions::DEFAULT_RETENTION_AGE.as_secs() / 86_400, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub db_keep_days: u64,
+    /// At most this many ended jobs are kept in the store (oldest pruned first).
+    #[arg(long, env = "COMFYUI_MCP_DB_KEEP_JOBS", default_value_t = jobstore::StoreOptions::DEFAULT_RETENTION_COUNT, value_parser = positive_count, global = true)]
+    pub db_keep_jobs: usize,
+    /// Pruning also deletes the job's image folder (off: images stay on disk).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_DB_PRUNE_IMAGES",
+        default_value_t = false,
+        global = true
+    )]
+    pub db_prune_images: bool,
+    /// Seconds between two retention passes.
+    #[arg(long, env = "COMFYUI_MCP_DB_PRUNE_SECS", default_value_t = comfyui::persist::PersistOptions::DEFAULT_PRUNE_INTERVAL.as_secs(), value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub db_prune_secs: u64,
+    /// Job store calls in flight at once (each on the blocking pool).
+    #[arg(long, env = "COMFYUI_MCP_DB_CONCURRENCY", default_value_t = comfyui::persist::PersistOptions::DEFAULT_CONCURRENCY, value_parser = positive_count, global = true)]
+    pub db_concurrency: usize,
 }
 
 impl Settings {
@@ -529,6 +565,37 @@ impl Settings {
         Ok(config)
     }
 
+    /// The job store file, or `None` for `COMFYUI_MCP_DB=off`.
+    pub fn db_path(&self) -> Option<PathBuf> {
+        match self.db.as_deref().map(str::trim) {
+            Some("off") => None,
+            Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+            _ => Some(self.output_dir.join(DEFAULT_DB_FILE)),
+        }
+    }
+
+    /// The job store's budgets.
+    pub fn store_options(&self) -> jobstore::StoreOptions {
+        jobstore::StoreOptions {
+            busy_timeout: Duration::from_millis(self.db_busy_timeout_ms),
+            lease: Duration::from_secs(self.db_lease_secs),
+            max_open: Duration::from_secs(self.job_max_open_secs),
+            retention_age: Duration::from_secs(self.db_keep_days.saturating_mul(86_400)),
+            retention_count: self.db_keep_jobs,
+        }
+    }
+
+    /// How the backend drives the job store.
+    pub fn persist_options(&self) -> comfyui::persist::PersistOptions {
+        comfyui::persist::PersistOptions {
+            concurrency: self.db_concurrency,
+            heartbeat_interval: Duration::from_secs(self.db_lease_secs) / 3,
+            prune_interval: Duration::from_secs(self.db_prune_secs),
+            prune_images: self.db_prune_images,
+            ..comfyui::persist::PersistOptions::default()
+        }
+    }
+
     /// The size caps on ComfyUI's answers, from the `*_MB` settings (each at least 1 MiB).
     pub fn body_limits(&self) -> anyhow::Result<comfyui::BodyLimits> {
         let mib = |name: &str, value: u64| -> anyhow::Result<u64> {
@@ -547,6 +614,9 @@ impl Settings {
         })
     }
 }
+
+/// The job store's file name inside the output folder.
+pub const DEFAULT_DB_FILE: &str = "comfyui-mcp-jobs.sqlite3";
 
 fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
@@ -729,5 +799,49 @@ mod metadata_limit_tests {
             cli.settings.limits().metadata,
             pack_runtime::MetadataLimits::DEFAULT
         );
+    }
+}
+
+#[cfg(test)]
+mod job_store_settings_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut all = vec!["comfyui-mcp", "--output-dir", "/srv/out"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parses").settings
+    }
+
+    #[test]
+    fn the_store_lives_in_the_output_folder_unless_named_or_off() {
+        let defaults = parse(&[]);
+        assert_eq!(
+            defaults.db_path(),
+            Some(PathBuf::from("/srv/out").join(DEFAULT_DB_FILE))
+        );
+        assert_eq!(defaults.store_options(), jobstore::StoreOptions::default());
+        assert_eq!(parse(&["--db", "off"]).db_path(), None);
+        assert_eq!(
+            parse(&["--db", "/var/jobs.sqlite3"]).db_path(),
+            Some(PathBuf::from("/var/jobs.sqlite3"))
+        );
+        let set = parse(&["--db-lease-secs", "9", "--db-keep-days", "2"]);
+        assert_eq!(
+            set.persist_options().heartbeat_interval,
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            set.store_options().retention_age,
+            Duration::from_secs(2 * 86_400)
+        );
+        for bad in [
+            &["--db-keep-jobs", "0"][..],
+            &["--db-lease-secs", "1"],
+            &["--db-busy-timeout-ms", "0"],
+        ] {
+            let mut all = vec!["comfyui-mcp"];
+            all.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(all).is_err(), "{bad:?}");
+        }
     }
 }

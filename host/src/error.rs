@@ -116,6 +116,9 @@ pub enum AppError {
     /// No pack-call permit came free in time (admission control).
     #[error("{0}")]
     Busy(crate::admission::AdmissionError),
+    /// The job store could not be read or written (locked beyond its busy timeout, damaged).
+    #[error("the job store failed: {0}; the job is not lost: retry, or check the store file")]
+    JobStore(#[from] comfyui::store::StoreError),
     /// A job of a bounded blocking pool (graph check, workflow file) did not finish.
     #[error("internal error: {0}")]
     Blocking(#[from] crate::blocking::BlockingError),
@@ -167,6 +170,7 @@ impl AppError {
             AppError::Workflow(_) => "invalid_workflow",
             AppError::InvalidRequest(_) => "invalid_request",
             AppError::Busy(_) => "busy",
+            AppError::JobStore(_) => "job_store",
             AppError::Blocking(_) | AppError::Internal(_) => "internal",
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use comfyui::{JobOrigin, JobRequest};
 use comfyui_mcp::App;
-use comfyui_mcp::mcp::resources::{self, RecentJobs};
+use comfyui_mcp::mcp::resources;
 use serde_json::json;
 
 const BOUND: Duration = Duration::from_secs(60);
@@ -55,13 +55,11 @@ async fn resources_list_uses_one_queue_snapshot_for_all_queued_jobs() {
         .expect("connects")
         .unwrap();
     sim.hold_queue(true);
-    let recent = RecentJobs::default();
     for i in 0..10 {
-        let snap = app.comfy().submit(job(i)).await.unwrap();
-        recent.record(&snap.prompt_id);
+        app.comfy().submit(job(i)).await.unwrap();
     }
     sim.clear_requests();
-    let listed = resources::list(&app, &recent).await;
+    let listed = resources::list(&app).await;
     let job_entries = listed
         .resources
         .iter()

@@ -62,6 +62,7 @@ CORE_TOOLS = [
     "cancel_workflow",
     "load_workflow",
     "list_models",
+    "list_jobs",
 ]
 
 
@@ -408,6 +409,19 @@ def start_http_server(env: dict[str, str], log: Path, bind: str = "127.0.0.1:0")
     return proc, proc.wait_ready().group(1)
 
 
+async def call_over_http(url: str, token: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    """One tool call in a fresh streamable-HTTP session; the call must succeed. Its structuredContent."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=WAIT, trust_env=False) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write, read_timeout_seconds=WAIT) as s:
+                with anyio.fail_after(WAIT):
+                    await s.initialize()
+                result = await s.call_tool(tool, args)
+                assert not result.is_error, f"{tool} {args} failed: {texts(result)}"
+                return structured(result)
+
+
 @asynccontextmanager
 async def connect(
     transport: str,
@@ -433,9 +447,7 @@ async def connect(
     async def first_scan_done(stderr: Callable[[], str]) -> None:
         # `serve` answers `initialize` at once and loads packs in the background; tests
         # that expect the start-up packs wait for the end of the first scan.
-        await poll(
-            lambda: _value(stderr()), lambda text: "first scan done" in text, "the first pack scan to end"
-        )
+        await poll(lambda: _value(stderr()), lambda text: "first scan done" in text, "the first pack scan to end")
 
     def make_conn(session: ClientSession, stderr: Callable[[], str]) -> Conn:
         return Conn(

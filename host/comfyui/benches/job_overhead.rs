@@ -10,15 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use comfyui::jobs::BackendOptions;
-use comfyui::{ComfyConfig, ComfyUi, JobOrigin, JobRequest, JobState};
-use serde_json::json;
+use comfyui::{ComfyConfig, ComfyUi, JobState};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
+use support::{env_usize, fast_simulator, request};
 
 /// Resident set size in KiB (`VmRSS` of /proc/self/status; 0 where unavailable).
 fn rss_kib() -> u64 {
@@ -31,23 +26,6 @@ fn rss_kib() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
-}
-
-fn request(i: usize) -> JobRequest {
-    JobRequest {
-        graph: json!({
-            "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": i % 16_777_216}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/img"}}
-        }),
-        origin: JobOrigin::Template {
-            template_id: "bench".into(),
-            pack_name: "bench-pack".into(),
-            pack_version: "0.0.0".into(),
-            pack_sha256: "00".repeat(32),
-        },
-        parameters: json!({"seed": i, "width": 64, "height": 64, "prompt": "a benchmark image"}),
-        metadata: json!({"run": i}),
-    }
 }
 
 async fn run_job(comfy: &ComfyUi, i: usize) -> Duration {
@@ -77,16 +55,7 @@ fn main() {
 async fn bench() {
     let jobs = env_usize("JOB_OVERHEAD_JOBS", 300).max(1);
     let retained = env_usize("JOB_OVERHEAD_RETAINED", 10_000);
-    let sim = simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        simulator::SimConfig {
-            step_delay: Duration::ZERO,
-            max_stored_bytes: 16 * 1024 * 1024,
-            ..simulator::SimConfig::default()
-        },
-    )
-    .await
-    .expect("simulator");
+    let sim = fast_simulator().await;
     let out = tempfile::tempdir().unwrap();
     let cfg = ComfyConfig::new(&sim.base_url())
         .unwrap()

@@ -21,6 +21,10 @@
 //! - A job that succeeded but for which no image can be found (events missed and `/history`
 //!   failing or empty) is retried once from `/history`, then completed with a warning in its
 //!   snapshot (`warnings`) and a `warn!` log line, never silently with zero images.
+//! - With a job store ([`BackendOptions::job_store`]), every job is recorded once ComfyUI
+//!   accepted it and each of its changes is written (see `persist`); status, wait, cancel
+//!   and listing also serve jobs other processes submitted, from the store; jobs of servers
+//!   that are gone are adopted and reconciled like our own.
 //! - Background tasks stop when the `ComfyUi` is dropped.
 
 use std::collections::BTreeMap;
@@ -34,12 +38,15 @@ use tokio_util::sync::CancellationToken;
 use futures_util::StreamExt;
 
 use crate::cache::{DEFAULT_NEGATIVE_TTL, SharedCache};
-use crate::client::{ComfyClient, HistoryEntry, QueueSnapshot, SubmitAccepted};
+use crate::client::{ComfyClient, HistoryEntry, HistoryOutcome, QueueSnapshot, SubmitAccepted};
 use crate::config::ComfyConfig;
 use crate::error::{CancelError, ClientError};
+use crate::events::Event;
 use crate::nodes::NodeCatalog;
 use crate::outputs::{self, ProvenanceContext};
-use crate::snapshot::{JobFailure, JobRequest, JobSnapshot, JobState};
+use crate::persist::{PersistOptions, Persistence, Tracked};
+use crate::snapshot::{JobFailure, JobRequest, JobSnapshot, JobState, now_unix};
+use crate::store::{JobPage, JobQuery, JobStore, StoreError, StoredJob, Update};
 use crate::tracker::{Action, JobTable};
 use crate::ws::{WsOptions, WsSignal, spawn_event_stream};
 
@@ -136,6 +143,10 @@ pub struct BackendOptions {
     /// Wait before re-reading `/history` for a succeeded job that has no images yet
     /// (default 500 ms).
     pub history_retry_delay: Duration,
+    /// Where jobs are persisted; `None` keeps them in this process's memory only.
+    pub job_store: Option<Arc<dyn JobStore>>,
+    /// How the store is driven (call budget, heartbeat, retention period).
+    pub persist: PersistOptions,
 }
 
 impl BackendOptions {
@@ -148,6 +159,8 @@ impl BackendOptions {
             negative_cache_ttl: DEFAULT_NEGATIVE_TTL,
             model_fetch_concurrency: DEFAULT_MODEL_FETCH_CONCURRENCY,
             history_retry_delay: DEFAULT_HISTORY_RETRY_DELAY,
+            job_store: None,
+            persist: PersistOptions::default(),
         }
     }
 }
@@ -164,6 +177,8 @@ struct Inner {
     stats: SharedCache<Arc<serde_json::Value>>,
     queue: SharedCache<Arc<QueueSnapshot>>,
     reconcile: Notify,
+    persist: Option<Arc<Persistence>>,
+    token: CancellationToken,
 }
 
 /// The ComfyUI backend: job tracker, catalog cache and client in one.
@@ -205,7 +220,13 @@ impl ComfyUi {
         let (rx, _ws) = spawn_event_stream(&cfg, options.ws.clone(), token.clone());
         let (conn, _) = watch::channel(ConnectionState::default());
         let ttl = options.negative_cache_ttl;
+        let persist = options
+            .job_store
+            .clone()
+            .map(|store| Arc::new(Persistence::new(store, options.persist.clone())));
         let inner = Arc::new(Inner {
+            persist,
+            token: token.clone(),
             table: Mutex::new(JobTable::new(cfg.max_finished_jobs)),
             cfg,
             options,
@@ -220,6 +241,15 @@ impl ComfyUi {
         });
         tokio::spawn(event_loop(inner.clone(), rx, token.clone()));
         tokio::spawn(reconcile_loop(inner.clone(), token.clone()));
+        if let Some(p) = &inner.persist {
+            let wake = inner.clone();
+            let on_adopt = move || wake.reconcile.notify_one();
+            tokio::spawn(
+                p.clone()
+                    .heartbeat_loop(inner.clone(), token.clone(), on_adopt),
+            );
+            tokio::spawn(p.clone().prune_loop(inner.clone(), token.clone()));
+        }
         tracing::info!(url = %inner.cfg.display_url(), client_id = %inner.cfg.client_id, "ComfyUI backend started");
         Ok(Arc::new(ComfyUi { inner, token }))
     }
@@ -317,6 +347,14 @@ impl ComfyUi {
         let inner = &self.inner;
         let prompt_id = uuid::Uuid::new_v4().to_string();
         let graph_sha = outputs::graph_sha256(&req.graph);
+        let stored = inner.persist.as_ref().map(|_| {
+            let nodes: Vec<String> = req
+                .graph
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            (nodes, graph_sha.clone())
+        });
         let registered = inner.lock().register(&prompt_id, &req, graph_sha);
         let result = inner
             .client
@@ -346,6 +384,9 @@ impl ComfyUi {
         let snap = inner.lock().accepted(&prompt_id, &accepted);
         // Wake the reconciler: it fills in the queue position and starts the safety-net polling.
         inner.reconcile.notify_one();
+        if let Some((nodes, sha)) = stored {
+            inner.record_new(&accepted.prompt_id, nodes, sha).await;
+        }
         tracing::info!(prompt_id = %accepted.prompt_id, "job submitted to ComfyUI");
         Ok(snap.unwrap_or(registered))
     }
@@ -376,11 +417,61 @@ impl ComfyUi {
         {
             self.inner.lock().apply_queue(&queue);
         }
+        let mut found: Vec<Option<JobSnapshot>> = {
+            let table = self.inner.lock();
+            prompt_ids
+                .iter()
+                .map(|id| table.snapshot(id.as_ref()))
+                .collect()
+        };
+        for (slot, id) in found.iter_mut().zip(prompt_ids) {
+            if slot.is_none() {
+                *slot = self.stored(id.as_ref()).await.map(|j| j.snapshot);
+            }
+        }
+        found
+    }
+
+    /// A job as the store holds it (`None` without a store, for an unknown id, or when the
+    /// store cannot be read — logged).
+    async fn stored(&self, prompt_id: &str) -> Option<StoredJob> {
+        let p = self.inner.persist.as_ref()?;
+        let id = prompt_id.to_owned();
+        match p.call(move |s| s.get(&id)).await {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::warn!(prompt_id, error = %e, "could not read the job from the store");
+                None
+            }
+        }
+    }
+
+    /// One page of jobs, newest first: from the store when there is one (jobs this process
+    /// follows shown as its table has them, which is never older than the store; one that
+    /// no longer passes the filters is left out), else from this process's table.
+    pub async fn list_jobs(&self, query: JobQuery) -> Result<JobPage, StoreError> {
+        let Some(p) = &self.inner.persist else {
+            return Ok(JobPage::from_snapshots(
+                self.inner.lock().snapshots(),
+                &query,
+            ));
+        };
+        let asked = query.clone();
+        let mut page = p.call(move |s| s.list(&asked)).await?;
         let table = self.inner.lock();
-        prompt_ids
-            .iter()
-            .map(|id| table.snapshot(id.as_ref()))
-            .collect()
+        page.jobs = std::mem::take(&mut page.jobs)
+            .into_iter()
+            .filter_map(|stored| match table.snapshot(&stored.prompt_id) {
+                Some(live) => query.matches(&live).then_some(live),
+                None => Some(stored),
+            })
+            .collect();
+        Ok(page)
+    }
+
+    /// True when jobs are persisted in a store.
+    pub fn has_store(&self) -> bool {
+        self.inner.persist.is_some()
     }
 
     /// A receiver that sees every change of the job's snapshot.
@@ -391,10 +482,27 @@ impl ComfyUi {
     /// Waits until the job reaches a final state or `timeout` passes; returns the snapshot at
     /// that point (`None` for an unknown id).
     pub async fn wait(&self, prompt_id: &str, timeout: Duration) -> Option<JobSnapshot> {
-        let mut rx = self.watch(prompt_id)?;
+        let Some(mut rx) = self.watch(prompt_id) else {
+            return self.wait_stored(prompt_id, timeout).await;
+        };
         let _ = tokio::time::timeout(timeout, rx.wait_for(|s| s.state.is_terminal())).await;
         let snap = rx.borrow().clone();
         Some(snap)
+    }
+
+    /// [`ComfyUi::wait`] for a job another process follows: the store is read every
+    /// reconcile interval.
+    async fn wait_stored(&self, prompt_id: &str, timeout: Duration) -> Option<JobSnapshot> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let snap = self.stored(prompt_id).await?.snapshot;
+            let now = tokio::time::Instant::now();
+            if snap.state.is_terminal() || now >= deadline {
+                return Some(snap);
+            }
+            let pause = self.inner.options.reconcile_interval.min(deadline - now);
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Number of jobs held in memory (open and finished).
@@ -409,6 +517,9 @@ impl ComfyUi {
     pub async fn cancel(&self, prompt_id: &str) -> Result<CancelOutcome, CancelError> {
         let inner = &self.inner;
         let Some(snap) = self.snapshot(prompt_id) else {
+            if let Some(job) = self.stored(prompt_id).await {
+                return self.cancel_elsewhere(job.snapshot).await;
+            }
             if let Ok(q) = inner.client.queue().await
                 && q.contains(prompt_id)
             {
@@ -479,11 +590,62 @@ impl ComfyUi {
             return Ok(None);
         };
         let id = running.prompt_id.clone();
-        if !self.inner.lock().contains(&id) {
+        let ours = self.inner.lock().contains(&id);
+        if !ours && self.stored(&id).await.is_none() {
             return Err(CancelError::RunningNotOurs { prompt_id: id });
         }
         self.cancel(&id).await?;
         Ok(Some(id))
+    }
+
+    /// Cancels a job another process follows: the cancel is recorded in the store first
+    /// (forward only, so it loses to an ending already stored), then the job is deleted from
+    /// ComfyUI's queue or interrupted by its prompt id. Its owner takes the stored ending.
+    async fn cancel_elsewhere(&self, snap: JobSnapshot) -> Result<CancelOutcome, CancelError> {
+        let inner = &self.inner;
+        let id = snap.prompt_id.clone();
+        if snap.state.is_terminal() {
+            return Err(already(&id, snap.state));
+        }
+        let queue = inner.client.queue().await?;
+        let running = queue.is_running(&id);
+        if !queue.contains(&id) && inner.client.history(&id).await?.is_some() {
+            // It finished in ComfyUI; its owner is storing the outcome.
+            return Err(already(&id, JobState::Completed));
+        }
+        let mut ended = snap;
+        ended.state = JobState::Cancelled;
+        ended.queue_position = Some(0);
+        ended.finished_at = Some(now_unix());
+        let record = ended.clone();
+        let stored = match &inner.persist {
+            Some(p) => p.call(move |s| s.cancel(&record)).await,
+            None => Ok(Update::Missing),
+        };
+        match stored {
+            Ok(Update::Applied) => {}
+            Ok(Update::Stale(s)) => return Err(already(&id, s.state)),
+            Ok(Update::Missing) => return Err(CancelError::NotFound { prompt_id: id }),
+            Err(e) => {
+                tracing::warn!(prompt_id = %id, error = %e, "could not record the cancel");
+                return Err(CancelError::NotConfirmed {
+                    prompt_id: id,
+                    waited: Duration::ZERO,
+                });
+            }
+        }
+        if running {
+            inner.client.interrupt(Some(&id)).await?;
+            tracing::info!(prompt_id = %id, "interrupted a job another server submitted");
+            return Ok(CancelOutcome::Interrupted(ended));
+        }
+        inner.client.delete_queued(&[&id]).await?;
+        if inner.client.queue().await?.is_running(&id) {
+            inner.client.interrupt(Some(&id)).await?;
+            return Ok(CancelOutcome::Interrupted(ended));
+        }
+        tracing::info!(prompt_id = %id, "removed a job another server submitted from ComfyUI's queue");
+        Ok(CancelOutcome::RemovedFromQueue(ended))
     }
 
     async fn interrupt_and_confirm(&self, prompt_id: &str) -> Result<CancelOutcome, CancelError> {
@@ -538,7 +700,77 @@ fn decode_error(client: &ComfyClient, request: &str, reason: String) -> ClientEr
     }
 }
 
+impl Tracked for Inner {
+    fn open_ids(&self) -> Vec<String> {
+        self.lock().open_ids()
+    }
+
+    fn adopt(&self, job: &StoredJob) -> Option<watch::Receiver<JobSnapshot>> {
+        let mut table = self.lock();
+        if table.adopt(job) {
+            table.watch(&job.snapshot.prompt_id)
+        } else {
+            None
+        }
+    }
+
+    fn settle(&self, ending: JobSnapshot) {
+        self.lock().settle(ending);
+    }
+
+    fn output_dir(&self) -> std::path::PathBuf {
+        self.cfg.output_dir.clone()
+    }
+}
+
 impl Inner {
+    /// Records a job ComfyUI accepted in the store and starts writing its changes.
+    async fn record_new(self: &Arc<Self>, prompt_id: &str, nodes: Vec<String>, sha: String) {
+        let Some(p) = &self.persist else {
+            return;
+        };
+        let Some(snapshot) = self.lock().snapshot(prompt_id) else {
+            return;
+        };
+        let job = StoredJob {
+            snapshot,
+            backend: self.cfg.display_url(),
+            graph_sha256: sha,
+            graph_nodes: nodes,
+            cancel_requested: false,
+        };
+        if let Err(e) = p.call(move |s| s.insert(&job)).await {
+            tracing::error!(prompt_id, error = %e, "could not record the job in the store; it is followed in memory only");
+            return;
+        }
+        if let Some(rx) = self.lock().watch(prompt_id) {
+            tokio::spawn(p.clone().follow(self.clone(), rx, self.token.clone()));
+        }
+    }
+
+    /// Before an interrupt or a disappearance ends one of our jobs: if another process
+    /// recorded a cancel for it in the store, the job counts as cancelled at our request too
+    /// (so it ends `cancelled`, never briefly `failed`).
+    async fn take_remote_cancel(&self, prompt_id: &str) {
+        let Some(p) = &self.persist else {
+            return;
+        };
+        if self
+            .lock()
+            .run(prompt_id)
+            .is_none_or(|r| r.cancel_requested)
+        {
+            return;
+        }
+        let id = prompt_id.to_owned();
+        if let Ok(Some(job)) = p.call(move |s| s.get(&id)).await
+            && (job.cancel_requested || job.snapshot.state == JobState::Cancelled)
+        {
+            tracing::info!(prompt_id, "another server cancelled this job");
+            self.lock().request_cancel(prompt_id);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, JobTable> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -613,8 +845,14 @@ impl Inner {
                 continue;
             }
             match self.client.history(&id).await {
-                Ok(Some(entry)) => self.apply_history(entry),
+                Ok(Some(entry)) => {
+                    if matches!(entry.outcome(), HistoryOutcome::Interrupted { .. }) {
+                        self.take_remote_cancel(&id).await;
+                    }
+                    self.apply_history(entry)
+                }
                 Ok(None) => {
+                    self.take_remote_cancel(&id).await;
                     tracing::warn!(prompt_id = %id, "job is in neither ComfyUI's queue nor its history");
                     self.lock().mark_lost(&id);
                 }
@@ -766,6 +1004,9 @@ async fn event_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<WsSignal>, token: 
             }
             WsSignal::Disconnected { .. } => inner.set_connected(false),
             WsSignal::Event(event) => {
+                if let Event::ExecutionInterrupted { prompt_id, .. } = &event {
+                    inner.take_remote_cancel(prompt_id).await;
+                }
                 let action = inner.lock().apply_event(&event);
                 inner.dispatch(action);
             }

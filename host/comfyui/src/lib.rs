@@ -5,7 +5,8 @@
 //! Module map: `config` (connection settings), `error` (error types), `types` (shared wire
 //! types), `cache` (single-flight caches), `client` (HTTP API), `events` (websocket messages), `ws` (websocket task),
 //! `snapshot` (public job view), `tracker` (job state machine, no I/O), `jobs` (the backend
-//! service), `outputs` (downloads and provenance), `nodes` (object_info catalog), `graph`
+//! service), `outputs` (downloads and provenance), `store` (the job store interface and job listing),
+//! `persist` (drives the job store), `nodes` (object_info catalog), `graph`
 //! (graph checker), `policy` (which node classes a graph may use).
 
 pub mod cache;
@@ -17,8 +18,10 @@ pub mod graph;
 pub mod jobs;
 pub mod nodes;
 pub mod outputs;
+pub mod persist;
 pub mod policy;
 pub mod snapshot;
+pub mod store;
 pub mod tracker;
 pub mod types;
 pub mod ws;

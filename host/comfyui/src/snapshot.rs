@@ -35,6 +35,16 @@ pub enum JobOrigin {
     },
 }
 
+impl JobOrigin {
+    /// The template id, for a job built by a template.
+    pub fn template_id(&self) -> Option<&str> {
+        match self {
+            JobOrigin::Template { template_id, .. } => Some(template_id),
+            JobOrigin::Workflow { .. } => None,
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRequest {

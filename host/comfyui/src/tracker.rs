@@ -177,6 +177,67 @@ impl JobTable {
         snap
     }
 
+    /// Follows a job another server submitted and left open (adopted from the job store):
+    /// already posted, progress measured over `graph_nodes`. False when already followed.
+    pub fn adopt(&mut self, job: &crate::store::StoredJob) -> bool {
+        let id = &job.snapshot.prompt_id;
+        if self.jobs.contains_key(id) || job.snapshot.state.is_terminal() {
+            return false;
+        }
+        let (tx, _) = watch::channel(job.snapshot.clone());
+        let run = RunTrack {
+            posted: true,
+            nodes: job.graph_nodes.iter().cloned().collect(),
+            done: HashSet::new(),
+            current: None,
+            current_frac: 0.0,
+            success_seen: false,
+            finalizing: false,
+            cancel_requested: job.cancel_requested,
+            event_images: Vec::new(),
+            graph_sha256: job.graph_sha256.clone(),
+            start_ts: None,
+            end_ts: None,
+        };
+        self.jobs.insert(
+            id.clone(),
+            JobEntry {
+                tx,
+                run: Some(Box::new(run)),
+            },
+        );
+        true
+    }
+
+    /// Takes the ending the job store holds (it ended elsewhere): the job becomes terminal
+    /// with exactly that snapshot.
+    pub fn settle(&mut self, ending: JobSnapshot) {
+        let id = ending.prompt_id.clone();
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let was_open = entry.run.take().is_some();
+        entry.tx.send_replace(ending);
+        if was_open {
+            self.finished.push_back(id);
+            self.evict();
+        }
+    }
+
+    /// Ids of the open jobs.
+    pub fn open_ids(&self) -> Vec<String> {
+        self.jobs
+            .iter()
+            .filter(|(_, e)| e.run.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Every snapshot held (for listing without a store).
+    pub fn snapshots(&self) -> Vec<JobSnapshot> {
+        self.jobs.values().map(|e| e.tx.borrow().clone()).collect()
+    }
+
     /// Forgets a job whose POST failed.
     pub fn remove(&mut self, prompt_id: &str) {
         self.jobs.remove(prompt_id);
@@ -532,6 +593,10 @@ impl JobTable {
             s.warnings.extend(ending.warnings);
         });
         self.finished.push_back(prompt_id.to_owned());
+        self.evict();
+    }
+
+    fn evict(&mut self) {
         while self.finished.len() > self.max_finished {
             if let Some(old) = self.finished.pop_front() {
                 self.jobs.remove(&old);

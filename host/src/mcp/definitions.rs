@@ -26,14 +26,17 @@ pub const GET_WORKFLOW_STATUS: &str = "get_workflow_status";
 pub const CANCEL_WORKFLOW: &str = "cancel_workflow";
 /// Run a workflow JSON file.
 pub const LOAD_WORKFLOW: &str = "load_workflow";
+/// Jobs of the job store.
+pub const LIST_JOBS: &str = "list_jobs";
 /// The tools that exist whatever the catalog holds.
-pub const FIXED_TOOLS: [&str; 6] = [
+pub const FIXED_TOOLS: [&str; 7] = [
     GENERATE_IMAGE,
     LIST_WORKFLOWS,
     GET_WORKFLOW_STATUS,
     CANCEL_WORKFLOW,
     LOAD_WORKFLOW,
     LIST_MODELS,
+    LIST_JOBS,
 ];
 
 /// Whether `id` can be offered as a tool name of its own.
@@ -101,7 +104,7 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
             "Get job status",
             "Report a job's state (queued, running, completed, failed, cancelled), progress (0..1), queue position, \
              execution time and, once completed, its saved images (absolute path, comfyui:// uri, size). Failed jobs \
-             report the failing node and ComfyUI's message. Only jobs submitted through this server are known.",
+             report the failing node and ComfyUI's message. Jobs of every server sharing the job store are known, across restarts.",
             schemas::status_input(),
             schemas::status_output(),
             ToolAnnotations::new().read_only(true).open_world(true),
@@ -109,8 +112,8 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
         tool(
             CANCEL_WORKFLOW,
             "Cancel a job",
-            "Cancel a job submitted through this server: a queued job is removed from ComfyUI's queue, a running one is \
-             interrupted (only that job, never someone else's). Without prompt_id, interrupt=true stops the job running \
+            "Cancel a job submitted through this server (or another server sharing its job store): a queued job is removed \
+             from ComfyUI's queue, a running one is interrupted (only that job, never someone else's). Without prompt_id, interrupt=true stops the job running \
              now if it is ours. Give prompt_id or interrupt=true.",
             schemas::cancel_input(),
             schemas::cancel_output(),
@@ -141,6 +144,16 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
             models::input_schema(),
             models::output_schema(),
             ToolAnnotations::new().read_only(true).open_world(true),
+        ),
+        tool(
+            LIST_JOBS,
+            "List jobs",
+            "List jobs newest first, with the same fields as get_workflow_status: every job in the job store, whichever \
+             server (client session) submitted it, kept across restarts. Filter by state, template and since (unix \
+             seconds); page with limit (1-200, default 50) and the cursor from next_cursor.",
+            schemas::list_jobs_input(),
+            schemas::list_jobs_output(),
+            ToolAnnotations::new().read_only(true).open_world(false),
         ),
     ];
     if options.per_template_tools {

@@ -16,8 +16,9 @@
 //! * `resources` (`comfyui://` resources) on `render`, `uris` and `models`;
 //! * `definitions` (the tool list and its cache) on `schemas`, `options` and `models`;
 //! * `shared` (state shared by every session) on `definitions`, `resources`, `thumbnails`;
+//! * `jobs_tool` (the `list_jobs` tool) on `shared`, `render`, `content`, `definitions`;
 //! * `tools` (argument handling and the calls into the app) on `shared`, `render`,
-//!   `outcome`, `progress`; it renders nothing itself: MCP and the API render its outcome;
+//!   `outcome`, `progress`, `jobs_tool`; it renders nothing itself: MCP and the API render its outcome;
 //! * `prompts` (one MCP prompt per template) on `definitions` and `options`;
 //! * `server` (the rmcp `ServerHandler`) on `shared`, `tools`, `resources`, `prompts`;
 //! * `guard` (`Host`/`Origin`/token checks in front of HTTP routes) on `options`;
@@ -36,6 +37,7 @@ pub mod definitions;
 pub mod framing;
 pub mod guard;
 pub mod http;
+pub mod jobs_tool;
 pub mod models;
 pub mod options;
 pub mod outcome;

@@ -2,15 +2,12 @@
 //! problems (`comfyui://catalog/errors`), jobs (`comfyui://jobs/<prompt_id>`) and their
 //! images (`comfyui://images/<prompt_id>/<filename>`), ComfyUI's model folders
 //! (`comfyui://models/<folder>`, see [`models`](super::models)), plus the bounded list of
-//! recent jobs that `resources/list` shows.
+//! recent jobs (of the job store: every server's) that `resources/list` shows.
 //!
 //! Invariants: URI path segments are percent-encoded when built and decoded when parsed,
 //! so any template id or file name round-trips; an image is only ever read through
 //! [`App::image_path`](crate::app::App::image_path), which serves files of our own jobs
-//! only; the recent-jobs list never holds more than [`RECENT_JOBS`] ids.
-
-use std::collections::VecDeque;
-use std::sync::Mutex;
+//! only; `resources/list` never shows more than [`RECENT_JOBS`] jobs.
 
 use base64::Engine as _;
 use rmcp::ErrorData as McpError;
@@ -32,29 +29,9 @@ use crate::error::AppError;
 /// How many recent jobs `resources/list` shows.
 pub const RECENT_JOBS: usize = 50;
 
-/// Ids of the jobs submitted through this server, newest first, at most [`RECENT_JOBS`].
-#[derive(Debug, Default)]
-pub struct RecentJobs(Mutex<VecDeque<String>>);
-
-impl RecentJobs {
-    /// Remembers a newly submitted job (forgetting the oldest beyond the bound).
-    pub fn record(&self, prompt_id: &str) {
-        let mut jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.retain(|id| id != prompt_id);
-        jobs.push_front(prompt_id.to_owned());
-        jobs.truncate(RECENT_JOBS);
-    }
-
-    /// The remembered ids, newest first.
-    pub fn ids(&self) -> Vec<String> {
-        let jobs = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.iter().cloned().collect()
-    }
-}
-
 /// `resources/list`: every template, the catalog errors, and the recent jobs with their
 /// images.
-pub async fn list(app: &App, recent: &RecentJobs) -> ListResourcesResult {
+pub async fn list(app: &App) -> ListResourcesResult {
     let catalog = app.catalog();
     let mut items: Vec<Resource> = catalog
         .templates()
@@ -78,8 +55,19 @@ pub async fn list(app: &App, recent: &RecentJobs) -> ListResourcesResult {
             ))
             .with_mime_type("application/json"),
     );
-    // One queue snapshot for every recent job (not one `GET /queue` per queued job).
-    let ids = recent.ids();
+    // The newest jobs of the job store (every server's), then one queue snapshot for all of
+    // them (not one `GET /queue` per queued job).
+    let query = comfyui::store::JobQuery {
+        limit: RECENT_JOBS,
+        ..Default::default()
+    };
+    let ids: Vec<String> = match app.comfy().list_jobs(query).await {
+        Ok(page) => page.jobs.into_iter().map(|j| j.prompt_id).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "resources/list: the job store could not be read");
+            Vec::new()
+        }
+    };
     let jobs = app.comfy().statuses(&ids).await;
     for (id, job) in ids.into_iter().zip(jobs) {
         let Some(job) = job else {
@@ -219,23 +207,4 @@ pub async fn read(app: &App, uri: &str) -> Result<ReadResourceResult, McpError> 
         }
     };
     Ok(ReadResourceResult::new(vec![contents]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_jobs_are_bounded_and_newest_first() {
-        let recent = RecentJobs::default();
-        for i in 0..(RECENT_JOBS + 5) {
-            recent.record(&format!("job-{i}"));
-        }
-        recent.record("job-10");
-        let ids = recent.ids();
-        assert_eq!(ids.len(), RECENT_JOBS);
-        assert_eq!(ids[0], "job-10");
-        assert_eq!(ids[1], format!("job-{}", RECENT_JOBS + 4));
-        assert!(!ids.contains(&"job-0".to_owned()));
-    }
 }

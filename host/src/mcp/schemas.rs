@@ -246,6 +246,37 @@ pub fn status_input() -> Arc<JsonObject> {
     }))
 }
 
+/// Input schema of `list_jobs`.
+pub fn list_jobs_input() -> Arc<JsonObject> {
+    let states = json!(["queued", "running", "completed", "failed", "cancelled"]);
+    object(json!({
+        "type": "object",
+        "properties": {
+            "state": {"type": "string", "enum": states, "description": "Only jobs in this state."},
+            "template": {"type": "string", "description": "Only jobs built by this template id."},
+            "since": {"type": "number", "minimum": 0, "description": "Only jobs submitted at or after this unix time (seconds, like submitted_at)."},
+            "limit": {"type": "integer", "minimum": 1, "maximum": comfyui::store::MAX_PAGE, "default": comfyui::store::DEFAULT_PAGE, "description": "Jobs per page."},
+            "cursor": {"type": "string", "description": "The next_cursor of the previous page."},
+        },
+        "additionalProperties": false,
+    }))
+}
+
+/// Output schema of `list_jobs`.
+pub fn list_jobs_output() -> Arc<JsonObject> {
+    let mut props = Map::new();
+    props.insert("count".into(), json!({"type": "integer", "minimum": 0}));
+    props.insert(
+        "jobs".into(),
+        json!({"type": "array", "items": {"type": "object", "properties": job_properties()}}),
+    );
+    props.insert(
+        "next_cursor".into(),
+        json!({"type": ["string", "null"], "description": "Pass as cursor for the next page; null on the last page."}),
+    );
+    result_or_error(props, &["count", "jobs"])
+}
+
 /// Input schema of `cancel_workflow`.
 pub fn cancel_input() -> Arc<JsonObject> {
     object(json!({

@@ -195,7 +195,7 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        Ok(resources::list(&self.shared.app, &self.shared.recent).await)
+        Ok(resources::list(&self.shared.app).await)
     }
 
     async fn list_resource_templates(

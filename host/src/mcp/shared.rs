@@ -1,5 +1,4 @@
-//! State shared by every session of one server process: the app, the options, the jobs
-//! submitted through MCP, the tool list cache and the thumbnail pool.
+//! State shared by every session of one server process: the app, the options, the tool list cache and the thumbnail pool.
 //!
 //! Invariant: one [`Shared`] per server process (stdio) or HTTP router; sessions hold it
 //! by `Arc` and never own what is in it.
@@ -10,7 +9,6 @@ use rmcp::model::Tool;
 
 use super::definitions::ToolCache;
 use super::options::McpOptions;
-use super::resources::RecentJobs;
 use super::thumbnails::ThumbnailPool;
 use crate::app::App;
 
@@ -20,8 +18,6 @@ pub struct Shared {
     pub app: Arc<App>,
     /// Presentation and HTTP options.
     pub options: McpOptions,
-    /// Jobs submitted through MCP, for `resources/list`.
-    pub recent: RecentJobs,
     /// The blocking pool thumbnails are made on.
     pub thumbnails: ThumbnailPool,
     tools: ToolCache,
@@ -32,7 +28,6 @@ impl Shared {
     pub fn new(app: Arc<App>, options: McpOptions) -> Arc<Self> {
         Arc::new(Self {
             app,
-            recent: RecentJobs::default(),
             thumbnails: ThumbnailPool::new(options.thumbnail_workers),
             tools: ToolCache::default(),
             options,
@@ -49,7 +44,6 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("options", &self.options)
-            .field("recent", &self.recent)
             .finish_non_exhaustive()
     }
 }

@@ -19,7 +19,7 @@ use rmcp::model::JsonObject;
 use serde_json::{Map, Value, json};
 
 use super::definitions::{
-    CANCEL_WORKFLOW, FIXED_TOOLS, GENERATE_IMAGE, GET_WORKFLOW_STATUS, LIST_WORKFLOWS,
+    CANCEL_WORKFLOW, FIXED_TOOLS, GENERATE_IMAGE, GET_WORKFLOW_STATUS, LIST_JOBS, LIST_WORKFLOWS,
     LOAD_WORKFLOW, is_template_tool_name,
 };
 use super::models::{self, LIST_MODELS};
@@ -131,6 +131,7 @@ pub async fn call(
         CANCEL_WORKFLOW => cancel_workflow(shared, args).await,
         LOAD_WORKFLOW => load_workflow(shared, args, context).await,
         LIST_MODELS => list_models(shared, args).await,
+        LIST_JOBS => Ok(super::jobs_tool::list_jobs(shared, args.map).await),
         other => {
             if !offers_template_tool(shared, other) {
                 return Err(unknown_tool(shared, other));
@@ -209,7 +210,6 @@ async fn generate(
         Ok(job) => job,
         Err(e) => return Ok(app_error(e)),
     };
-    shared.recent.record(&job.prompt_id);
     tracing::info!(prompt_id = %job.prompt_id, template, "job submitted");
     Ok(respond_with_job(shared, job, wait, context, |_| {}).await)
 }
@@ -391,7 +391,6 @@ async fn load_workflow(
         Ok(s) => s,
         Err(e) => return Ok(app_error(e)),
     };
-    shared.recent.record(&submission.job.prompt_id);
     tracing::info!(prompt_id = %submission.job.prompt_id, workflow = %submission.workflow_name, "workflow submitted");
     let extra = json!({
         "workflow_name": submission.workflow_name,

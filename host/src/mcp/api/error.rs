@@ -193,6 +193,7 @@ fn app_status(error: &AppError) -> StatusCode {
         AppError::Cancel(e) => cancel_status(e),
         AppError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         AppError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+        AppError::JobStore(_) => StatusCode::SERVICE_UNAVAILABLE,
         AppError::Blocking(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
