@@ -6,7 +6,7 @@
 //! types), `cache` (single-flight caches), `client` (HTTP API), `events` (websocket messages), `ws` (websocket task),
 //! `snapshot` (public job view), `tracker` (job state machine, no I/O), `jobs` (the backend
 //! service), `outputs` (downloads and provenance), `nodes` (object_info catalog), `graph`
-//! (graph checker), `policy` (which node classes a graph may use).
+//! (graph checker), `policy` (which node classes a graph may use), `watchdog` (the execution timeout).
 
 pub mod cache;
 pub mod client;
@@ -21,6 +21,7 @@ pub mod policy;
 pub mod snapshot;
 pub mod tracker;
 pub mod types;
+pub mod watchdog;
 pub mod ws;
 
 pub use client::{
@@ -31,5 +32,5 @@ pub use error::{CancelError, ClientError, ConfigError};
 pub use events::Event;
 pub use jobs::{BackendOptions, CancelOutcome, ComfyUi, ConnectionState, ModelSnapshot};
 pub use outputs::OutputError;
-pub use snapshot::{JobFailure, JobOrigin, JobRequest, JobSnapshot, JobState, SavedImage};
+pub use snapshot::{FailureKind, JobFailure, JobOrigin, JobRequest, JobSnapshot, JobState, SavedImage};
 pub use types::ImageRef;

@@ -1,6 +1,8 @@
 //! The options of the MCP layer: presentation, HTTP access, and the budgets of the protocol
 //! layer (message size, thumbnail workers). Plain data, defaults written once here.
 
+use std::time::Duration;
+
 use super::framing::DEFAULT_MAX_REQUEST_BYTES;
 use super::thumbnails::DEFAULT_THUMBNAIL_WORKERS;
 
@@ -23,6 +25,9 @@ pub struct McpOptions {
     pub max_request_bytes: usize,
     /// Blocking threads that decode and encode thumbnails at once (all sessions).
     pub thumbnail_workers: usize,
+    /// Default `timeout` of `wait`: the execution timeout (`COMFYUI_TIMEOUT`), at most
+    /// [`MAX_TIMEOUT_SECS`](super::schemas::MAX_TIMEOUT_SECS).
+    pub default_wait: Duration,
 }
 
 impl Default for McpOptions {
@@ -34,6 +39,7 @@ impl Default for McpOptions {
             allowed_origins: Vec::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             thumbnail_workers: DEFAULT_THUMBNAIL_WORKERS,
+            default_wait: comfyui::config::DEFAULT_EXECUTION_TIMEOUT,
         }
     }
 }
@@ -48,6 +54,15 @@ impl McpOptions {
             allowed_origins: Vec::new(),
             max_request_bytes: args.max_request_bytes,
             thumbnail_workers: args.thumbnail_workers,
+            default_wait: comfyui::config::DEFAULT_EXECUTION_TIMEOUT,
         }
+    }
+
+    /// The same options with `wait` defaulting to the execution timeout (capped at the
+    /// largest `timeout` accepted).
+    pub fn with_default_wait(mut self, execution_timeout: Duration) -> Self {
+        self.default_wait =
+            execution_timeout.min(Duration::from_secs_f64(super::schemas::MAX_TIMEOUT_SECS));
+        self
     }
 }

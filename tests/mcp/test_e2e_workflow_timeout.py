@@ -1,0 +1,148 @@
+"""Custom workflows and the execution timeout (`COMFYUI_TIMEOUT`) on both backends: the simulator
+(always) and a real ComfyUI (with `COMFYUI_REAL_URL`).
+
+- An inline API-format workflow and a workflow file given to generate_image complete with valid
+  PNGs.
+- A job that executes longer than a small `COMFYUI_TIMEOUT` is interrupted in ComfyUI and ends
+  `failed` with "Workflow execution timeout" (typed `execution_timeout`), and ComfyUI's queue is
+  free afterwards.
+- Time waiting in ComfyUI's queue does not count: a job queued behind another, whose wait plus
+  execution exceeds the limit while its execution alone does not, completes.
+
+The simulator's jobs are made slow with its step delay; on the real ComfyUI a job is slow by its
+size and step count, measured first on this machine (a CPU shared with others), and the limit is
+chosen from that measurement.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from harness import EXAMPLES_WORKFLOWS, ComfyRoutes, Conn, Sim, check_completed, connect, poll, structured, texts
+
+TXT2IMG: dict[str, Any] = json.loads((EXAMPLES_WORKFLOWS / "txt2img_api.json").read_text())
+TERMINAL = {"completed", "failed", "cancelled"}
+JOB_TIMEOUT = 300
+CALL_TIMEOUT = JOB_TIMEOUT + 30.0
+SIM_STEP_MS = 100
+
+
+def fresh_seed() -> int:
+    return int.from_bytes(os.urandom(4), "big")  # never a cached re-run on the real ComfyUI
+
+
+def workflow(size: int, steps: int) -> dict[str, Any]:
+    wf = copy.deepcopy(TXT2IMG)
+    wf["5"]["inputs"].update(width=size, height=size)
+    wf["3"]["inputs"].update(steps=steps, seed=fresh_seed())
+    return wf
+
+
+def check_png(path: str, size: tuple[int, int]) -> None:
+    with Image.open(Path(path)) as img:
+        img.load()
+        assert img.format == "PNG" and img.size == size, (path, img.format, img.size)
+
+
+@asynccontextmanager
+async def server(backend: ComfyRoutes, workdir: Path, limit_s: float) -> AsyncIterator[Conn]:
+    async with connect("stdio", backend, workdir, extra_env={"COMFYUI_TIMEOUT": str(limit_s)}) as conn:
+        yield conn
+
+
+async def queue_is_free(backend: ComfyRoutes, *prompt_ids: str) -> None:
+    async def ids() -> tuple[list[str], list[str]]:
+        return await backend.queue_ids()
+
+    await poll(
+        ids,
+        lambda q: not (set(q[0]) | set(q[1])) & set(prompt_ids),
+        f"ComfyUI's queue to let go of {prompt_ids}",
+        60,
+    )
+
+
+async def execution_seconds(conn: Conn, wf: dict[str, Any]) -> float:
+    """Runs `wf` to completion and returns its execution time as reported."""
+    out = await conn.ok("generate_image", {"workflow": wf, "wait": True, "timeout": JOB_TIMEOUT}, timeout=CALL_TIMEOUT)
+    assert out["status"] == "completed", out
+    return float(out["execution_time"])
+
+
+async def test_custom_workflows_complete(bconn: Conn) -> None:
+    wf = workflow(64, 2)
+    result = await bconn.call("generate_image", {"workflow": wf, "wait": True, "timeout": JOB_TIMEOUT}, timeout=CALL_TIMEOUT)
+    out = await check_completed(bconn, result, expect_images=1)
+    check_png(out["images"][0]["path"], (64, 64))
+    assert out["workflow_name"] == "`workflow` (inline)" and out["metadata"]["workflow_sha256"], out
+    args = {"workflow_path": "txt2img_api.json", "seed": fresh_seed(), "wait": True, "timeout": JOB_TIMEOUT}
+    out = await check_completed(bconn, await bconn.call("generate_image", args, timeout=CALL_TIMEOUT), expect_images=1)
+    check_png(out["images"][0]["path"], (64, 64))
+
+
+async def test_a_job_executing_past_the_timeout_is_interrupted_and_fails(backend: ComfyRoutes, tmp_path: Path) -> None:
+    if isinstance(backend, Sim):
+        await backend.step_delay(SIM_STEP_MS)
+        limit, wf = 1.5, workflow(64, 200)  # ~20 s of simulated work
+    else:
+        limit, wf = 3.0, workflow(512, 200)  # minutes on a CPU
+    async with server(backend, tmp_path, limit) as conn:
+        started = time.monotonic()
+        result = await conn.call("generate_image", {"workflow": wf, "wait": True, "timeout": JOB_TIMEOUT}, timeout=CALL_TIMEOUT)
+        elapsed = time.monotonic() - started
+        assert result.is_error, f"the job should have timed out: {structured(result)}"
+        out = structured(result)
+        assert out["status"] == "failed", out
+        assert out["error"]["kind"] == "execution_timeout", out["error"]
+        message = texts(result)
+        for part in ("Workflow execution timeout", f"{limit} s", "COMFYUI_TIMEOUT"):
+            assert part in message, f"{part!r} missing: {message}"
+        assert elapsed < limit + 60, f"the timeout took {elapsed:.1f} s to act"
+        await queue_is_free(backend, out["prompt_id"])
+        st = await conn.status(out["prompt_id"])
+        assert st["state"] == "failed" and st["error"]["kind"] == "execution_timeout", st
+        if isinstance(backend, Sim):
+            assert out["prompt_id"] in await backend.interrupts(), "the job was interrupted in ComfyUI"
+        # ComfyUI is free for the next job.
+        assert (await execution_seconds(conn, workflow(64, 1))) >= 0
+
+
+async def test_time_in_the_queue_does_not_count(backend: ComfyRoutes, tmp_path: Path) -> None:
+    if isinstance(backend, Sim):
+        await backend.step_delay(SIM_STEP_MS)
+        wf = workflow(64, 20)  # ~2 s per job
+        async with server(backend, tmp_path / "probe", JOB_TIMEOUT) as probe:
+            each = await execution_seconds(probe, wf)
+    else:
+        async with server(backend, tmp_path / "probe", JOB_TIMEOUT) as probe:
+            steps = 10
+            await execution_seconds(probe, workflow(256, 1))  # the model is loaded
+            each = await execution_seconds(probe, workflow(256, steps))
+            while each < 2.0 and steps < 320:
+                steps *= 2
+                each = await execution_seconds(probe, workflow(256, steps))
+        wf = workflow(256, steps)
+    # Each job alone executes well within the limit; the second waits about as long again.
+    limit = round(max(each * 1.5, 1.0), 2)
+    async with server(backend, tmp_path / "limited", limit) as conn:
+        first = (await conn.ok("generate_image", {"workflow": wf}))["prompt_id"]
+        second_wf = copy.deepcopy(wf)
+        second_wf["3"]["inputs"]["seed"] = fresh_seed()
+        second = (await conn.ok("generate_image", {"workflow": second_wf}))["prompt_id"]
+        submitted = time.monotonic()
+        finals = {}
+        for pid in (first, second):
+            finals[pid] = await conn.wait_state(pid, TERMINAL, CALL_TIMEOUT)
+        total = time.monotonic() - submitted
+        for pid, st in finals.items():
+            assert st["state"] == "completed", f"{pid} (limit {limit} s, each job ~{each:.2f} s): {st}"
+        assert total > limit, f"the second job's wait plus run ({total:.1f} s) should exceed the limit ({limit} s)"
