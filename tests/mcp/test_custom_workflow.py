@@ -172,7 +172,7 @@ async def test_the_node_policy_applies_to_inline_workflows(conn: Conn) -> None:
 
 async def test_the_published_schema_offers_the_three_sources_without_top_level_combinators(conn: Conn) -> None:
     tools = {t.name: t for t in (await conn.session.list_tools()).tools}
-    schema = tools["generate_image"].inputSchema
+    schema = tools["generate_image"].input_schema
     props = schema["properties"]
     assert props["workflow"]["type"] == "object" and props["workflow_path"]["type"] == "string", props
     assert props["parameters"]["type"] == "object"
@@ -181,7 +181,7 @@ async def test_the_published_schema_offers_the_three_sources_without_top_level_c
         assert combinator not in schema, f"{combinator} at the top level of a tool input is refused by some clients"
     assert "exactly one of template, workflow or workflow_path" in schema["description"]
     assert props["timeout"]["default"] == 120.0, "wait follows COMFYUI_TIMEOUT (default 120 s)"
-    out_props = tools["generate_image"].outputSchema["properties"]
+    out_props = tools["generate_image"].output_schema["properties"]
     assert {"workflow_name", "parameters_applied", "parameters_unmatched"} <= set(out_props)
 
 
