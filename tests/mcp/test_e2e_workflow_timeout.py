@@ -27,7 +27,7 @@ from typing import Any
 
 from PIL import Image
 
-from harness import EXAMPLES_WORKFLOWS, ComfyRoutes, Conn, Sim, check_completed, connect, poll, structured, texts
+from harness import EXAMPLES_WORKFLOWS, ComfyRoutes, Conn, Sim, check_completed, connect, poll, texts
 
 TXT2IMG: dict[str, Any] = json.loads((EXAMPLES_WORKFLOWS / "txt2img_api.json").read_text())
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -99,8 +99,8 @@ async def test_a_job_executing_past_the_timeout_is_interrupted_and_fails(backend
         started = time.monotonic()
         result = await conn.call("generate_image", {"workflow": wf, "wait": True, "timeout": JOB_TIMEOUT}, timeout=CALL_TIMEOUT)
         elapsed = time.monotonic() - started
-        assert result.is_error, f"the job should have timed out: {structured(result)}"
-        out = structured(result)
+        out = result.structured_content or {}
+        assert result.is_error, f"the job should have timed out: {out}"
         assert out["status"] == "failed", out
         assert out["error"]["kind"] == "execution_timeout", out["error"]
         message = texts(result)
@@ -117,20 +117,19 @@ async def test_a_job_executing_past_the_timeout_is_interrupted_and_fails(backend
 
 
 async def test_time_in_the_queue_does_not_count(backend: ComfyRoutes, tmp_path: Path) -> None:
-    if isinstance(backend, Sim):
+    # Measured warm: the loader and text encoders are cached after the first run (as in
+    # ComfyUI), so every later job with a new seed re-runs the sampler onwards only.
+    sim = isinstance(backend, Sim)
+    if sim:
         await backend.step_delay(SIM_STEP_MS)
-        wf = workflow(64, 20)  # ~2 s per job
-        async with server(backend, tmp_path / "probe", JOB_TIMEOUT) as probe:
-            each = await execution_seconds(probe, wf)
-    else:
-        async with server(backend, tmp_path / "probe", JOB_TIMEOUT) as probe:
-            steps = 10
-            await execution_seconds(probe, workflow(256, 1))  # the model is loaded
-            each = await execution_seconds(probe, workflow(256, steps))
-            while each < 2.0 and steps < 320:
-                steps *= 2
-                each = await execution_seconds(probe, workflow(256, steps))
-        wf = workflow(256, steps)
+    size, steps = (64, 20) if sim else (256, 10)
+    async with server(backend, tmp_path / "probe", JOB_TIMEOUT) as probe:
+        await execution_seconds(probe, workflow(size, 1))
+        each = await execution_seconds(probe, workflow(size, steps))
+        while each < 2.0 and steps < 320:
+            steps *= 2
+            each = await execution_seconds(probe, workflow(size, steps))
+    wf = workflow(size, steps)
     # Each job alone executes well within the limit; the second waits about as long again.
     limit = round(max(each * 1.5, 1.0), 2)
     async with server(backend, tmp_path / "limited", limit) as conn:
