@@ -491,7 +491,10 @@ impl Settings {
             .with_context(|| format!("invalid COMFYUI_URL {:?}", self.comfyui_url))?
             .with_api_key(self.comfyui_api_key.clone())
             .context("invalid COMFYUI_API_KEY")?
-            .with_timeout(seconds("COMFYUI_MCP_REQUEST_TIMEOUT", self.request_timeout)?)
+            .with_timeout(seconds(
+                "COMFYUI_MCP_REQUEST_TIMEOUT",
+                self.request_timeout,
+            )?)
             .context("invalid COMFYUI_MCP_REQUEST_TIMEOUT")?
             .with_execution_timeout(self.execution_timeout()?)
             .context("invalid COMFYUI_TIMEOUT")?
@@ -747,7 +750,10 @@ mod timeout_settings_tests {
         );
         assert_eq!(config.timeout, comfyui::config::DEFAULT_REQUEST_TIMEOUT);
         let set = settings(&["--comfyui-timeout", "2.5", "--request-timeout", "7"]).unwrap();
-        assert_eq!(set.execution_timeout().unwrap(), Duration::from_millis(2500));
+        assert_eq!(
+            set.execution_timeout().unwrap(),
+            Duration::from_millis(2500)
+        );
         let config = set.comfy_config().unwrap();
         assert_eq!(config.execution_timeout, Duration::from_millis(2500));
         assert_eq!(config.timeout, Duration::from_secs(7));
@@ -769,11 +775,15 @@ mod timeout_settings_tests {
     fn zero_negative_or_huge_timeouts_are_refused_at_start() {
         for bad in ["0", "-1", "nan", "inf", "1e10", "soon"] {
             for flag in ["--comfyui-timeout", "--request-timeout"] {
-                let err = settings(&[flag, bad]).unwrap_err().to_string();
+                let arg = format!("{flag}={bad}");
+                let err = settings(&[&arg]).unwrap_err().to_string();
                 assert!(err.contains("seconds"), "{flag} {bad}: {err}");
             }
         }
-        assert!(settings(&["--comfyui-timeout", "1e9"]).is_ok(), "at the limit");
+        assert!(
+            settings(&["--comfyui-timeout", "1e9"]).is_ok(),
+            "at the limit"
+        );
         let mut s = settings(&[]).unwrap();
         s.comfyui_timeout = 0.0;
         let err = s.comfy_config().unwrap_err().to_string();

@@ -100,7 +100,8 @@ impl GraphGate {
         self.pool
             .run(move || {
                 let sourced = source.resolve(&dirs)?;
-                let mut graph = workflow_file::api_graph(&sourced.name, sourced.document, max_nodes)?;
+                let mut graph =
+                    workflow_file::api_graph(&sourced.name, sourced.document, max_nodes)?;
                 let overrides = workflow_file::apply_overrides(&mut graph, &overrides);
                 Ok(LoadedWorkflow {
                     name: sourced.name,

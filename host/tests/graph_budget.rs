@@ -66,9 +66,12 @@ async fn generate(app: &App, template: &str, args: Value) -> Result<String, AppE
 }
 
 async fn load(app: &App, path: &str) -> Result<String, AppError> {
-    let submitted = tokio::time::timeout(BOUND, app.load_workflow(WorkflowSource::File(path.to_owned()), Map::new()))
-        .await
-        .expect("load_workflow answers within the bound")?;
+    let submitted = tokio::time::timeout(
+        BOUND,
+        app.load_workflow(WorkflowSource::File(path.to_owned()), Map::new()),
+    )
+    .await
+    .expect("load_workflow answers within the bound")?;
     Ok(submitted.job.prompt_id)
 }
 

@@ -308,12 +308,9 @@ impl ComfyUi {
         let job = inner.lock().watch(&prompt_id);
         if let Some(job) = job {
             let driver = inner.clone();
-            watchdog::watch_job(
-                job,
-                inner.cfg.execution_timeout,
-                self.token.clone(),
-                |id| driver.time_out(id),
-            );
+            watchdog::watch_job(job, inner.cfg.execution_timeout, self.token.clone(), |id| {
+                driver.time_out(id)
+            });
         }
         let result = inner
             .client
@@ -593,7 +590,10 @@ impl Inner {
     /// Ends a job that passed the execution timeout: interrupts it in ComfyUI (or removes it
     /// from the queue), waits for the confirmation, and fails it as timed out either way.
     async fn time_out(self: Arc<Self>, prompt_id: String) {
-        if !self.lock().request_timeout(&prompt_id, self.cfg.execution_timeout) {
+        if !self
+            .lock()
+            .request_timeout(&prompt_id, self.cfg.execution_timeout)
+        {
             return;
         }
         let stopped = match self.client.queue().await {

@@ -32,5 +32,7 @@ pub use error::{CancelError, ClientError, ConfigError};
 pub use events::Event;
 pub use jobs::{BackendOptions, CancelOutcome, ComfyUi, ConnectionState, ModelSnapshot};
 pub use outputs::OutputError;
-pub use snapshot::{FailureKind, JobFailure, JobOrigin, JobRequest, JobSnapshot, JobState, SavedImage};
+pub use snapshot::{
+    FailureKind, JobFailure, JobOrigin, JobRequest, JobSnapshot, JobState, SavedImage,
+};
 pub use types::ImageRef;

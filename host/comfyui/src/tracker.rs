@@ -846,14 +846,25 @@ mod tests {
         assert_eq!(s.state, JobState::Failed, "a timeout wins over a cancel");
         let e = s.error.unwrap();
         assert_eq!(e.kind, FailureKind::ExecutionTimeout);
-        assert!(e.message.starts_with("Workflow execution timeout"), "{}", e.message);
-        assert!(!t.request_timeout(&id, limit), "finished jobs are left alone");
+        assert!(
+            e.message.starts_with("Workflow execution timeout"),
+            "{}",
+            e.message
+        );
+        assert!(
+            !t.request_timeout(&id, limit),
+            "finished jobs are left alone"
+        );
         // Unconfirmed: the driver ends it itself; a lost job ends the same way.
         for end in ["unconfirmed", "lost"] {
             t.register(end, &request(json!({})), "h".into());
             accept(&mut t, end);
             t.finish_timed_out(end);
-            assert_eq!(t.snapshot(end).unwrap().state, JobState::Queued, "not marked: untouched");
+            assert_eq!(
+                t.snapshot(end).unwrap().state,
+                JobState::Queued,
+                "not marked: untouched"
+            );
             assert!(t.request_timeout(end, limit));
             if end == "lost" {
                 t.mark_lost(end);

@@ -278,11 +278,22 @@ mod tests {
             failure.message
         );
         for part in ["2.5 s", "COMFYUI_TIMEOUT", "--comfyui-timeout"] {
-            assert!(failure.message.contains(part), "{part}: {}", failure.message);
+            assert!(
+                failure.message.contains(part),
+                "{part}: {}",
+                failure.message
+            );
         }
         let json = serde_json::to_value(&failure).unwrap();
         assert_eq!(json["kind"], "execution_timeout");
-        let back: JobFailure = serde_json::from_value(json!({"node_id": null, "node_type": null, "exception_type": null, "message": "old"})).unwrap();
-        assert_eq!(back.kind, FailureKind::Execution, "older records still read");
+        let back: JobFailure = serde_json::from_value(
+            json!({"node_id": null, "node_type": null, "exception_type": null, "message": "old"}),
+        )
+        .unwrap();
+        assert_eq!(
+            back.kind,
+            FailureKind::Execution,
+            "older records still read"
+        );
     }
 }

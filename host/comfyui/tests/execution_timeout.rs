@@ -15,7 +15,10 @@ const STEP: Duration = Duration::from_millis(50);
 
 async fn finished(comfy: &comfyui::ComfyUi, prompt_id: &str) -> comfyui::JobSnapshot {
     let snap = comfy.wait(prompt_id, BOUND).await.expect("known job");
-    assert!(snap.state.is_terminal(), "{prompt_id} did not finish: {snap:?}");
+    assert!(
+        snap.state.is_terminal(),
+        "{prompt_id} did not finish: {snap:?}"
+    );
     snap
 }
 
@@ -27,7 +30,9 @@ async fn a_job_executing_past_the_limit_is_interrupted_and_fails_typed() {
     })
     .await;
     let limit = Duration::from_millis(400);
-    let b = backend_with(&sim.base_url(), |c| c.with_execution_timeout(limit).unwrap());
+    let b = backend_with(&sim.base_url(), |c| {
+        c.with_execution_timeout(limit).unwrap()
+    });
     connected(&b.comfy).await;
     // 200 steps of 50 ms: ten seconds of work, far past the limit.
     let job = b.comfy.submit(request(t2i_graph(200, 1))).await.unwrap();
@@ -35,7 +40,11 @@ async fn a_job_executing_past_the_limit_is_interrupted_and_fails_typed() {
     assert_eq!(snap.state, JobState::Failed, "{snap:?}");
     let error = snap.error.expect("a failure");
     assert_eq!(error.kind, FailureKind::ExecutionTimeout, "{error:?}");
-    assert!(error.message.starts_with("Workflow execution timeout"), "{}", error.message);
+    assert!(
+        error.message.starts_with("Workflow execution timeout"),
+        "{}",
+        error.message
+    );
     assert!(error.message.contains("0.4 s"), "{}", error.message);
     assert_eq!(
         sim.interrupts(),
@@ -45,7 +54,10 @@ async fn a_job_executing_past_the_limit_is_interrupted_and_fails_typed() {
     // ComfyUI is free again: the next job runs to completion.
     sim.set_step_delay(Duration::from_millis(1));
     let next = b.comfy.submit(request(t2i_graph(2, 2))).await.unwrap();
-    assert_eq!(finished(&b.comfy, &next.prompt_id).await.state, JobState::Completed);
+    assert_eq!(
+        finished(&b.comfy, &next.prompt_id).await.state,
+        JobState::Completed
+    );
 }
 
 #[tokio::test]
@@ -56,14 +68,19 @@ async fn waiting_in_the_queue_does_not_count() {
     })
     .await;
     let limit = Duration::from_millis(1500);
-    let b = backend_with(&sim.base_url(), |c| c.with_execution_timeout(limit).unwrap());
+    let b = backend_with(&sim.base_url(), |c| {
+        c.with_execution_timeout(limit).unwrap()
+    });
     connected(&b.comfy).await;
     // Held queue: both jobs wait longer than the limit before either starts.
     sim.hold_queue(true);
     let first = b.comfy.submit(request(t2i_graph(10, 1))).await.unwrap();
     let second = b.comfy.submit(request(t2i_graph(10, 2))).await.unwrap();
     tokio::time::sleep(limit * 2).await;
-    assert_eq!(b.comfy.snapshot(&first.prompt_id).unwrap().state, JobState::Queued);
+    assert_eq!(
+        b.comfy.snapshot(&first.prompt_id).unwrap().state,
+        JobState::Queued
+    );
     sim.hold_queue(false);
     for id in [&first.prompt_id, &second.prompt_id] {
         let snap = finished(&b.comfy, id).await;

@@ -28,7 +28,9 @@ use super::schemas;
 use super::shared::Shared;
 use crate::error::AppError;
 use crate::workflow_file::WorkflowSource;
-use pack_runtime::params::{PARAMETERS_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG};
+use pack_runtime::params::{
+    PARAMETERS_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
+};
 
 /// A mistake in a tool's arguments, reported as an `isError` result.
 #[derive(Debug, thiserror::Error)]
@@ -535,7 +537,12 @@ mod tests {
             "t",
             Some(serde_json::from_value(json!({"wait": "yes"})).unwrap()),
         );
-        assert!(a.wait(WAIT).unwrap_err().to_string().contains("true or false"));
+        assert!(
+            a.wait(WAIT)
+                .unwrap_err()
+                .to_string()
+                .contains("true or false")
+        );
         let mut a = Args::new(
             "t",
             Some(serde_json::from_value(json!({"timeout": 12.5, "bogus": 1})).unwrap()),
@@ -549,8 +556,15 @@ mod tests {
         );
         let mut a = a;
         assert_eq!(a.wait(WAIT).unwrap(), None);
-        let mut a = Args::new("t", Some(serde_json::from_value(json!({"wait": true})).unwrap()));
-        assert_eq!(a.wait(WAIT).unwrap(), Some(WAIT), "the default follows the setting");
+        let mut a = Args::new(
+            "t",
+            Some(serde_json::from_value(json!({"wait": true})).unwrap()),
+        );
+        assert_eq!(
+            a.wait(WAIT).unwrap(),
+            Some(WAIT),
+            "the default follows the setting"
+        );
     }
 
     const WAIT: Duration = Duration::from_secs(7);
