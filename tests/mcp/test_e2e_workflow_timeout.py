@@ -59,16 +59,13 @@ async def server(backend: ComfyRoutes, workdir: Path, limit_s: float) -> AsyncIt
         yield conn
 
 
-async def queue_is_free(backend: ComfyRoutes, *prompt_ids: str) -> None:
+async def queue_is_free(backend: ComfyRoutes, prompt_id: str) -> None:
+    """ComfyUI runs nothing and no longer holds `prompt_id` (this test's backend is its own)."""
+
     async def ids() -> tuple[list[str], list[str]]:
         return await backend.queue_ids()
 
-    await poll(
-        ids,
-        lambda q: not (set(q[0]) | set(q[1])) & set(prompt_ids),
-        f"ComfyUI's queue to let go of {prompt_ids}",
-        60,
-    )
+    await poll(ids, lambda q: not q[0] and prompt_id not in q[1], f"ComfyUI's queue to let go of {prompt_id}", 60)
 
 
 async def execution_seconds(conn: Conn, wf: dict[str, Any]) -> float:
@@ -112,8 +109,6 @@ async def test_a_job_executing_past_the_timeout_is_interrupted_and_fails(backend
         assert st["state"] == "failed" and st["error"]["kind"] == "execution_timeout", st
         if isinstance(backend, Sim):
             assert out["prompt_id"] in await backend.interrupts(), "the job was interrupted in ComfyUI"
-        # ComfyUI is free for the next job.
-        assert (await execution_seconds(conn, workflow(64, 1))) >= 0
 
 
 async def test_time_in_the_queue_does_not_count(backend: ComfyRoutes, tmp_path: Path) -> None:
@@ -126,7 +121,7 @@ async def test_time_in_the_queue_does_not_count(backend: ComfyRoutes, tmp_path: 
     async with server(backend, tmp_path / "probe", JOB_TIMEOUT) as probe:
         await execution_seconds(probe, workflow(size, 1))
         each = await execution_seconds(probe, workflow(size, steps))
-        while each < 2.0 and steps < 320:
+        while each < 1.5 and steps < 320:
             steps *= 2
             each = await execution_seconds(probe, workflow(size, steps))
     wf = workflow(size, steps)
