@@ -93,6 +93,9 @@ async def test_a_job_executing_past_the_timeout_is_interrupted_and_fails(backend
     else:
         limit, wf = 3.0, workflow(512, 200)  # minutes on a CPU
     async with server(backend, tmp_path, limit) as conn:
+        tools = {t.name: t for t in (await conn.session.list_tools()).tools}
+        for name in ("generate_image", "load_workflow", "item-icon"):
+            assert tools[name].input_schema["properties"]["timeout"]["default"] == limit, "wait follows COMFYUI_TIMEOUT"
         started = time.monotonic()
         result = await conn.call("generate_image", {"workflow": wf, "wait": True, "timeout": JOB_TIMEOUT}, timeout=CALL_TIMEOUT)
         elapsed = time.monotonic() - started

@@ -365,7 +365,7 @@ impl NodeCatalog {
 }
 
 /// The JSON type of a value, for messages.
-pub(crate) fn json_type(value: &Value) -> &'static str {
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -728,6 +728,19 @@ mod tests {
         v["request"]["json_body"]["prompt"].clone()
     }
 
+    /// The recorded interrupt during sampling, its job registered and accepted.
+    fn interrupted_session() -> (String, JobTable, Vec<Event>) {
+        let (id, _, events) = session("ws_interrupt_during_sampling.jsonl");
+        let mut t = JobTable::new(10);
+        t.register(
+            &id,
+            &request(prompt_graph("prompt_t2i_tiny.json")),
+            "h".into(),
+        );
+        accept(&mut t, &id);
+        (id, t, events)
+    }
+
     fn accept(t: &mut JobTable, id: &str) {
         t.accepted(
             id,
@@ -778,14 +791,7 @@ mod tests {
     #[test]
     fn sampler_steps_move_progress_inside_a_node() {
         // Same graph layout as the tiny t2i recording (20 steps instead of 2).
-        let (id, _, events) = session("ws_interrupt_during_sampling.jsonl");
-        let mut t = JobTable::new(10);
-        t.register(
-            &id,
-            &request(prompt_graph("prompt_t2i_tiny.json")),
-            "h".into(),
-        );
-        accept(&mut t, &id);
+        let (id, mut t, events) = interrupted_session();
         let mut seen = Vec::new();
         for ev in &events {
             let is_progress = matches!(ev, Event::Progress { .. });
@@ -804,14 +810,7 @@ mod tests {
 
     #[test]
     fn requested_interrupt_is_cancelled() {
-        let (id, _, events) = session("ws_interrupt_during_sampling.jsonl");
-        let mut t = JobTable::new(10);
-        t.register(
-            &id,
-            &request(prompt_graph("prompt_t2i_tiny.json")),
-            "h".into(),
-        );
-        accept(&mut t, &id);
+        let (id, mut t, events) = interrupted_session();
         assert!(t.request_cancel(&id));
         for ev in &events {
             t.apply_event(ev);
@@ -829,14 +828,7 @@ mod tests {
     fn an_interrupt_after_the_execution_timeout_fails_the_job_as_timed_out() {
         use crate::snapshot::FailureKind;
         let limit = std::time::Duration::from_secs(2);
-        let (id, _, events) = session("ws_interrupt_during_sampling.jsonl");
-        let mut t = JobTable::new(10);
-        t.register(
-            &id,
-            &request(prompt_graph("prompt_t2i_tiny.json")),
-            "h".into(),
-        );
-        accept(&mut t, &id);
+        let (id, mut t, events) = interrupted_session();
         assert!(t.request_timeout(&id, limit));
         t.request_cancel(&id);
         for ev in &events {

@@ -139,7 +139,8 @@ pub fn watch_job<F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::JobOrigin;
+    use crate::snapshot::{JobOrigin, JobRequest};
+    use crate::tracker::JobTable;
     use futures_util::FutureExt;
     use serde_json::json;
 
@@ -170,27 +171,17 @@ mod tests {
     }
 
     fn snapshot(state: JobState) -> JobSnapshot {
-        JobSnapshot {
-            prompt_id: "p1".into(),
-            state,
-            progress: 0.0,
-            queue_position: None,
-            execution_time: None,
-            images: Vec::new(),
-            files: Vec::new(),
-            error: None,
-            node_errors: json!({}),
-            submitted_at: 0.0,
-            started_at: None,
-            finished_at: None,
-            origin: JobOrigin::Workflow {
-                path: "w.json".into(),
+        let request = JobRequest {
+            graph: json!({}),
+            origin: JobOrigin::InlineWorkflow {
                 sha256: "00".into(),
             },
             parameters: json!({}),
             metadata: json!({}),
-            warnings: Vec::new(),
-        }
+        };
+        let mut snap = JobTable::new(1).register("p1", &request, String::new());
+        snap.state = state;
+        snap
     }
 
     fn set_state(tx: &watch::Sender<JobSnapshot>, state: JobState) {

@@ -8,10 +8,24 @@ mod common;
 use std::time::Duration;
 
 use comfyui::{FailureKind, JobState};
-use common::{BOUND, backend_with, connected, request, sim, t2i_graph};
+use common::{BOUND, Backend, backend_with, connected, request, sim, t2i_graph};
 use simulator::SimConfig;
 
 const STEP: Duration = Duration::from_millis(50);
+
+/// A simulator taking [`STEP`] per step and node, and a connected backend with `limit`.
+async fn slow_sim_and_backend(limit: Duration) -> (simulator::SimHandle, Backend) {
+    let sim = sim(SimConfig {
+        step_delay: STEP,
+        ..SimConfig::default()
+    })
+    .await;
+    let b = backend_with(&sim.base_url(), |c| {
+        c.with_execution_timeout(limit).unwrap()
+    });
+    connected(&b.comfy).await;
+    (sim, b)
+}
 
 async fn finished(comfy: &comfyui::ComfyUi, prompt_id: &str) -> comfyui::JobSnapshot {
     let snap = comfy.wait(prompt_id, BOUND).await.expect("known job");
@@ -24,16 +38,7 @@ async fn finished(comfy: &comfyui::ComfyUi, prompt_id: &str) -> comfyui::JobSnap
 
 #[tokio::test]
 async fn a_job_executing_past_the_limit_is_interrupted_and_fails_typed() {
-    let sim = sim(SimConfig {
-        step_delay: STEP,
-        ..SimConfig::default()
-    })
-    .await;
-    let limit = Duration::from_millis(400);
-    let b = backend_with(&sim.base_url(), |c| {
-        c.with_execution_timeout(limit).unwrap()
-    });
-    connected(&b.comfy).await;
+    let (sim, b) = slow_sim_and_backend(Duration::from_millis(400)).await;
     // 200 steps of 50 ms: ten seconds of work, far past the limit.
     let job = b.comfy.submit(request(t2i_graph(200, 1))).await.unwrap();
     let snap = finished(&b.comfy, &job.prompt_id).await;
@@ -62,16 +67,8 @@ async fn a_job_executing_past_the_limit_is_interrupted_and_fails_typed() {
 
 #[tokio::test]
 async fn waiting_in_the_queue_does_not_count() {
-    let sim = sim(SimConfig {
-        step_delay: STEP,
-        ..SimConfig::default()
-    })
-    .await;
     let limit = Duration::from_millis(1500);
-    let b = backend_with(&sim.base_url(), |c| {
-        c.with_execution_timeout(limit).unwrap()
-    });
-    connected(&b.comfy).await;
+    let (sim, b) = slow_sim_and_backend(limit).await;
     // Held queue: both jobs wait longer than the limit before either starts.
     sim.hold_queue(true);
     let first = b.comfy.submit(request(t2i_graph(10, 1))).await.unwrap();

@@ -228,7 +228,7 @@ async fn generate_image(
         }
         (None, Some(other), None) => Err(args.err(format!(
             "`workflow` must be a JSON object of nodes (ComfyUI API format), got {}",
-            json_type(&other)
+            comfyui::nodes::json_type(&other)
         ))),
         (None, None, Some(path)) => {
             let overrides = workflow_overrides(&mut args)?;
@@ -284,17 +284,6 @@ fn workflow_overrides(args: &mut Args<'_>) -> Result<Map<String, Value>, Argumen
     };
     rest.finish(&allowed)?;
     Ok(overrides)
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 async fn template_tool(
