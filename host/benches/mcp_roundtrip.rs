@@ -19,12 +19,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{bench_generate_arguments as arguments, quantile as pick};
+
 use comfyui_mcp::App;
 use comfyui_mcp::mcp::{McpOptions, McpServer};
 use rmcp::ServiceExt as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio_util::sync::CancellationToken;
 
 const WARMUP: usize = 10;
 const CALLS: usize = 200;
@@ -32,20 +33,12 @@ const CALLS: usize = 200;
 const BURST: usize = 500;
 const BURST_ID: usize = 1_000_000;
 
-fn arguments(i: usize) -> Value {
-    json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
-}
-
 struct Stats {
     median: Duration,
     p99: Duration,
     per_second: f64,
     to_post_median: Duration,
     to_post_p99: Duration,
-}
-
-fn pick(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 fn stats(mut samples: Vec<Duration>, mut to_post: Vec<Duration>, total: Duration) -> Stats {
@@ -171,61 +164,17 @@ async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle, checked: bool) -
 
 /// Round trips over streamable HTTP (session mode, SSE responses).
 async fn bench_http(app: Arc<App>, sim: &simulator::SimHandle) -> Stats {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(comfyui_mcp::mcp::serve_http_on(
-        app,
-        McpOptions::default(),
-        listener,
-        shutdown.clone(),
-    ));
-    let http = reqwest::Client::new();
-    let post = |body: Value, session: Option<String>| {
-        let mut req = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(s) = session {
-            req = req
-                .header("mcp-session-id", s)
-                .header("mcp-protocol-version", "2025-06-18");
-        }
-        req.send()
-    };
-    let init = post(
-        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}),
-        None,
-    )
-    .await
-    .unwrap();
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    init.text().await.unwrap();
-    post(
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        Some(session.clone()),
-    )
-    .await
-    .unwrap();
+    let (base, shutdown) = common::serve_http_loopback(app).await;
+    let mut session =
+        common::HttpSession::open(reqwest::Client::new(), format!("{base}/mcp")).await;
     let mut samples = Vec::with_capacity(CALLS);
     let mut posts = Vec::with_capacity(CALLS);
     let mut total = Duration::ZERO;
     sim.clear_requests();
     for i in 0..WARMUP + CALLS {
         let t = Instant::now();
-        let body = json!({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {"name": "generate_image", "arguments": arguments(i)}});
-        let text = post(body, Some(session.clone()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        session.call_ok("generate_image", arguments(i)).await;
         let elapsed = t.elapsed();
-        assert!(text.contains("\"isError\":false"), "{text}");
         let post = to_post(sim, t);
         if i >= WARMUP {
             samples.push(elapsed);

@@ -71,6 +71,16 @@ pub struct ServeArgs {
         value_parser = positive_count
     )]
     pub thumbnail_workers: usize,
+    // Plain HTTP API (`/api` beside `/mcp` when serving --http).
+    /// Plain HTTP API calls (tool calls and image downloads) running at once; beyond it a
+    /// call is answered 503 with Retry-After.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_API_MAX_CALLS",
+        default_value_t = crate::mcp::options::DEFAULT_API_MAX_CALLS,
+        value_parser = positive_count
+    )]
+    pub api_max_calls: usize,
 }
 
 /// Options of `simulate`.

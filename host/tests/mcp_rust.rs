@@ -55,6 +55,13 @@ struct RawClient {
 impl RawClient {
     /// Serves a fresh `McpServer` on a pipe and initializes the session.
     async fn connect(app: Arc<App>) -> Self {
+        let mut client = Self::open(app).await;
+        client.notify("notifications/initialized", json!({})).await;
+        client
+    }
+
+    /// Serves a fresh `McpServer` on a pipe and answers `initialize`, without `initialized`.
+    async fn open(app: Arc<App>) -> Self {
         let (write, lines) = common::serve_pipe(app);
         let mut client = Self {
             write,
@@ -74,7 +81,6 @@ impl RawClient {
             init["result"]["capabilities"]["resources"]["listChanged"],
             true
         );
-        client.notify("notifications/initialized", json!({})).await;
         client
     }
 
@@ -404,7 +410,26 @@ async fn catalog_swaps_notify_list_changed() {
     let mut c = RawClient::connect(f.app.clone()).await;
     // A round trip after `initialized` so the session's watcher is running.
     c.request("tools/list", json!({})).await;
-    let store = f.app.catalog_store();
+    republish(&f.app);
+    c.expect_list_changed().await;
+}
+
+/// rmcp runs `notifications/initialized` as its own task, so the session's watcher may start
+/// after the client has listed the tools and the catalog has changed again: a change after
+/// `initialize` was answered must still reach the client (it was lost before: the watcher
+/// started from whatever generation was current when it got to run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_swap_before_the_watcher_runs_is_notified() {
+    let f = fixture(Duration::ZERO).await;
+    let mut c = RawClient::open(f.app.clone()).await;
+    republish(&f.app);
+    c.notify("notifications/initialized", json!({})).await;
+    c.expect_list_changed().await;
+}
+
+/// Publishes the current catalog again under the next generation (a hot-reload swap).
+fn republish(app: &App) {
+    let store = app.catalog_store();
     let old = store.load();
     store.publish(Catalog::assemble(
         old.generation() + 1,
@@ -422,13 +447,19 @@ async fn catalog_swaps_notify_list_changed() {
         Vec::new(),
         Some(&old),
     ));
-    let mut seen = Vec::new();
-    while !(seen.contains(&"notifications/tools/list_changed".to_owned())
-        && seen.contains(&"notifications/resources/list_changed".to_owned()))
-    {
-        let m = c.next_message().await;
-        if let Some(method) = m["method"].as_str() {
-            seen.push(method.to_owned());
+}
+
+impl RawClient {
+    /// Reads messages until both list_changed notifications have arrived.
+    async fn expect_list_changed(&mut self) {
+        let mut seen = Vec::new();
+        while !(seen.contains(&"notifications/tools/list_changed".to_owned())
+            && seen.contains(&"notifications/resources/list_changed".to_owned()))
+        {
+            let m = self.next_message().await;
+            if let Some(method) = m["method"].as_str() {
+                seen.push(method.to_owned());
+            }
         }
     }
 }

@@ -13,21 +13,29 @@
 //! * `resources` (`comfyui://` resources) on `render` and `uris`;
 //! * `definitions` (the tool list and its cache) on `schemas` and `options`;
 //! * `shared` (state shared by every session) on `definitions`, `resources`, `thumbnails`;
+//! * `outcome` (the call context and the typed outcome of a tool call) on `content` and
+//!   `progress`;
 //! * `tools` (argument handling and the calls into the app) on `shared`, `render`,
-//!   `content`, `progress`;
+//!   `outcome`, `progress`; it renders nothing itself: MCP and the API render its outcome;
 //! * `server` (the rmcp `ServerHandler`) on `shared`, `tools`, `resources`;
-//! * `stdio` and `http` (the transports) on `server` and `framing`.
+//! * `guard` (`Host`/`Origin`/token checks in front of HTTP routes) on `options`;
+//! * `api` (the plain HTTP API at `/api`) on `tools`, `shared`, `guard`;
+//! * `stdio` and `http` (the transports) on `server` and `framing`; `http` also mounts
+//!   `api`.
 //!
 //! Invariants: nothing in this layer writes to stdout (stdout is the MCP stream in stdio
 //! mode); a failed tool call is a `CallToolResult` with `isError: true`, a precise text
 //! message and `structuredContent = {"error": {kind, message, details?}}`, while protocol
 //! errors are reserved for malformed requests (unknown tool, unknown resource).
 
+pub mod api;
 pub mod content;
 pub mod definitions;
 pub mod framing;
+pub mod guard;
 pub mod http;
 pub mod options;
+pub mod outcome;
 pub mod progress;
 pub mod render;
 pub mod resources;

@@ -6,6 +6,9 @@ use std::time::Duration;
 use super::framing::DEFAULT_MAX_REQUEST_BYTES;
 use super::thumbnails::DEFAULT_THUMBNAIL_WORKERS;
 
+/// Default of `--api-max-calls`: plain HTTP API calls running at once.
+pub const DEFAULT_API_MAX_CALLS: usize = 32;
+
 /// How the MCP layer presents the app and who may reach it over HTTP.
 #[derive(Debug, Clone)]
 pub struct McpOptions {
@@ -25,6 +28,8 @@ pub struct McpOptions {
     pub max_request_bytes: usize,
     /// Blocking threads that decode and encode thumbnails at once (all sessions).
     pub thumbnail_workers: usize,
+    /// Plain HTTP API calls (tool calls, image downloads) running at once.
+    pub api_max_calls: usize,
     /// Default `timeout` of `wait`: the execution timeout (`COMFYUI_TIMEOUT`), at most
     /// [`MAX_TIMEOUT_SECS`](super::schemas::MAX_TIMEOUT_SECS).
     pub default_wait: Duration,
@@ -39,6 +44,7 @@ impl Default for McpOptions {
             allowed_origins: Vec::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             thumbnail_workers: DEFAULT_THUMBNAIL_WORKERS,
+            api_max_calls: DEFAULT_API_MAX_CALLS,
             default_wait: comfyui::config::DEFAULT_EXECUTION_TIMEOUT,
         }
     }
@@ -54,6 +60,7 @@ impl McpOptions {
             allowed_origins: Vec::new(),
             max_request_bytes: args.max_request_bytes,
             thumbnail_workers: args.thumbnail_workers,
+            api_max_calls: args.api_max_calls,
             default_wait: comfyui::config::DEFAULT_EXECUTION_TIMEOUT,
         }
     }

@@ -7,9 +7,15 @@
 //! increase, and a completed job's last notification is 100; a timeout is not an error,
 //! the caller gets the job's state at that moment; a client cancellation always cancels
 //! the job, even if the caller's future is dropped meanwhile.
+//!
+//! Where progress goes is a [`ProgressSink`]: MCP requests report through a
+//! [`ProgressReporter`] (`notifications/progress`), callers without a channel for progress
+//! (the plain HTTP API) through [`NoProgress`].
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 
 use comfyui::{JobSnapshot, JobState};
 use rmcp::RoleServer;
@@ -24,6 +30,22 @@ use crate::error::AppError;
 pub const PROGRESS_TOTAL: f64 = 100.0;
 /// How often the job is polled when its live feed is gone (it was evicted or replaced).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Where a waiting call reports a job's progress.
+pub trait ProgressSink: Send {
+    /// Reports `job` (a sink decides itself whether the value moved enough to send).
+    fn report<'a>(&'a mut self, job: &'a JobSnapshot) -> BoxFuture<'a, ()>;
+}
+
+/// A sink that drops every report: for callers that cannot receive progress.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn report<'a>(&'a mut self, _job: &'a JobSnapshot) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
 
 /// Sends `notifications/progress` for one request, keeping the values strictly increasing.
 #[derive(Debug)]
@@ -44,7 +66,7 @@ impl ProgressReporter {
     }
 
     /// Reports `job` if its progress moved past the last value sent.
-    pub async fn report(&mut self, job: &JobSnapshot) {
+    async fn send(&mut self, job: &JobSnapshot) {
         let Some(token) = self.token.clone() else {
             return;
         };
@@ -59,6 +81,12 @@ impl ProgressReporter {
         if let Err(e) = self.peer.notify_progress(param).await {
             tracing::debug!(prompt_id = %job.prompt_id, error = %e, "progress notification not delivered");
         }
+    }
+}
+
+impl ProgressSink for ProgressReporter {
+    fn report<'a>(&'a mut self, job: &'a JobSnapshot) -> BoxFuture<'a, ()> {
+        Box::pin(self.send(job))
     }
 }
 
@@ -106,7 +134,7 @@ pub async fn wait_for_job(
     first: JobSnapshot,
     timeout: Duration,
     cancel: &CancellationToken,
-    reporter: &mut ProgressReporter,
+    reporter: &mut dyn ProgressSink,
 ) -> Result<WaitOutcome, AppError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let prompt_id = first.prompt_id.clone();

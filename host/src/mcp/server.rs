@@ -6,7 +6,8 @@
 //! Invariants: one [`McpServer`] serves one session (stdio connection or HTTP session) and
 //! shares everything else ([`Shared`]) with the other sessions; creating one is cheap and
 //! starts nothing (the HTTP transport creates throwaway instances per request); the
-//! catalog-change task of a session starts when its client sends `initialized` and ends
+//! catalog-change task of a session starts when its client sends `initialized` (and reports every
+//! change published since the server was created) and ends
 //! when the session's server is dropped or its transport is gone; clients on protocol
 //! 2026-07-28 get the same notifications on their `subscriptions/listen` stream.
 
@@ -44,6 +45,9 @@ pub struct McpServer {
     /// Cancelled when this session's server is dropped: ends its background tasks.
     session: CancellationToken,
     watching: AtomicBool,
+    /// The catalog generation when this server was created: the baseline of every change
+    /// feed of the session (see [`McpServer::catalog_changes`]).
+    created_generation: u64,
 }
 
 impl McpServer {
@@ -54,7 +58,9 @@ impl McpServer {
 
     /// A server for one more session sharing `shared` (jobs list, tool cache).
     pub fn with_shared(shared: Arc<Shared>) -> Self {
+        let created_generation = *shared.app.catalog_changes().borrow();
         Self {
+            created_generation,
             shared,
             session: CancellationToken::new(),
             watching: AtomicBool::new(false),
@@ -66,13 +72,24 @@ impl McpServer {
         &self.shared
     }
 
+    /// Catalog generations published since this server was created. A feed opened later (rmcp
+    /// runs `initialized` and `subscriptions/listen` as tasks of their own, possibly after the
+    /// client's first `tools/list`) still reports a change that landed in between: it starts
+    /// marked changed when the catalog moved on since creation.
+    fn catalog_changes(&self) -> watch::Receiver<u64> {
+        let mut changes = self.shared.app.catalog_changes();
+        if *changes.borrow_and_update() != self.created_generation {
+            changes.mark_changed();
+        }
+        changes
+    }
+
     /// Starts telling this session's client about catalog changes (once per session).
     fn watch_catalog(&self, peer: Peer<RoleServer>) {
         if self.watching.swap(true, Ordering::SeqCst) {
             return;
         }
-        let mut changes = self.shared.app.catalog_changes();
-        changes.borrow_and_update();
+        let mut changes = self.catalog_changes();
         let session = self.session.clone();
         tokio::spawn(async move {
             loop {
@@ -160,9 +177,11 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let context = tools::CallContext::mcp(&context);
         tools::call(&self.shared, &request.name, request.arguments, context)
             .await
-            .map(Into::into)
+            .map(|outcome| outcome.into_result().into())
+            .map_err(tools::UnknownTool::into_mcp)
     }
 
     async fn list_resources(
@@ -204,8 +223,7 @@ impl ServerHandler for McpServer {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
-        let mut changes = self.shared.app.catalog_changes();
-        changes.borrow_and_update();
+        let mut changes = self.catalog_changes();
         let sink = context.sink().clone();
         let wants_tools = sink.accepted().tools_list_changed == Some(true);
         let wants_resources = sink.accepted().resources_list_changed == Some(true);

@@ -4,25 +4,27 @@
 //! workflow (`workflow` or `workflow_path`) and `load_workflow` share one path
 //! ([`custom_workflow`]).
 //!
-//! Invariants: every user mistake or backend failure comes back as an `isError` result
-//! naming the problem and what is allowed, never as a protocol error; only a tool that
-//! does not exist is a protocol error (`-32602`, listing the tools that do).
+//! A call runs in a [`CallContext`] (cancellation and a progress sink) and returns a typed
+//! [`Outcome`], so MCP `tools/call` and the plain HTTP API share this one dispatch and
+//! differ only in how they render the outcome.
+//!
+//! Invariants: every user mistake or backend failure comes back as an [`Outcome::Failure`]
+//! naming the problem and what is allowed (over MCP an `isError` result, never a protocol
+//! error); only a tool that does not exist is an `Err` ([`UnknownTool`], over MCP `-32602`
+//! listing the tools that do).
 
 use std::time::Duration;
 
 use comfyui::{JobSnapshot, JobState};
-use rmcp::ErrorData as McpError;
-use rmcp::RoleServer;
-use rmcp::model::{CallToolResult, JsonObject};
-use rmcp::service::RequestContext;
+use rmcp::model::JsonObject;
 use serde_json::{Map, Value, json};
 
-use super::content::{tool_error, tool_success};
 use super::definitions::{
     CANCEL_WORKFLOW, FIXED_TOOLS, GENERATE_IMAGE, GET_WORKFLOW_STATUS, LIST_WORKFLOWS,
     LOAD_WORKFLOW, is_template_tool_name,
 };
-use super::progress::{ProgressReporter, WaitOutcome, wait_for_job};
+pub use super::outcome::{ArgumentError, CallContext, Failure, Outcome, UnknownTool};
+use super::progress::{WaitOutcome, wait_for_job};
 use super::render;
 use super::schemas;
 use super::shared::Shared;
@@ -32,35 +34,8 @@ use pack_runtime::params::{
     PARAMETERS_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
 };
 
-/// A mistake in a tool's arguments, reported as an `isError` result.
-#[derive(Debug, thiserror::Error)]
-#[error("{tool}: {message}")]
-pub struct ArgumentError {
-    /// The tool called.
-    pub tool: String,
-    /// What was wrong and what is allowed.
-    pub message: String,
-}
-
-impl ArgumentError {
-    fn new(tool: &str, message: impl Into<String>) -> Self {
-        Self {
-            tool: tool.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    fn into_result(self) -> CallToolResult {
-        let message = self.to_string();
-        tool_error(
-            message.clone(),
-            json!({"kind": "invalid_arguments", "message": message}),
-        )
-    }
-}
-
-fn app_error(error: AppError) -> CallToolResult {
-    tool_error(error.to_string(), error.to_json())
+fn app_error(error: AppError) -> Outcome {
+    Outcome::from(error)
 }
 
 /// The arguments of one call, consumed as they are read.
@@ -162,8 +137,8 @@ pub async fn call(
     shared: &Shared,
     name: &str,
     arguments: Option<JsonObject>,
-    context: RequestContext<RoleServer>,
-) -> Result<CallToolResult, McpError> {
+    context: CallContext,
+) -> Result<Outcome, UnknownTool> {
     let args = Args::new(name, arguments);
     let outcome = match name {
         GENERATE_IMAGE => generate_image(shared, args, context).await,
@@ -178,7 +153,7 @@ pub async fn call(
             template_tool(shared, other.to_owned(), args, context).await
         }
     };
-    Ok(outcome.unwrap_or_else(ArgumentError::into_result))
+    Ok(outcome.unwrap_or_else(Outcome::from))
 }
 
 /// Whether `name` is the tool of a template in the current catalog.
@@ -188,8 +163,8 @@ fn offers_template_tool(shared: &Shared, name: &str) -> bool {
         && shared.app.catalog().template(name).is_some()
 }
 
-/// The protocol error for a tool that does not exist, listing the ones that do.
-fn unknown_tool(shared: &Shared, name: &str) -> McpError {
+/// The names of every tool offered now.
+fn tool_names(shared: &Shared) -> Vec<String> {
     let catalog = shared.app.catalog();
     let mut names: Vec<String> = FIXED_TOOLS.iter().map(|s| (*s).to_owned()).collect();
     if shared.options.per_template_tools {
@@ -201,20 +176,22 @@ fn unknown_tool(shared: &Shared, name: &str) -> McpError {
                 .filter(|id| is_template_tool_name(id)),
         );
     }
-    McpError::invalid_params(
-        format!(
-            "unknown tool `{name}`; available tools: {}",
-            names.join(", ")
-        ),
-        Some(json!({ "tool": name })),
-    )
+    names
+}
+
+/// A tool that does not exist, with the ones that do.
+fn unknown_tool(shared: &Shared, name: &str) -> UnknownTool {
+    UnknownTool {
+        name: name.to_owned(),
+        available: tool_names(shared),
+    }
 }
 
 async fn generate_image(
     shared: &Shared,
     mut args: Args<'_>,
-    context: RequestContext<RoleServer>,
-) -> Result<CallToolResult, ArgumentError> {
+    context: CallContext,
+) -> Result<Outcome, ArgumentError> {
     let wait = args.wait(shared.options.default_wait)?;
     let template = args.string(TEMPLATE_ARG)?;
     let inline = args.take(schemas::WORKFLOW_ARG);
@@ -290,8 +267,8 @@ async fn template_tool(
     shared: &Shared,
     template: String,
     mut args: Args<'_>,
-    context: RequestContext<RoleServer>,
-) -> Result<CallToolResult, ArgumentError> {
+    context: CallContext,
+) -> Result<Outcome, ArgumentError> {
     let wait = args.wait(shared.options.default_wait)?;
     generate(shared, &template, args.map, wait, context).await
 }
@@ -301,15 +278,15 @@ async fn generate(
     template: &str,
     params: Map<String, Value>,
     wait: Option<Duration>,
-    context: RequestContext<RoleServer>,
-) -> Result<CallToolResult, ArgumentError> {
+    context: CallContext,
+) -> Result<Outcome, ArgumentError> {
     let job = match shared.app.generate(template, params).await {
         Ok(job) => job,
         Err(e) => return Ok(app_error(e)),
     };
     shared.recent.record(&job.prompt_id);
     tracing::info!(prompt_id = %job.prompt_id, template, "job submitted");
-    Ok(respond_with_job(shared, job, wait, &context, |_| {}).await)
+    Ok(respond_with_job(shared, job, wait, context, |_| {}).await)
 }
 
 /// The result of a generating call: waits when asked, then reports the job (with images
@@ -318,24 +295,24 @@ async fn respond_with_job(
     shared: &Shared,
     job: JobSnapshot,
     wait: Option<Duration>,
-    context: &RequestContext<RoleServer>,
+    mut context: CallContext,
     extend: impl FnOnce(&mut Value),
-) -> CallToolResult {
+) -> Outcome {
     let job = match wait {
         None => job,
         Some(timeout) => {
-            let mut reporter = ProgressReporter::new(context);
-            match wait_for_job(&shared.app, job, timeout, &context.ct, &mut reporter).await {
+            let progress = context.progress.as_mut();
+            match wait_for_job(&shared.app, job, timeout, &context.cancel, progress).await {
                 Ok(WaitOutcome::Finished(job)) | Ok(WaitOutcome::TimedOut(job)) => job,
                 Ok(WaitOutcome::Cancelled(job)) => {
                     let message = format!(
                         "the request was cancelled by the client, so job {} was cancelled (state now: {})",
                         job.prompt_id, job.state
                     );
-                    return tool_error(
-                        message.clone(),
-                        json!({"kind": "cancelled", "message": message, "details": render::generation_json(&job)}),
-                    );
+                    return Outcome::from(Failure::Cancelled {
+                        message,
+                        job: render::generation_json(&job),
+                    });
                 }
                 Err(e) => return app_error(e),
             }
@@ -356,15 +333,16 @@ async fn respond_with_job(
             },
             None => format!("job {} failed", job.prompt_id),
         };
-        let mut result = tool_error(message, json!({}));
-        result.structured_content = Some(value);
-        return result;
+        return Outcome::from(Failure::JobFailed {
+            message,
+            job: value,
+        });
     }
     let (value, blocks) = render::attach_images(&shared.thumbnails, &job, value).await;
-    tool_success(value, blocks)
+    Outcome::Success { value, blocks }
 }
 
-fn list_workflows(shared: &Shared, mut args: Args<'_>) -> Result<CallToolResult, ArgumentError> {
+fn list_workflows(shared: &Shared, mut args: Args<'_>) -> Result<Outcome, ArgumentError> {
     let category = args.string("category")?;
     let tags: Vec<String> = match args.take("tags") {
         None => Vec::new(),
@@ -417,32 +395,29 @@ fn list_workflows(shared: &Shared, mut args: Args<'_>) -> Result<CallToolResult,
         .iter()
         .map(|p| json!({"path": p.path.display().to_string(), "error": p.error}))
         .collect();
-    Ok(tool_success(
-        json!({
-            "total_count": workflows.len(),
-            "workflows": workflows,
-            "errors": errors,
-        }),
-        Vec::new(),
-    ))
+    Ok(Outcome::success(json!({
+        "total_count": workflows.len(),
+        "workflows": workflows,
+        "errors": errors,
+    })))
 }
 
 async fn get_workflow_status(
     shared: &Shared,
     mut args: Args<'_>,
-) -> Result<CallToolResult, ArgumentError> {
+) -> Result<Outcome, ArgumentError> {
     let prompt_id = args.required_string("prompt_id")?;
     args.finish(&["prompt_id"])?;
     Ok(match shared.app.status(&prompt_id).await {
-        Ok(job) => tool_success(render::job_json(&job), render::image_links(&job)),
+        Ok(job) => Outcome::Success {
+            value: render::job_json(&job),
+            blocks: render::image_links(&job),
+        },
         Err(e) => app_error(e),
     })
 }
 
-async fn cancel_workflow(
-    shared: &Shared,
-    mut args: Args<'_>,
-) -> Result<CallToolResult, ArgumentError> {
+async fn cancel_workflow(shared: &Shared, mut args: Args<'_>) -> Result<Outcome, ArgumentError> {
     let prompt_id = args.string("prompt_id")?;
     let interrupt = args.bool("interrupt", false)?;
     args.finish(&["prompt_id", "interrupt"])?;
@@ -454,14 +429,11 @@ async fn cancel_workflow(
     }
     Ok(
         match shared.app.cancel(prompt_id.as_deref(), interrupt).await {
-            Ok(report) => tool_success(
-                json!({
-                    "cancelled": report.cancelled,
-                    "prompt_id": report.prompt_id,
-                    "message": report.message,
-                }),
-                Vec::new(),
-            ),
+            Ok(report) => Outcome::success(json!({
+                "cancelled": report.cancelled,
+                "prompt_id": report.prompt_id,
+                "message": report.message,
+            })),
             Err(e) => app_error(e),
         },
     )
@@ -470,8 +442,8 @@ async fn cancel_workflow(
 async fn load_workflow(
     shared: &Shared,
     mut args: Args<'_>,
-    context: RequestContext<RoleServer>,
-) -> Result<CallToolResult, ArgumentError> {
+    context: CallContext,
+) -> Result<Outcome, ArgumentError> {
     let path = args.required_string(WORKFLOW_PATH_ARG)?;
     let overrides = args.overrides()?;
     let wait = args.wait(shared.options.default_wait)?;
@@ -486,8 +458,8 @@ async fn custom_workflow(
     source: WorkflowSource,
     overrides: Map<String, Value>,
     wait: Option<Duration>,
-    context: RequestContext<RoleServer>,
-) -> Result<CallToolResult, ArgumentError> {
+    context: CallContext,
+) -> Result<Outcome, ArgumentError> {
     let submission = match shared.app.load_workflow(source, overrides).await {
         Ok(s) => s,
         Err(e) => return Ok(app_error(e)),
@@ -500,7 +472,7 @@ async fn custom_workflow(
         "parameters_unmatched": submission.parameters_unmatched,
     });
     Ok(
-        respond_with_job(shared, submission.job, wait, &context, move |value| {
+        respond_with_job(shared, submission.job, wait, context, move |value| {
             if let (Value::Object(out), Value::Object(extra)) = (value, extra) {
                 out.extend(extra);
             }

@@ -72,7 +72,8 @@ fn encode(segment: &str) -> String {
     out
 }
 
-fn decode(segment: &str) -> Option<String> {
+/// Decodes one percent-encoded path segment; `None` for a malformed escape or non-UTF-8.
+pub fn decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

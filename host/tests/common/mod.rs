@@ -1,5 +1,6 @@
 //! Setup shared by the host's integration tests and benches: the ComfyUI simulator on
-//! loopback, the settings and the `App` over it, and a raw JSON-RPC pipe to an `McpServer`.
+//! loopback, the settings and the `App` over it, a raw JSON-RPC pipe to an `McpServer`, and
+//! `serve --http` on loopback with a raw MCP session to it.
 //!
 //! Each test binary uses a part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -12,7 +13,9 @@ use comfyui_mcp::App;
 use comfyui_mcp::config::{Cli, Settings};
 use comfyui_mcp::mcp::{McpOptions, McpServer};
 use rmcp::ServiceExt as _;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf};
+use tokio_util::sync::CancellationToken;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -127,4 +130,97 @@ pub async fn wait_for_prompt(sim: &simulator::SimHandle, bound: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `serve --http` over `app` on a loopback port of this process: its base URL
+/// (`http://ADDR`, MCP at `/mcp`, the plain API at `/api`) and the token that stops it.
+pub async fn serve_http_loopback(app: Arc<App>) -> (String, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(comfyui_mcp::mcp::serve_http_on(
+        app,
+        McpOptions::default(),
+        listener,
+        shutdown.clone(),
+    ));
+    (base, shutdown)
+}
+
+/// The protocol version raw HTTP sessions speak.
+pub const HTTP_PROTOCOL: &str = "2025-06-18";
+
+/// A raw MCP session over streamable HTTP (session mode, SSE answers), initialised.
+pub struct HttpSession {
+    http: reqwest::Client,
+    url: String,
+    session: String,
+    next_id: u64,
+}
+
+impl HttpSession {
+    /// `initialize` + `notifications/initialized` at `url` (the `/mcp` endpoint).
+    pub async fn open(http: reqwest::Client, url: String) -> Self {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": HTTP_PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}});
+        let answer = Self::post(&http, &url, &init, None).await;
+        let session = answer.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        answer.text().await.unwrap();
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        Self::post(&http, &url, &initialized, Some(&session)).await;
+        Self {
+            http,
+            url,
+            session,
+            next_id: 0,
+        }
+    }
+
+    async fn post(
+        http: &reqwest::Client,
+        url: &str,
+        body: &Value,
+        session: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(body);
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", HTTP_PROTOCOL);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `tools/call name arguments`; the answer's text (an SSE stream).
+    pub async fn call(&mut self, name: &str, arguments: Value) -> String {
+        self.next_id += 1;
+        let body = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
+        Self::post(&self.http, &self.url, &body, Some(&self.session))
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// A call that must succeed (`isError: false`).
+    pub async fn call_ok(&mut self, name: &str, arguments: Value) {
+        let text = self.call(name, arguments).await;
+        assert!(text.contains("\"isError\":false"), "{text}");
+    }
+}
+
+/// Arguments of the `i`-th benchmark `generate_image` call: a tiny, distinct job.
+pub fn bench_generate_arguments(i: usize) -> Value {
+    json!({"template": "item-icon", "prompt": format!("bench sword {i}"), "seed": i, "steps": 1, "width": 64, "height": 64})
+}
+
+/// The `q` quantile (0..=1) of sorted, non-empty samples.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
