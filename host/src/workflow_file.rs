@@ -558,6 +558,41 @@ mod tests {
     }
 
     #[test]
+    fn an_inline_workflow_obeys_the_file_cap_measured_as_compact_json() {
+        let graph = json!({"1": {"class_type": "EmptyImage", "inputs": {"width": 64}}});
+        let compact = serde_json::to_vec(&graph).unwrap();
+        let at = compact.len() as u64;
+        let sha = inline_sha256(&graph, at).unwrap();
+        assert_eq!(sha, hex::encode(Sha256::digest(&compact)));
+        let error = inline_sha256(&graph, at - 1).unwrap_err();
+        assert!(
+            matches!(&error, AppError::WorkflowTooLarge { path, bytes, limit }
+                if path == INLINE_NAME && *bytes == at && *limit == at - 1),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("COMFYUI_MCP_MAX_WORKFLOW_BYTES"));
+        let dirs = WorkflowDirs::new(vec![]).with_max_bytes(at);
+        let sourced = WorkflowSource::Inline(graph.clone())
+            .resolve(&dirs)
+            .unwrap();
+        assert_eq!(
+            sourced.origin,
+            comfyui::JobOrigin::InlineWorkflow { sha256: sha }
+        );
+        assert_eq!(
+            (sourced.name.as_str(), &sourced.document),
+            (INLINE_NAME, &graph)
+        );
+        let mut g = t2i();
+        let r = apply_overrides(
+            &mut g,
+            json!({"checkpoint": "b.safetensors"}).as_object().unwrap(),
+        );
+        assert_eq!(g["4"]["inputs"]["ckpt_name"], "b.safetensors");
+        assert!(r.unmatched.is_empty());
+    }
+
+    #[test]
     fn a_workflow_over_the_node_cap_is_refused_naming_the_limit() {
         let graph = |n: usize| {
             let nodes: Map<String, Value> = (0..n)

@@ -126,7 +126,7 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
             "Run a workflow file",
             "Run a ComfyUI workflow saved in API format (ComfyUI: Export (API)) from one of the configured workflow \
              folders, with optional overrides (seed, steps, cfg_scale, sampler, scheduler, denoise, width, height, \
-             batch_size, prompt, negative_prompt, or \"<node_id>.<input>\"). The graph is checked against ComfyUI's nodes \
+             batch_size, checkpoint, prompt, negative_prompt, or \"<node_id>.<input>\"). The graph is checked against ComfyUI's nodes \
              before it is queued. Returns at once with a prompt_id unless wait=true; reports which overrides applied.",
             schemas::load_workflow_input(options.default_wait),
             schemas::load_workflow_output(),
