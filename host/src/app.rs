@@ -27,14 +27,14 @@ use crate::loader::{LiveComfy, PackLoader, admission_key};
 use crate::missing_model::{self, ModelLimits};
 use crate::packs::PackSet;
 use crate::selftest::CatalogHost;
-use crate::workflow_file::WorkflowDirs;
+use crate::workflow_file::{WorkflowDirs, WorkflowSource};
 
-/// What `load_workflow` submitted.
+/// What a custom workflow (`load_workflow`, or `generate_image` with a workflow) submitted.
 #[derive(Debug, Clone)]
 pub struct WorkflowSubmission {
     /// The job.
     pub job: JobSnapshot,
-    /// The file's name.
+    /// The file's name, or [`crate::workflow_file::INLINE_NAME`].
     pub workflow_name: String,
     /// Overrides that were applied, with the values used.
     pub parameters_applied: Map<String, Value>,
@@ -222,32 +222,41 @@ impl App {
             .map_err(|e| self.explain_missing(AppError::ComfyUi(e), &nodes, &models))
     }
 
-    /// Reads a workflow file from an allowed folder, applies overrides,
-    /// checks and submits it.
+    /// Reads a workflow file from an allowed folder (`source` a path, as `load_workflow`)
+    /// or takes an inline graph, applies overrides, checks and submits it: the one path of
+    /// every custom workflow.
     pub async fn load_workflow(
         &self,
-        path: &str,
+        source: WorkflowSource,
         overrides: Map<String, Value>,
     ) -> Result<WorkflowSubmission, AppError> {
         let loaded = self
             .gate
-            .load_workflow(&self.workflow_dirs, path, overrides)
+            .load_workflow(&self.workflow_dirs, source, overrides)
             .await?;
-        let (file, applied) = (loaded.file, loaded.overrides);
+        let applied = loaded.overrides;
         let (nodes, models) = self.comfy_state().await?;
         let (graph, _) = self
             .gate
             .check(loaded.graph, nodes.clone())
             .await
             .map_err(|e| self.explain_missing(e, &nodes, &models))?;
+        // The generation settings among the overrides (not the "<node>.<input>" ones).
+        let mut metadata: Map<String, Value> = applied
+            .applied
+            .iter()
+            .filter(|(key, _)| !key.contains('.'))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        metadata.insert("workflow".into(), json!(loaded.name));
+        if let JobOrigin::InlineWorkflow { sha256 } = &loaded.origin {
+            metadata.insert("workflow_sha256".into(), json!(sha256));
+        }
         let request = JobRequest {
             graph,
-            origin: JobOrigin::Workflow {
-                path: file.path.display().to_string(),
-                sha256: file.sha256.clone(),
-            },
+            origin: loaded.origin,
             parameters: Value::Object(applied.applied.clone()),
-            metadata: json!({ "workflow": file.display_name }),
+            metadata: Value::Object(metadata),
         };
         let job = self
             .comfy
@@ -256,7 +265,7 @@ impl App {
             .map_err(|e| self.explain_missing(AppError::ComfyUi(e), &nodes, &models))?;
         Ok(WorkflowSubmission {
             job,
-            workflow_name: file.display_name,
+            workflow_name: loaded.name,
             parameters_applied: applied.applied,
             parameters_unmatched: applied.unmatched,
         })

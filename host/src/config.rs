@@ -110,9 +110,28 @@ pub struct Settings {
     /// API key sent to ComfyUI as a bearer token.
     #[arg(long, env = "COMFYUI_API_KEY", hide_env_values = true, global = true)]
     pub comfyui_api_key: Option<String>,
-    /// Timeout of each request to ComfyUI, in seconds.
-    #[arg(long, env = "COMFYUI_TIMEOUT", default_value_t = 120.0, global = true)]
+    // --- Execution timeout and ComfyUI request timeout (topic: custom workflows + timeouts) ---
+    /// Longest a workflow may execute in ComfyUI, in seconds (time waiting in ComfyUI's queue
+    /// does not count); a job over it is interrupted and fails. Also the default `timeout`
+    /// of `wait`.
+    #[arg(
+        long,
+        env = "COMFYUI_TIMEOUT",
+        default_value_t = comfyui::config::DEFAULT_EXECUTION_TIMEOUT.as_secs_f64(),
+        value_parser = positive_seconds,
+        global = true
+    )]
     pub comfyui_timeout: f64,
+    /// Timeout of each HTTP request to ComfyUI (each image download too), in seconds.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_REQUEST_TIMEOUT",
+        default_value_t = comfyui::config::DEFAULT_REQUEST_TIMEOUT.as_secs_f64(),
+        value_parser = positive_seconds,
+        global = true
+    )]
+    pub request_timeout: f64,
+    // --- end of the timeout settings ---
     /// Where finished images and their provenance are written.
     #[arg(
         long,
@@ -544,20 +563,24 @@ impl Settings {
         }
     }
 
+    /// The execution timeout (`COMFYUI_TIMEOUT`).
+    pub fn execution_timeout(&self) -> anyhow::Result<Duration> {
+        seconds("COMFYUI_TIMEOUT", self.comfyui_timeout)
+    }
+
     /// The ComfyUI connection settings.
     pub fn comfy_config(&self) -> anyhow::Result<comfyui::ComfyConfig> {
         use anyhow::Context;
-        if !(self.comfyui_timeout.is_finite() && self.comfyui_timeout > 0.0) {
-            anyhow::bail!(
-                "COMFYUI_TIMEOUT must be a positive number of seconds, got {}",
-                self.comfyui_timeout
-            );
-        }
         let config = comfyui::ComfyConfig::new(&self.comfyui_url)
             .with_context(|| format!("invalid COMFYUI_URL {:?}", self.comfyui_url))?
             .with_api_key(self.comfyui_api_key.clone())
             .context("invalid COMFYUI_API_KEY")?
-            .with_timeout(Duration::from_secs_f64(self.comfyui_timeout))
+            .with_timeout(seconds(
+                "COMFYUI_MCP_REQUEST_TIMEOUT",
+                self.request_timeout,
+            )?)
+            .context("invalid COMFYUI_MCP_REQUEST_TIMEOUT")?
+            .with_execution_timeout(self.execution_timeout()?)
             .context("invalid COMFYUI_TIMEOUT")?
             .with_output_dir(&self.output_dir)
             .with_max_finished_jobs(self.max_finished_jobs)
@@ -624,6 +647,28 @@ fn default_cache_dir() -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("comfyui-mcp").join("compiled-packs"))
+}
+
+/// The longest time setting accepted, in seconds (about 31 years).
+const MAX_SECONDS: f64 = 1e9;
+
+/// A number of seconds above 0 and at most [`MAX_SECONDS`].
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= MAX_SECONDS => Ok(s),
+        Ok(s) => Err(format!(
+            "must be a number of seconds above 0 and at most {MAX_SECONDS}, got {s}"
+        )),
+        Err(e) => Err(format!("must be a number of seconds ({e})")),
+    }
+}
+
+/// `secs` of the setting `name` as a duration (settings built without the parser are checked
+/// here too).
+fn seconds(name: &str, secs: f64) -> anyhow::Result<Duration> {
+    positive_seconds(&secs.to_string())
+        .map(Duration::from_secs_f64)
+        .map_err(|e| anyhow::anyhow!("{name} {e}"))
 }
 
 /// A count of at least 1 (a budget of 0 would refuse everything).
@@ -843,5 +888,67 @@ mod job_store_settings_tests {
             all.extend_from_slice(bad);
             assert!(Cli::try_parse_from(all).is_err(), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod timeout_settings_tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn settings(args: &[&str]) -> Result<Settings, clap::Error> {
+        let mut all = vec!["comfyui-mcp"];
+        all.extend_from_slice(args);
+        <Cli as Parser>::try_parse_from(all).map(|cli| cli.settings)
+    }
+
+    #[test]
+    fn execution_and_request_timeouts_are_separate_settings_with_their_defaults() {
+        let config = settings(&[]).unwrap().comfy_config().unwrap();
+        assert_eq!(
+            config.execution_timeout,
+            comfyui::config::DEFAULT_EXECUTION_TIMEOUT
+        );
+        assert_eq!(config.timeout, comfyui::config::DEFAULT_REQUEST_TIMEOUT);
+        let set = settings(&["--comfyui-timeout", "2.5", "--request-timeout", "7"]).unwrap();
+        assert_eq!(
+            set.execution_timeout().unwrap(),
+            Duration::from_millis(2500)
+        );
+        let config = set.comfy_config().unwrap();
+        assert_eq!(config.execution_timeout, Duration::from_millis(2500));
+        assert_eq!(config.timeout, Duration::from_secs(7));
+        let cmd = Cli::command();
+        let env = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        assert_eq!(env("comfyui_timeout").as_deref(), Some("COMFYUI_TIMEOUT"));
+        assert_eq!(
+            env("request_timeout").as_deref(),
+            Some("COMFYUI_MCP_REQUEST_TIMEOUT")
+        );
+    }
+
+    #[test]
+    fn zero_negative_or_huge_timeouts_are_refused_at_start() {
+        for bad in ["0", "-1", "nan", "inf", "1e10", "soon"] {
+            for flag in ["--comfyui-timeout", "--request-timeout"] {
+                let arg = format!("{flag}={bad}");
+                let err = settings(&[&arg]).unwrap_err().to_string();
+                assert!(err.contains("seconds"), "{flag} {bad}: {err}");
+            }
+        }
+        assert!(
+            settings(&["--comfyui-timeout", "1e9"]).is_ok(),
+            "at the limit"
+        );
+        let mut s = settings(&[]).unwrap();
+        s.comfyui_timeout = 0.0;
+        let err = s.comfy_config().unwrap_err().to_string();
+        assert!(err.contains("COMFYUI_TIMEOUT"), "{err}");
     }
 }

@@ -35,14 +35,14 @@ pub enum AppError {
     /// The graph uses node classes the node policy refuses.
     #[error("the graph uses node classes this server refuses:\n{0}")]
     NodePolicy(PolicyViolations),
-    /// A workflow file over the size cap (checked before reading).
+    /// A workflow file (checked before reading) or an inline workflow over the size cap.
     #[error(
-        "workflow file {path} is {bytes} bytes, over the limit of {limit} bytes; a server operator can raise it with --max-workflow-bytes or COMFYUI_MCP_MAX_WORKFLOW_BYTES"
+        "workflow {path} is {bytes} bytes, over the limit of {limit} bytes; a server operator can raise it with --max-workflow-bytes or COMFYUI_MCP_MAX_WORKFLOW_BYTES"
     )]
     WorkflowTooLarge {
-        /// The file.
+        /// The file, or [`crate::workflow_file::INLINE_NAME`].
         path: String,
-        /// Its size (or what was read of it).
+        /// Its size (or what was read of it; an inline workflow as compact JSON).
         bytes: u64,
         /// The cap.
         limit: u64,

@@ -1,5 +1,5 @@
-//! The gate every graph passes before it is submitted, whoever wrote it (a pack's `build` or a
-//! `load_workflow` file): the node policy, then the graph check, both on the bounded
+//! The gate every graph passes before it is submitted, whoever wrote it (a pack's `build`, a
+//! workflow file or an inline workflow): the node policy, then the graph check, both on the bounded
 //! [`BlockingPool`], never on an async worker.
 //!
 //! Invariants: one [`GraphGate`] per server, shared by every session; its budgets
@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::blocking::BlockingPool;
 use crate::error::AppError;
-use crate::workflow_file::{self, Overrides, WorkflowDirs, WorkflowFile};
+use crate::workflow_file::{self, Overrides, WorkflowDirs, WorkflowSource};
 
 /// What a graph must satisfy, and where it is checked.
 #[derive(Debug, Clone)]
@@ -37,11 +37,13 @@ impl Default for GraphGate {
     }
 }
 
-/// A workflow file read, parsed and with its overrides applied.
+/// A custom workflow read or measured, parsed and with its overrides applied.
 #[derive(Debug)]
 pub struct LoadedWorkflow {
-    /// The file (its bytes dropped after parsing).
-    pub file: WorkflowFile,
+    /// The file name, or [`workflow_file::INLINE_NAME`].
+    pub name: String,
+    /// Where it came from (the file and its SHA-256, or the inline graph's SHA-256).
+    pub origin: comfyui::JobOrigin,
     /// The graph, overrides applied.
     pub graph: Value,
     /// What the overrides did.
@@ -84,26 +86,26 @@ impl GraphGate {
             .await?
     }
 
-    /// Reads `path` through the folder policy, parses it (within the node cap) and applies
+    /// Reads a workflow file through the folder policy, or measures an inline one, within
+    /// the size cap of `dirs`; unwraps its graph (within the node cap) and applies
     /// `overrides`, off the runtime.
     pub async fn load_workflow(
         &self,
         dirs: &WorkflowDirs,
-        path: &str,
+        source: WorkflowSource,
         overrides: Map<String, Value>,
     ) -> Result<LoadedWorkflow, AppError> {
         let dirs = dirs.clone();
-        let path = path.to_owned();
         let max_nodes = self.limits.max_nodes;
         self.pool
             .run(move || {
-                let mut file = dirs.read(&path)?;
+                let sourced = source.resolve(&dirs)?;
                 let mut graph =
-                    workflow_file::parse_api_graph(&file.display_name, &file.bytes, max_nodes)?;
-                file.bytes = Vec::new();
+                    workflow_file::api_graph(&sourced.name, sourced.document, max_nodes)?;
                 let overrides = workflow_file::apply_overrides(&mut graph, &overrides);
                 Ok(LoadedWorkflow {
-                    file,
+                    name: sourced.name,
+                    origin: sourced.origin,
                     graph,
                     overrides,
                 })

@@ -78,7 +78,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {
-            let options = McpOptions::from_args(&args).with_prompt_limits(&settings);
+            let options = McpOptions::from_args(&args)
+                .with_prompt_limits(&settings)
+                .with_default_wait(settings.execution_timeout()?);
             if let Some(addr) = args.http {
                 // Refuse an exposed address without a token before loading anything.
                 mcp::http::check_exposure(addr, &options)?;

@@ -1,11 +1,12 @@
-//! Custom workflow files for `load_workflow`: the folder policy (a path must
-//! resolve inside a configured workflow folder, after `..` and symlinks),
-//! API-format detection, and parameter overrides.
+//! Custom workflows for `load_workflow` and `generate_image`: the folder policy for files (a
+//! path must resolve inside a configured workflow folder, after `..` and symlinks), inline
+//! graphs, API-format detection, and parameter overrides.
 //!
 //! Budgets: a file over [`WorkflowDirs::max_bytes`] (default [`DEFAULT_MAX_WORKFLOW_BYTES`],
 //! setting `COMFYUI_MCP_MAX_WORKFLOW_BYTES`) is refused from its metadata, before it is read,
 //! and the read itself stops one byte past the cap (a file growing meanwhile is refused too);
-//! a graph of more nodes than the graph node cap is refused after parsing. Everything here is
+//! an inline workflow obeys the same cap, measured as compact JSON while it is hashed (nothing
+//! is buffered); a graph of more nodes than the graph node cap is refused after parsing. Everything here is
 //! blocking file and CPU work: the server runs it on its bounded blocking pool
 //! ([`crate::graph_gate`]). Parsing and overrides never panic on any input.
 
@@ -18,6 +19,94 @@ use crate::error::AppError;
 
 /// Default size cap of a workflow file: 8 MiB.
 pub const DEFAULT_MAX_WORKFLOW_BYTES: u64 = 8 << 20;
+
+/// How an inline workflow is named in messages and responses.
+pub const INLINE_NAME: &str = "`workflow` (inline)";
+
+/// Where a custom workflow comes from.
+#[derive(Debug, Clone)]
+pub enum WorkflowSource {
+    /// A file in the workflow folders, as given (`workflow_path`).
+    File(String),
+    /// An API-format graph passed in the call (`workflow`).
+    Inline(Value),
+}
+
+/// A custom workflow read, measured and hashed; its graph not yet unwrapped or checked.
+#[derive(Debug)]
+pub struct SourcedWorkflow {
+    /// The file name, or [`INLINE_NAME`].
+    pub name: String,
+    /// Where it came from, for provenance.
+    pub origin: comfyui::JobOrigin,
+    /// The parsed JSON document.
+    pub document: Value,
+}
+
+impl WorkflowSource {
+    /// Reads (a file, through the folder policy) or measures (an inline graph) the workflow
+    /// within `dirs`' size cap and hashes it. Blocking.
+    pub fn resolve(self, dirs: &WorkflowDirs) -> Result<SourcedWorkflow, AppError> {
+        match self {
+            WorkflowSource::File(path) => {
+                let file = dirs.read(&path)?;
+                let document = parse_json(&file.display_name, &file.bytes)?;
+                Ok(SourcedWorkflow {
+                    name: file.display_name,
+                    origin: comfyui::JobOrigin::Workflow {
+                        path: file.path.display().to_string(),
+                        sha256: file.sha256,
+                    },
+                    document,
+                })
+            }
+            WorkflowSource::Inline(document) => {
+                let sha256 = inline_sha256(&document, dirs.max_bytes)?;
+                Ok(SourcedWorkflow {
+                    name: INLINE_NAME.to_owned(),
+                    origin: comfyui::JobOrigin::InlineWorkflow { sha256 },
+                    document,
+                })
+            }
+        }
+    }
+}
+
+/// Counts and hashes what is written, keeping nothing.
+struct Digesting {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl std::io::Write for Digesting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The SHA-256 (hex) of `document` as compact JSON, if that is at most `max_bytes` long.
+pub fn inline_sha256(document: &Value, max_bytes: u64) -> Result<String, AppError> {
+    let mut out = Digesting {
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    serde_json::to_writer(&mut out, document)
+        .map_err(|e| AppError::Internal(format!("cannot serialise the inline workflow: {e}")))?;
+    if out.bytes > max_bytes {
+        return Err(AppError::WorkflowTooLarge {
+            path: INLINE_NAME.to_owned(),
+            bytes: out.bytes,
+            limit: max_bytes,
+        });
+    }
+    Ok(hex::encode(out.hasher.finalize()))
+}
 
 /// The folders workflow files may be read from.
 #[derive(Debug, Clone)]
@@ -174,7 +263,18 @@ fn read_file(path: &Path, max_bytes: u64) -> Result<WorkflowFile, AppError> {
 /// Parses an API-format graph of at most `max_nodes` nodes. Accepts a bare graph or a
 /// `/prompt` body (`{"prompt": {...}}`); a UI-format export gets an explanation.
 pub fn parse_api_graph(name: &str, bytes: &[u8], max_nodes: usize) -> Result<Value, AppError> {
-    let graph = parse_unbounded(name, bytes)?;
+    api_graph(name, parse_json(name, bytes)?, max_nodes)
+}
+
+fn parse_json(name: &str, bytes: &[u8]) -> Result<Value, AppError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| AppError::Workflow(format!("{name} is not valid JSON: {e}")))
+}
+
+/// The API-format graph of a parsed workflow document of at most `max_nodes` nodes (see
+/// [`parse_api_graph`]).
+pub fn api_graph(name: &str, document: Value, max_nodes: usize) -> Result<Value, AppError> {
+    let graph = unwrap_graph(name, document)?;
     let nodes = graph.as_object().map_or(0, Map::len);
     if nodes > max_nodes {
         return Err(AppError::WorkflowTooManyNodes {
@@ -186,9 +286,7 @@ pub fn parse_api_graph(name: &str, bytes: &[u8], max_nodes: usize) -> Result<Val
     Ok(graph)
 }
 
-fn parse_unbounded(name: &str, bytes: &[u8]) -> Result<Value, AppError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| AppError::Workflow(format!("{name} is not valid JSON: {e}")))?;
+fn unwrap_graph(name: &str, value: Value) -> Result<Value, AppError> {
     let Value::Object(mut top) = value else {
         return Err(AppError::Workflow(format!(
             "{name} must hold a JSON object of nodes (ComfyUI API format)"
@@ -196,7 +294,7 @@ fn parse_unbounded(name: &str, bytes: &[u8]) -> Result<Value, AppError> {
     };
     if top.contains_key("nodes") && top.contains_key("links") {
         return Err(AppError::Workflow(format!(
-            "{name} is a ComfyUI UI-format workflow (it has \"nodes\" and \"links\"); load_workflow needs the API format. In ComfyUI, open the workflow and use Workflow > Export (API) (older versions: enable Dev mode in the settings, then \"Save (API Format)\"), and load that file"
+            "{name} is a ComfyUI UI-format workflow (it has \"nodes\" and \"links\"); custom workflows must be in the API format. In ComfyUI, open the workflow and use Workflow > Export (API) (older versions: enable Dev mode in the settings, then \"Save (API Format)\"), and load that file"
         )));
     }
     if let Some(Value::Object(prompt)) = top.remove("prompt") {
@@ -230,12 +328,14 @@ const SAMPLER_KEYS: &[(&str, &[&str])] = &[
     ("width", &["width"]),
     ("height", &["height"]),
     ("batch_size", &["batch_size"]),
+    ("checkpoint", &["ckpt_name"]),
 ];
 
 /// Applies overrides to literal inputs (never to links):
 /// * the seed's names (`seed` also sets `noise_seed`; -1 means a random seed),
 ///   `steps`, `cfg_scale`→`cfg`, `sampler`→`sampler_name`, `scheduler`,
-///   `denoise`, `width`, `height`, `batch_size` on every node having them;
+///   `denoise`, `width`, `height`, `batch_size`, `checkpoint`→`ckpt_name` on every node
+///   having them;
 /// * `prompt` / `negative_prompt` on the `text` of the nodes wired into a
 ///   sampler's `positive` / `negative` inputs;
 /// * `"<node id>.<input>"` on exactly that input.
@@ -455,6 +555,41 @@ mod tests {
             WorkflowDirs::new(vec![]).max_bytes(),
             DEFAULT_MAX_WORKFLOW_BYTES
         );
+    }
+
+    #[test]
+    fn an_inline_workflow_obeys_the_file_cap_measured_as_compact_json() {
+        let graph = json!({"1": {"class_type": "EmptyImage", "inputs": {"width": 64}}});
+        let compact = serde_json::to_vec(&graph).unwrap();
+        let at = compact.len() as u64;
+        let sha = inline_sha256(&graph, at).unwrap();
+        assert_eq!(sha, hex::encode(Sha256::digest(&compact)));
+        let error = inline_sha256(&graph, at - 1).unwrap_err();
+        assert!(
+            matches!(&error, AppError::WorkflowTooLarge { path, bytes, limit }
+                if path == INLINE_NAME && *bytes == at && *limit == at - 1),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("COMFYUI_MCP_MAX_WORKFLOW_BYTES"));
+        let dirs = WorkflowDirs::new(vec![]).with_max_bytes(at);
+        let sourced = WorkflowSource::Inline(graph.clone())
+            .resolve(&dirs)
+            .unwrap();
+        assert_eq!(
+            sourced.origin,
+            comfyui::JobOrigin::InlineWorkflow { sha256: sha }
+        );
+        assert_eq!(
+            (sourced.name.as_str(), &sourced.document),
+            (INLINE_NAME, &graph)
+        );
+        let mut g = t2i();
+        let r = apply_overrides(
+            &mut g,
+            json!({"checkpoint": "b.safetensors"}).as_object().unwrap(),
+        );
+        assert_eq!(g["4"]["inputs"]["ckpt_name"], "b.safetensors");
+        assert!(r.unmatched.is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use comfyui_mcp::workflow_file::WorkflowSource;
 use comfyui_mcp::{App, AppError};
 use serde_json::{Map, Value, json};
 
@@ -65,9 +66,12 @@ async fn generate(app: &App, template: &str, args: Value) -> Result<String, AppE
 }
 
 async fn load(app: &App, path: &str) -> Result<String, AppError> {
-    let submitted = tokio::time::timeout(BOUND, app.load_workflow(path, Map::new()))
-        .await
-        .expect("load_workflow answers within the bound")?;
+    let submitted = tokio::time::timeout(
+        BOUND,
+        app.load_workflow(WorkflowSource::File(path.to_owned()), Map::new()),
+    )
+    .await
+    .expect("load_workflow answers within the bound")?;
     Ok(submitted.job.prompt_id)
 }
 

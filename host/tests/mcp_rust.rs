@@ -203,10 +203,10 @@ async fn tools_are_listed_with_schemas_from_the_packs() {
     let samplers = props["sampler"]["enum"].as_array().unwrap();
     assert!(samplers.contains(&json!("euler")) && samplers.contains(&json!("dpm++")));
     assert_eq!(props["template"]["enum"].as_array().unwrap().len(), 4);
-    assert_eq!(
-        generate["inputSchema"]["required"],
-        json!(["template", "prompt"])
-    );
+    // A template or a custom workflow: the schema requires neither, the server one of them.
+    assert_eq!(generate["inputSchema"]["required"], Value::Null);
+    assert_eq!(props["workflow"]["type"], "object");
+    assert_eq!(props["workflow_path"]["type"], "string");
     let pixel = tools
         .as_array()
         .unwrap()

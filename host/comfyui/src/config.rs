@@ -14,8 +14,11 @@ use url::Url;
 
 use crate::error::ConfigError;
 
-/// Default per-request HTTP timeout (`COMFYUI_TIMEOUT`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default per-request HTTP timeout (`COMFYUI_MCP_REQUEST_TIMEOUT`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default longest execution of one job in ComfyUI (`COMFYUI_TIMEOUT`); time in the queue
+/// does not count.
+pub const DEFAULT_EXECUTION_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default folder for downloaded images (`COMFYUI_OUTPUT_DIR`).
 pub const DEFAULT_OUTPUT_DIR: &str = "./generated_images";
 /// Default number of finished jobs kept in memory before the oldest are evicted.
@@ -65,6 +68,9 @@ pub struct ComfyConfig {
     pub api_key: Option<String>,
     /// Timeout of each HTTP request (the `/view` download included).
     pub timeout: Duration,
+    /// Longest a job may execute in ComfyUI, from its execution start (queue time does not
+    /// count); past it the job is interrupted and fails (see [`crate::watchdog`]).
+    pub execution_timeout: Duration,
     /// Where job images are written (`<output_dir>/<prompt_id>/…`).
     pub output_dir: PathBuf,
     /// Finished jobs kept for `status` look-ups; the oldest are evicted beyond this.
@@ -77,14 +83,15 @@ pub struct ComfyConfig {
 
 impl ComfyConfig {
     /// Parses and checks `url` (http or https, optional path prefix) and fills in the
-    /// defaults: no API key, 120 s timeout, `./generated_images`, 1000 finished jobs and a
+    /// defaults: no API key, 60 s request timeout, 120 s execution timeout, `./generated_images`, 1000 finished jobs and a
     /// fresh random client id.
     pub fn new(url: &str) -> Result<Self, ConfigError> {
         let base = normalize_base(url)?;
         Ok(Self {
             base,
             api_key: None,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            execution_timeout: DEFAULT_EXECUTION_TIMEOUT,
             output_dir: PathBuf::from(DEFAULT_OUTPUT_DIR),
             max_finished_jobs: DEFAULT_MAX_FINISHED_JOBS,
             client_id: uuid::Uuid::new_v4().to_string(),
@@ -111,6 +118,15 @@ impl ComfyConfig {
             return Err(ConfigError::BadTimeout);
         }
         self.timeout = timeout;
+        Ok(self)
+    }
+
+    /// Sets the longest execution of one job; zero is refused (every job would fail).
+    pub fn with_execution_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::BadExecutionTimeout);
+        }
+        self.execution_timeout = timeout;
         Ok(self)
     }
 
@@ -177,6 +193,7 @@ impl fmt::Debug for ComfyConfig {
             .field("url", &self.display_url())
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
+            .field("execution_timeout", &self.execution_timeout)
             .field("output_dir", &self.output_dir)
             .field("max_finished_jobs", &self.max_finished_jobs)
             .field("client_id", &self.client_id)

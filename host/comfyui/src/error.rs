@@ -30,9 +30,14 @@ pub enum ConfigError {
         "the ComfyUI API key (COMFYUI_API_KEY) contains characters that cannot be sent in an HTTP header; only printable ASCII is allowed"
     )]
     BadApiKey,
-    /// A zero timeout.
-    #[error("the ComfyUI timeout (COMFYUI_TIMEOUT) must be greater than zero seconds")]
+    /// A zero request timeout.
+    #[error(
+        "the ComfyUI request timeout (COMFYUI_MCP_REQUEST_TIMEOUT) must be greater than zero seconds"
+    )]
     BadTimeout,
+    /// A zero execution timeout.
+    #[error("the execution timeout (COMFYUI_TIMEOUT) must be greater than zero seconds")]
+    BadExecutionTimeout,
 }
 
 /// A failed call to ComfyUI.
@@ -51,7 +56,7 @@ pub enum ClientError {
     },
     /// No answer within the configured timeout.
     #[error(
-        "ComfyUI at {url} did not answer {request} within {after:?} (raise COMFYUI_TIMEOUT if it is just slow)"
+        "ComfyUI at {url} did not answer {request} within {after:?} (raise COMFYUI_MCP_REQUEST_TIMEOUT if it is just slow)"
     )]
     Timeout {
         /// ComfyUI base URL.

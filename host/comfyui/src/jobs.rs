@@ -25,6 +25,9 @@
 //!   accepted it and each of its changes is written (see `persist`); status, wait, cancel
 //!   and listing also serve jobs other processes submitted, from the store; jobs of servers
 //!   that are gone are adopted and reconciled like our own.
+//! - A job that executes longer than [`ComfyConfig::execution_timeout`] (`COMFYUI_TIMEOUT`;
+//!   queue time does not count) is interrupted in ComfyUI and fails with
+//!   [`FailureKind::ExecutionTimeout`](crate::snapshot::FailureKind) ([`crate::watchdog`]).
 //! - Background tasks stop when the `ComfyUi` is dropped.
 
 use std::collections::BTreeMap;
@@ -48,6 +51,7 @@ use crate::persist::{PersistOptions, Persistence, Tracked};
 use crate::snapshot::{JobFailure, JobRequest, JobSnapshot, JobState, now_unix};
 use crate::store::{JobPage, JobQuery, JobStore, StoreError, StoredJob, Update};
 use crate::tracker::{Action, JobTable};
+use crate::watchdog;
 use crate::ws::{WsOptions, WsSignal, spawn_event_stream};
 
 /// How often open jobs are reconciled with ComfyUI as a safety net.
@@ -356,6 +360,13 @@ impl ComfyUi {
             (nodes, graph_sha.clone())
         });
         let registered = inner.lock().register(&prompt_id, &req, graph_sha);
+        let job = inner.lock().watch(&prompt_id);
+        if let Some(job) = job {
+            let driver = inner.clone();
+            watchdog::watch_job(job, inner.cfg.execution_timeout, self.token.clone(), |id| {
+                driver.time_out(id)
+            });
+        }
         let result = inner
             .client
             .submit(&prompt_id, &req.graph, &inner.cfg.client_id)
@@ -823,6 +834,33 @@ impl Inner {
         if let Some(Action::Finalize(id)) = action {
             tokio::spawn(self.clone().finalize(id, Some(entry)));
         }
+    }
+
+    /// Ends a job that passed the execution timeout: interrupts it in ComfyUI (or removes it
+    /// from the queue), waits for the confirmation, and fails it as timed out either way.
+    async fn time_out(self: Arc<Self>, prompt_id: String) {
+        if !self
+            .lock()
+            .request_timeout(&prompt_id, self.cfg.execution_timeout)
+        {
+            return;
+        }
+        let stopped = match self.client.queue().await {
+            Ok(q) if q.is_running(&prompt_id) => self.client.interrupt(Some(&prompt_id)).await,
+            Ok(q) if q.contains(&prompt_id) => self.client.delete_queued(&[&prompt_id]).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stopped {
+            tracing::warn!(%prompt_id, error = %e, "could not interrupt the timed-out job");
+        }
+        self.reconcile.notify_one();
+        let job = self.lock().watch(&prompt_id);
+        if let Some(mut job) = job {
+            let confirmed = job.wait_for(|s| s.state.is_terminal());
+            let _ = tokio::time::timeout(self.options.cancel_confirm_timeout, confirmed).await;
+        }
+        self.lock().finish_timed_out(&prompt_id);
     }
 
     /// One reconciliation pass over the open jobs.

@@ -7,7 +7,7 @@
 //! `snapshot` (public job view), `tracker` (job state machine, no I/O), `jobs` (the backend
 //! service), `outputs` (downloads and provenance), `store` (the job store interface and job listing),
 //! `persist` (drives the job store), `nodes` (object_info catalog), `graph`
-//! (graph checker), `policy` (which node classes a graph may use).
+//! (graph checker), `policy` (which node classes a graph may use), `watchdog` (the execution timeout).
 
 pub mod cache;
 pub mod client;
@@ -24,6 +24,7 @@ pub mod snapshot;
 pub mod store;
 pub mod tracker;
 pub mod types;
+pub mod watchdog;
 pub mod ws;
 
 pub use client::{
@@ -34,5 +35,7 @@ pub use error::{CancelError, ClientError, ConfigError};
 pub use events::Event;
 pub use jobs::{BackendOptions, CancelOutcome, ComfyUi, ConnectionState, ModelSnapshot};
 pub use outputs::OutputError;
-pub use snapshot::{JobFailure, JobOrigin, JobRequest, JobSnapshot, JobState, SavedImage};
+pub use snapshot::{
+    FailureKind, JobFailure, JobOrigin, JobRequest, JobSnapshot, JobState, SavedImage,
+};
 pub use types::ImageRef;

@@ -170,6 +170,7 @@ pub async fn write_provenance(
     let (template_id, workflow_path) = match &job.origin {
         JobOrigin::Template { template_id, .. } => (Some(template_id.as_str()), None),
         JobOrigin::Workflow { path, .. } => (None, Some(path.as_str())),
+        JobOrigin::InlineWorkflow { .. } => (None, None),
     };
     let doc = Provenance {
         prompt_id: &job.prompt_id,

@@ -33,6 +33,11 @@ pub enum JobOrigin {
         /// sha256 of the file's bytes.
         sha256: String,
     },
+    /// An API-format graph passed inline in the call (`generate_image` with `workflow`).
+    InlineWorkflow {
+        /// sha256 of the graph as received, serialised as compact JSON (before overrides).
+        sha256: String,
+    },
 }
 
 impl JobOrigin {
@@ -40,7 +45,7 @@ impl JobOrigin {
     pub fn template_id(&self) -> Option<&str> {
         match self {
             JobOrigin::Template { template_id, .. } => Some(template_id),
-            JobOrigin::Workflow { .. } => None,
+            JobOrigin::Workflow { .. } | JobOrigin::InlineWorkflow { .. } => None,
         }
     }
 }
@@ -101,9 +106,25 @@ impl std::fmt::Display for JobState {
     }
 }
 
+/// What kind of failure a [`JobFailure`] is, for callers that must tell them apart (never by
+/// the message text).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Reported by ComfyUI, lost, or not stored (see `exception_type`).
+    #[default]
+    Execution,
+    /// The job executed longer than the execution timeout (`COMFYUI_TIMEOUT`) and was
+    /// interrupted by this server.
+    ExecutionTimeout,
+}
+
 /// Why a job failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobFailure {
+    /// What kind of failure.
+    #[serde(default)]
+    pub kind: FailureKind,
     /// The failing node, when one is to blame.
     pub node_id: Option<String>,
     /// Its class.
@@ -118,6 +139,7 @@ impl JobFailure {
     /// A failure not tied to a node.
     pub fn message(kind: &str, message: impl Into<String>) -> Self {
         Self {
+            kind: FailureKind::Execution,
             node_id: None,
             node_type: None,
             exception_type: Some(kind.to_owned()),

@@ -48,6 +48,9 @@ pub(crate) struct RunTrack {
     pub finalizing: bool,
     /// A cancel was asked for: an interrupt or disappearance means "cancelled".
     pub cancel_requested: bool,
+    /// The execution timeout passed (this limit): an interrupt or disappearance means
+    /// "failed by timeout" ([`crate::watchdog`]).
+    pub timed_out: Option<std::time::Duration>,
     pub event_images: Vec<ImageRef>,
     pub graph_sha256: String,
     /// ComfyUI clock (ms) of execution start / end.
@@ -167,6 +170,7 @@ impl JobTable {
                     success_seen: false,
                     finalizing: false,
                     cancel_requested: false,
+                    timed_out: None,
                     event_images: Vec::new(),
                     graph_sha256,
                     start_ts: None,
@@ -194,6 +198,7 @@ impl JobTable {
             success_seen: false,
             finalizing: false,
             cancel_requested: job.cancel_requested,
+            timed_out: None,
             event_images: Vec::new(),
             graph_sha256: job.graph_sha256.clone(),
             start_ts: None,
@@ -324,6 +329,38 @@ impl JobTable {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Marks a job as over the execution timeout `limit`; false when it is unknown, already
+    /// finished or being finalised (it succeeded in time).
+    pub fn request_timeout(&mut self, prompt_id: &str, limit: std::time::Duration) -> bool {
+        match self
+            .jobs
+            .get_mut(prompt_id)
+            .and_then(|e| e.run.as_deref_mut())
+        {
+            Some(run) if !run.finalizing => {
+                run.timed_out = Some(limit);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends a job marked by [`JobTable::request_timeout`] as failed by the timeout, if it is
+    /// still open (ComfyUI did not confirm the interrupt).
+    pub fn finish_timed_out(&mut self, prompt_id: &str) {
+        if let Some(limit) = self
+            .run(prompt_id)
+            .filter(|r| !r.finalizing)
+            .and_then(|r| r.timed_out)
+        {
+            let failure = crate::watchdog::timeout_failure(limit);
+            self.finish(
+                prompt_id,
+                self.ending(prompt_id, JobState::Failed, Some(failure)),
+            );
         }
     }
 
@@ -520,7 +557,9 @@ impl JobTable {
         if !run.posted || run.finalizing {
             return;
         }
-        if run.cancel_requested {
+        if run.timed_out.is_some() {
+            self.finish_timed_out(prompt_id);
+        } else if run.cancel_requested {
             self.finish(prompt_id, self.ending(prompt_id, JobState::Cancelled, None));
         } else {
             let failure = JobFailure::message("JobLost", LOST_MESSAGE);
@@ -615,6 +654,7 @@ impl JobTable {
         run.end_ts = info.timestamp.or(run.end_ts);
         let message = info.exception_message.trim_end().to_owned();
         let failure = JobFailure {
+            kind: crate::snapshot::FailureKind::Execution,
             node_id: info.node_id.clone(),
             node_type: info.node_type.clone(),
             exception_type: (!info.exception_type.is_empty()).then(|| info.exception_type.clone()),
@@ -644,10 +684,13 @@ impl JobTable {
             return;
         }
         run.end_ts = timestamp.or(run.end_ts);
-        if run.cancel_requested {
+        if run.timed_out.is_some() {
+            self.finish_timed_out(prompt_id);
+        } else if run.cancel_requested {
             self.finish(prompt_id, self.ending(prompt_id, JobState::Cancelled, None));
         } else {
             let failure = JobFailure {
+                kind: crate::snapshot::FailureKind::Execution,
                 node_id,
                 node_type,
                 exception_type: Some("Interrupted".into()),
@@ -751,6 +794,19 @@ mod tests {
         v["request"]["json_body"]["prompt"].clone()
     }
 
+    /// The recorded interrupt during sampling, its job registered and accepted.
+    fn interrupted_session() -> (String, JobTable, Vec<Event>) {
+        let (id, _, events) = session("ws_interrupt_during_sampling.jsonl");
+        let mut t = JobTable::new(10);
+        t.register(
+            &id,
+            &request(prompt_graph("prompt_t2i_tiny.json")),
+            "h".into(),
+        );
+        accept(&mut t, &id);
+        (id, t, events)
+    }
+
     fn accept(t: &mut JobTable, id: &str) {
         t.accepted(
             id,
@@ -801,14 +857,7 @@ mod tests {
     #[test]
     fn sampler_steps_move_progress_inside_a_node() {
         // Same graph layout as the tiny t2i recording (20 steps instead of 2).
-        let (id, _, events) = session("ws_interrupt_during_sampling.jsonl");
-        let mut t = JobTable::new(10);
-        t.register(
-            &id,
-            &request(prompt_graph("prompt_t2i_tiny.json")),
-            "h".into(),
-        );
-        accept(&mut t, &id);
+        let (id, mut t, events) = interrupted_session();
         let mut seen = Vec::new();
         for ev in &events {
             let is_progress = matches!(ev, Event::Progress { .. });
@@ -827,14 +876,7 @@ mod tests {
 
     #[test]
     fn requested_interrupt_is_cancelled() {
-        let (id, _, events) = session("ws_interrupt_during_sampling.jsonl");
-        let mut t = JobTable::new(10);
-        t.register(
-            &id,
-            &request(prompt_graph("prompt_t2i_tiny.json")),
-            "h".into(),
-        );
-        accept(&mut t, &id);
+        let (id, mut t, events) = interrupted_session();
         assert!(t.request_cancel(&id));
         for ev in &events {
             t.apply_event(ev);
@@ -846,6 +888,50 @@ mod tests {
             !t.request_cancel(&id),
             "finished jobs cannot be cancelled again"
         );
+    }
+
+    #[test]
+    fn an_interrupt_after_the_execution_timeout_fails_the_job_as_timed_out() {
+        use crate::snapshot::FailureKind;
+        let limit = std::time::Duration::from_secs(2);
+        let (id, mut t, events) = interrupted_session();
+        assert!(t.request_timeout(&id, limit));
+        t.request_cancel(&id);
+        for ev in &events {
+            t.apply_event(ev);
+        }
+        let s = t.snapshot(&id).unwrap();
+        assert_eq!(s.state, JobState::Failed, "a timeout wins over a cancel");
+        let e = s.error.unwrap();
+        assert_eq!(e.kind, FailureKind::ExecutionTimeout);
+        assert!(
+            e.message.starts_with("Workflow execution timeout"),
+            "{}",
+            e.message
+        );
+        assert!(
+            !t.request_timeout(&id, limit),
+            "finished jobs are left alone"
+        );
+        // Unconfirmed: the driver ends it itself; a lost job ends the same way.
+        for end in ["unconfirmed", "lost"] {
+            t.register(end, &request(json!({})), "h".into());
+            accept(&mut t, end);
+            t.finish_timed_out(end);
+            assert_eq!(
+                t.snapshot(end).unwrap().state,
+                JobState::Queued,
+                "not marked: untouched"
+            );
+            assert!(t.request_timeout(end, limit));
+            if end == "lost" {
+                t.mark_lost(end);
+            } else {
+                t.finish_timed_out(end);
+            }
+            let error = t.snapshot(end).unwrap().error.unwrap();
+            assert_eq!(error.kind, FailureKind::ExecutionTimeout, "{end}");
+        }
     }
 
     #[test]

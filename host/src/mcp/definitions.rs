@@ -79,13 +79,16 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
     let mut tools = vec![
         tool(
             GENERATE_IMAGE,
-            "Generate images from a template",
-            "Generate images with a workflow template (list_workflows describes the templates and their parameters). \
-             The parameters are checked against the template (ranges, multiples of 8, choices), the ComfyUI graph is built \
-             in a sandbox and queued. Returns at once with a prompt_id and status \"queued\": poll get_workflow_status, or pass \
+            "Generate images from a template or a custom workflow",
+            "Generate images with a workflow template (list_workflows describes the templates and their parameters), or \
+             with a custom ComfyUI workflow in API format: inline (workflow) or a file of the workflow folders \
+             (workflow_path); give exactly one of the three. Template parameters are checked against the template (ranges, \
+             multiples of 8, choices) and the graph is built in a sandbox; a custom workflow takes the same parameters as \
+             overrides of its inputs (plus parameters for \"<node_id>.<input>\"). Every graph is checked against ComfyUI's \
+             nodes, then queued. Returns at once with a prompt_id and status \"queued\": poll get_workflow_status, or pass \
              wait=true to wait for the images (progress notifications while waiting; thumbnails and resource links to the \
              full images in the result). seed -1 or omitted picks a random seed; the seed used is reported in metadata.",
-            schemas::generate_image_input(catalog),
+            schemas::generate_image_input(catalog, options.default_wait),
             schemas::generation_output(),
             queues_a_job(),
         ),
@@ -128,9 +131,9 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
             "Run a workflow file",
             "Run a ComfyUI workflow saved in API format (ComfyUI: Export (API)) from one of the configured workflow \
              folders, with optional overrides (seed, steps, cfg_scale, sampler, scheduler, denoise, width, height, \
-             batch_size, prompt, negative_prompt, or \"<node_id>.<input>\"). The graph is checked against ComfyUI's nodes \
+             batch_size, checkpoint, prompt, negative_prompt, or \"<node_id>.<input>\"). The graph is checked against ComfyUI's nodes \
              before it is queued. Returns at once with a prompt_id unless wait=true; reports which overrides applied.",
-            schemas::load_workflow_input(),
+            schemas::load_workflow_input(options.default_wait),
             schemas::load_workflow_output(),
             queues_a_job(),
         ),
@@ -180,7 +183,7 @@ pub fn definitions(catalog: &Catalog, options: &McpOptions) -> Vec<Tool> {
                 info.id.clone(),
                 info.name.clone(),
                 description,
-                schemas::template_input(&entry.input_schema),
+                schemas::template_input(&entry.input_schema, options.default_wait),
                 schemas::generation_output(),
                 queues_a_job(),
             ));

@@ -1,6 +1,8 @@
 //! The options of the MCP layer: presentation, HTTP access, and the budgets of the protocol
 //! layer (message size, thumbnail workers). Plain data, defaults written once here.
 
+use std::time::Duration;
+
 use super::framing::DEFAULT_MAX_REQUEST_BYTES;
 use super::prompts::DEFAULT_MAX_PROMPT_ARGUMENT_BYTES;
 use super::thumbnails::DEFAULT_THUMBNAIL_WORKERS;
@@ -31,6 +33,9 @@ pub struct McpOptions {
     pub max_prompt_argument_bytes: usize,
     /// Plain HTTP API calls (tool calls, image downloads) running at once.
     pub api_max_calls: usize,
+    /// Default `timeout` of `wait`: the execution timeout (`COMFYUI_TIMEOUT`), at most
+    /// [`MAX_TIMEOUT_SECS`](super::schemas::MAX_TIMEOUT_SECS).
+    pub default_wait: Duration,
 }
 
 impl Default for McpOptions {
@@ -44,6 +49,7 @@ impl Default for McpOptions {
             thumbnail_workers: DEFAULT_THUMBNAIL_WORKERS,
             max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
             api_max_calls: DEFAULT_API_MAX_CALLS,
+            default_wait: comfyui::config::DEFAULT_EXECUTION_TIMEOUT,
         }
     }
 }
@@ -60,12 +66,21 @@ impl McpOptions {
             thumbnail_workers: args.thumbnail_workers,
             max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
             api_max_calls: args.api_max_calls,
+            default_wait: comfyui::config::DEFAULT_EXECUTION_TIMEOUT,
         }
     }
 
     /// The same options with the prompt argument cap of the settings.
     pub fn with_prompt_limits(mut self, settings: &crate::config::Settings) -> Self {
         self.max_prompt_argument_bytes = settings.max_prompt_argument_bytes;
+        self
+    }
+
+    /// The same options with `wait` defaulting to the execution timeout (capped at the
+    /// largest `timeout` accepted).
+    pub fn with_default_wait(mut self, execution_timeout: Duration) -> Self {
+        self.default_wait =
+            execution_timeout.min(Duration::from_secs_f64(super::schemas::MAX_TIMEOUT_SECS));
         self
     }
 }

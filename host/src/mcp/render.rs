@@ -20,8 +20,8 @@ use super::uris;
 /// The status JSON of a job, as `get_workflow_status` and the `comfyui://jobs/…` resource
 /// report it: `prompt_id`, `state`, `progress` (0..1), `queue_position`, `execution_time`
 /// (seconds, `null` until known), `images` (see [`image_entries`]), `metadata`,
-/// `parameters`, timestamps, and `error` (`{node_id, node_type, exception_type, message}`)
-/// when it failed.
+/// `parameters`, timestamps, and `error` (`{kind, node_id, node_type, exception_type,
+/// message}`; `kind` is `execution` or `execution_timeout`) when it failed.
 pub fn job_json(job: &JobSnapshot) -> Value {
     let mut out = Map::new();
     out.insert("prompt_id".into(), json!(job.prompt_id));
@@ -40,6 +40,7 @@ pub fn job_json(job: &JobSnapshot) -> Value {
         out.insert(
             "error".into(),
             json!({
+                "kind": error.kind,
                 "node_id": error.node_id,
                 "node_type": error.node_type,
                 "exception_type": error.exception_type,
@@ -278,6 +279,7 @@ mod tests {
     fn failed_job_reports_error_fields() {
         let mut j = job(JobState::Failed);
         j.error = Some(JobFailure {
+            kind: comfyui::FailureKind::Execution,
             node_id: Some("8".into()),
             node_type: Some("VAEDecode".into()),
             exception_type: Some("RuntimeError".into()),

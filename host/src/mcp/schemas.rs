@@ -1,13 +1,18 @@
 //! JSON Schemas of the tools: inputs (derived from the templates' parameter specs where
 //! they concern templates) and outputs.
 //!
-//! Invariants: every schema is a JSON object with `"type": "object"`; `generate_image`
+//! Invariants: every schema is a JSON object with `"type": "object"` and no combinator
+//! (`oneOf`/`anyOf`/`allOf`) at its top level, which several MCP clients refuse in tool
+//! inputs: rules across arguments (give exactly one of `template`, `workflow`,
+//! `workflow_path`) are stated in descriptions and enforced by the server; `generate_image`
 //! lists exactly the template ids of the catalog it was built from; a property merged from
 //! several templates only keeps a constraint (`default`, `multipleOf`) that all of them
 //! share and widens ranges and choices to cover all of them, so the schema never rejects a
 //! value some template accepts. Output schemas admit both a result and `{"error": …}`.
 
 use std::sync::Arc;
+
+use std::time::Duration;
 
 use pack_runtime::params::{
     PARAMETERS_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
@@ -18,8 +23,8 @@ use serde_json::{Map, Value, json};
 
 use crate::catalog::Catalog;
 
-/// Default of the `timeout` argument, in seconds.
-pub const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
+/// The inline workflow argument of `generate_image`.
+pub const WORKFLOW_ARG: &str = "workflow";
 /// Largest `timeout` accepted, in seconds.
 pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
@@ -47,8 +52,9 @@ fn object(value: Value) -> Arc<JsonObject> {
     }
 }
 
-/// The `wait` and `timeout` properties shared by every generating tool.
-fn wait_properties(properties: &mut Map<String, Value>) {
+/// The `wait` and `timeout` properties shared by every generating tool; `timeout` defaults to
+/// `default_wait` (the execution timeout, `COMFYUI_TIMEOUT`).
+fn wait_properties(properties: &mut Map<String, Value>, default_wait: Duration) {
     properties.insert(
         WAIT_ARG.into(),
         json!({
@@ -61,7 +67,7 @@ fn wait_properties(properties: &mut Map<String, Value>) {
         TIMEOUT_ARG.into(),
         json!({
             "type": "number",
-            "default": DEFAULT_TIMEOUT_SECS,
+            "default": default_wait.as_secs_f64(),
             "exclusiveMinimum": 0,
             "maximum": MAX_TIMEOUT_SECS,
             "description": "With wait: how many seconds to wait at most. When it runs out the call returns the job's current state (not an error); the job keeps running.",
@@ -69,24 +75,52 @@ fn wait_properties(properties: &mut Map<String, Value>) {
     );
 }
 
-/// Input schema of `generate_image`: `template` (one of the catalog's ids), the union of the
-/// templates' parameters, `wait` and `timeout`.
-pub fn generate_image_input(catalog: &Catalog) -> Arc<JsonObject> {
+/// The `parameters` property of the custom-workflow tools.
+fn overrides_property() -> Value {
+    json!({
+        "type": "object",
+        "default": {},
+        "description": "Overrides: seed, steps, cfg_scale, sampler, scheduler, denoise, width, height, batch_size, checkpoint, prompt, negative_prompt, or \"<node_id>.<input>\" for any input. Overrides that match nothing are listed in parameters_unmatched.",
+        "additionalProperties": true,
+    })
+}
+
+/// Input schema of `generate_image`: `template` (one of the catalog's ids) or a custom
+/// workflow (`workflow`, `workflow_path`), the union of the templates' parameters (overrides
+/// of a custom workflow), `parameters`, `wait` and `timeout`. Nothing is required by the
+/// schema: which arguments a call needs depends on the template or workflow chosen, and the
+/// server names what is missing.
+pub fn generate_image_input(catalog: &Catalog, default_wait: Duration) -> Arc<JsonObject> {
     let templates = catalog.templates();
     let ids: Vec<&str> = templates.iter().map(|t| t.info.id.as_str()).collect();
-    let mut template = json!({
-        "type": "string",
-        "description": if ids.is_empty() {
-            "Template id. No template is loaded right now: add a workflow pack (.wasm) to the templates folder.".to_owned()
-        } else {
-            format!("Template id, one of: {}. list_workflows describes each.", ids.join(", "))
-        },
-    });
+    let mut description = if ids.is_empty() {
+        "Template id. No template is loaded right now: add a workflow pack (.wasm) to the templates folder.".to_owned()
+    } else {
+        format!(
+            "Template id, one of: {}. list_workflows describes each.",
+            ids.join(", ")
+        )
+    };
+    description.push_str(" Give exactly one of template, workflow or workflow_path.");
+    let mut template = json!({"type": "string", "description": description});
     if !ids.is_empty() {
         template["enum"] = json!(ids);
     }
     let mut properties = Map::new();
     properties.insert(TEMPLATE_ARG.into(), template);
+    properties.insert(
+        WORKFLOW_ARG.into(),
+        json!({
+            "type": "object",
+            "description": "Instead of template: a ComfyUI workflow in API format (ComfyUI: Export (API)) as a JSON object of nodes, or a /prompt body {\"prompt\": {...}}. The generation parameters given (prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler, scheduler, denoise, batch_size, checkpoint) and `parameters` override its inputs; the graph is checked against ComfyUI's nodes before it is queued. Same size and node limits as a workflow file.",
+            "additionalProperties": true,
+        }),
+    );
+    properties.insert(
+        WORKFLOW_PATH_ARG.into(),
+        json!({"type": "string", "description": "Instead of template: path of an API-format workflow file relative to or inside one of the configured workflow folders (as load_workflow). Overridden like workflow."}),
+    );
+    properties.insert(PARAMETERS_ARG.into(), overrides_property());
 
     let mut names: Vec<&str> = SHARED_PARAMS
         .iter()
@@ -100,23 +134,23 @@ pub fn generate_image_input(catalog: &Catalog) -> Arc<JsonObject> {
             }
         }
     }
-    let mut required = vec![TEMPLATE_ARG.to_owned()];
     for name in names {
         let specs: Vec<&ParamSpec> = templates
             .iter()
             .filter_map(|t| t.info.param(name))
             .collect();
         properties.insert(name.to_owned(), merged_param_schema(&specs));
-        let everywhere = specs.len() == templates.len();
-        if everywhere && specs.iter().all(|s| s.required) {
-            required.push(name.to_owned());
-        }
     }
-    wait_properties(&mut properties);
+    for name in SHARED_PARAMS {
+        properties.entry(*name).or_insert_with(
+            || json!({"description": "Override of a custom workflow's input (see workflow)."}),
+        );
+    }
+    wait_properties(&mut properties, default_wait);
     object(json!({
         "type": "object",
+        "description": "Give exactly one of template, workflow or workflow_path.",
         "properties": properties,
-        "required": required,
         "additionalProperties": false,
     }))
 }
@@ -202,7 +236,7 @@ fn widen(
 }
 
 /// Input schema of a per-template tool: the template's own schema plus `wait` and `timeout`.
-pub fn template_input(input_schema: &Value) -> Arc<JsonObject> {
+pub fn template_input(input_schema: &Value, default_wait: Duration) -> Arc<JsonObject> {
     let mut schema = match input_schema {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
@@ -210,7 +244,7 @@ pub fn template_input(input_schema: &Value) -> Arc<JsonObject> {
     schema.insert("type".into(), json!("object"));
     let properties = schema.entry("properties").or_insert_with(|| json!({}));
     if let Value::Object(props) = properties {
-        wait_properties(props);
+        wait_properties(props, default_wait);
     }
     Arc::new(schema)
 }
@@ -290,22 +324,14 @@ pub fn cancel_input() -> Arc<JsonObject> {
 }
 
 /// Input schema of `load_workflow`.
-pub fn load_workflow_input() -> Arc<JsonObject> {
+pub fn load_workflow_input(default_wait: Duration) -> Arc<JsonObject> {
     let mut properties = Map::new();
     properties.insert(
         WORKFLOW_PATH_ARG.into(),
         json!({"type": "string", "description": "Path of a ComfyUI workflow in API format (Export (API) in ComfyUI), relative to or inside one of the configured workflow folders."}),
     );
-    properties.insert(
-        PARAMETERS_ARG.into(),
-        json!({
-            "type": "object",
-            "default": {},
-            "description": "Overrides: seed, steps, cfg_scale, sampler, scheduler, denoise, width, height, batch_size, prompt, negative_prompt, or \"<node_id>.<input>\" for any input. Overrides that match nothing are listed in parameters_unmatched.",
-            "additionalProperties": true,
-        }),
-    );
-    wait_properties(&mut properties);
+    properties.insert(PARAMETERS_ARG.into(), overrides_property());
+    wait_properties(&mut properties, default_wait);
     object(json!({
         "type": "object",
         "properties": properties,
@@ -380,13 +406,25 @@ fn result_or_error(properties: Map<String, Value>, required: &[&str]) -> Arc<Jso
     }))
 }
 
-/// Output schema of `generate_image` and the template tools.
+/// The fields a custom workflow's result adds.
+fn custom_workflow_properties(props: &mut Map<String, Value>) {
+    props.insert("workflow_name".into(), json!({"type": "string"}));
+    props.insert("parameters_applied".into(), json!({"type": "object"}));
+    props.insert(
+        "parameters_unmatched".into(),
+        json!({"type": "array", "items": {"type": "string"}}),
+    );
+}
+
+/// Output schema of `generate_image` and the template tools (a custom workflow adds
+/// `workflow_name`, `parameters_applied` and `parameters_unmatched`).
 pub fn generation_output() -> Arc<JsonObject> {
     let mut props = job_properties();
     props.insert(
         "status".into(),
         json!({"type": "string", "enum": ["queued", "running", "completed", "failed", "cancelled"]}),
     );
+    custom_workflow_properties(&mut props);
     result_or_error(props, &["prompt_id", "status"])
 }
 
@@ -399,12 +437,7 @@ pub fn status_output() -> Arc<JsonObject> {
 pub fn load_workflow_output() -> Arc<JsonObject> {
     let mut props = job_properties();
     props.insert("status".into(), json!({"type": "string"}));
-    props.insert("workflow_name".into(), json!({"type": "string"}));
-    props.insert("parameters_applied".into(), json!({"type": "object"}));
-    props.insert(
-        "parameters_unmatched".into(),
-        json!({"type": "array", "items": {"type": "string"}}),
-    );
+    custom_workflow_properties(&mut props);
     result_or_error(props, &["prompt_id", "status", "workflow_name"])
 }
 
@@ -462,6 +495,8 @@ pub fn list_workflows_output() -> Arc<JsonObject> {
 mod tests {
     use super::*;
     use pack_runtime::{Alias, ParamKind, ParamValue};
+
+    const WAIT: Duration = Duration::from_secs(120);
 
     fn spec(name: &str, kind: ParamKind) -> ParamSpec {
         ParamSpec {
@@ -534,7 +569,7 @@ mod tests {
     #[test]
     fn template_input_adds_wait_and_timeout() {
         let base = json!({"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"], "additionalProperties": false});
-        let s = template_input(&base);
+        let s = template_input(&base, WAIT);
         assert_eq!(s["properties"]["wait"]["type"], "boolean");
         assert_eq!(s["properties"]["timeout"]["maximum"], 3600.0);
         assert_eq!(s["required"], json!(["prompt"]));
@@ -542,10 +577,25 @@ mod tests {
 
     #[test]
     fn empty_catalog_still_gives_an_object_schema() {
-        let s = generate_image_input(&Catalog::default());
+        let s = generate_image_input(&Catalog::default(), WAIT);
         assert_eq!(s["type"], "object");
-        assert_eq!(s["required"], json!(["template"]));
+        assert!(
+            s.get("required").is_none(),
+            "template or a workflow: none is required"
+        );
         assert!(s["properties"]["template"].get("enum").is_none());
+        assert_eq!(s["properties"]["workflow"]["type"], "object");
+        assert_eq!(s["properties"]["workflow_path"]["type"], "string");
+        assert_eq!(s["properties"]["timeout"]["default"], 120.0);
+        for combinator in ["oneOf", "anyOf", "allOf"] {
+            assert!(s.get(combinator).is_none(), "{combinator} at the top level");
+        }
+        for name in SHARED_PARAMS {
+            assert!(
+                s["properties"].get(*name).is_some(),
+                "{name} overrides a workflow"
+            );
+        }
     }
 
     /// Structural JSON Schema (2020-12) checks for what this module emits: numbers
@@ -693,15 +743,18 @@ mod tests {
     #[test]
     fn every_published_schema_is_structurally_valid() {
         let all = [
-            ("generate_image", generate_image_input(&Catalog::default())),
+            (
+                "generate_image",
+                generate_image_input(&Catalog::default(), WAIT),
+            ),
             (
                 "template",
-                template_input(&json!({"type": "object", "properties": {}})),
+                template_input(&json!({"type": "object", "properties": {}}), WAIT),
             ),
             ("list_workflows", list_workflows_input()),
             ("status", status_input()),
             ("cancel", cancel_input()),
-            ("load_workflow", load_workflow_input()),
+            ("load_workflow", load_workflow_input(WAIT)),
             ("generation_output", generation_output()),
             ("status_output", status_output()),
             ("load_workflow_output", load_workflow_output()),
@@ -715,14 +768,19 @@ mod tests {
 
     /// Every argument the server adds next to template parameters is a reserved
     /// parameter name, so no pack parameter can collide with one (packs declaring
-    /// one are refused at load).
+    /// one are refused at load). The generation parameters of the guide are not server
+    /// arguments: templates declare them, and a custom workflow takes them as overrides.
     #[test]
     fn server_arguments_are_reserved_parameter_names() {
-        let generic = generate_image_input(&Catalog::default());
-        let per_template = template_input(&json!({"type": "object", "properties": {}}));
-        let load = load_workflow_input();
+        let generic = generate_image_input(&Catalog::default(), WAIT);
+        let per_template = template_input(&json!({"type": "object", "properties": {}}), WAIT);
+        let load = load_workflow_input(WAIT);
         for s in [generic, per_template, load] {
-            for name in s["properties"].as_object().unwrap().keys() {
+            let properties = s["properties"].as_object().unwrap();
+            for name in properties
+                .keys()
+                .filter(|n| !SHARED_PARAMS.contains(&n.as_str()))
+            {
                 assert!(
                     params::RESERVED_PARAM_NAMES.contains(&name.as_str()),
                     "`{name}` is a server argument but not in RESERVED_PARAM_NAMES"

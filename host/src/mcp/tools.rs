@@ -1,7 +1,9 @@
 //! The calls behind the tools — `generate_image`, `list_workflows`, `get_workflow_status`,
-//! `cancel_workflow`, `load_workflow`, `list_models` (in [`models`](super::models)), and one
-//! tool per template named after its id — one
-//! function per tool, and the reading of their arguments.
+//! `cancel_workflow`, `load_workflow`, `list_models` (in [`models`](super::models)),
+//! `list_jobs` (in [`jobs_tool`](super::jobs_tool)), and one tool per template named after its
+//! id — one function per tool, and the reading of their arguments. `generate_image` with a
+//! custom workflow (`workflow` or `workflow_path`) and `load_workflow` share one path
+//! ([`custom_workflow`]).
 //!
 //! A call runs in a [`CallContext`] (cancellation and a progress sink) and returns a typed
 //! [`Outcome`], so MCP `tools/call` and the plain HTTP API share this one dispatch and
@@ -29,6 +31,10 @@ use super::render;
 use super::schemas;
 use super::shared::Shared;
 use crate::error::AppError;
+use crate::workflow_file::WorkflowSource;
+use pack_runtime::params::{
+    PARAMETERS_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
+};
 
 fn app_error(error: AppError) -> Outcome {
     Outcome::from(error)
@@ -81,10 +87,11 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn timeout(&mut self) -> Result<Duration, ArgumentError> {
+    /// `timeout`, `default` when absent.
+    fn timeout(&mut self, default: Duration) -> Result<Duration, ArgumentError> {
         let max = schemas::MAX_TIMEOUT_SECS;
         match self.take("timeout") {
-            None => Ok(Duration::from_secs_f64(schemas::DEFAULT_TIMEOUT_SECS)),
+            None => Ok(default),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(secs) if secs > 0.0 && secs <= max => Ok(Duration::from_secs_f64(secs)),
                 _ => Err(self.err(format!(
@@ -97,11 +104,22 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// `wait` and `timeout`; the timeout only matters when waiting.
-    fn wait(&mut self) -> Result<Option<Duration>, ArgumentError> {
+    /// `wait` and `timeout` (`default` when absent); the timeout only matters when waiting.
+    fn wait(&mut self, default: Duration) -> Result<Option<Duration>, ArgumentError> {
         let wait = self.bool("wait", false)?;
-        let timeout = self.timeout()?;
+        let timeout = self.timeout(default)?;
         Ok(wait.then_some(timeout))
+    }
+
+    /// The `parameters` object of overrides (empty when absent).
+    fn overrides(&mut self) -> Result<Map<String, Value>, ArgumentError> {
+        match self.take(PARAMETERS_ARG) {
+            None => Ok(Map::new()),
+            Some(Value::Object(m)) => Ok(m),
+            Some(other) => Err(self.err(format!(
+                "`parameters` must be an object of overrides (e.g. {{\"seed\": 42, \"steps\": 30}}), got {other}"
+            ))),
+        }
     }
 
     /// Fails when arguments are left that the tool does not take.
@@ -178,15 +196,75 @@ async fn generate_image(
     mut args: Args<'_>,
     context: CallContext,
 ) -> Result<Outcome, ArgumentError> {
-    let wait = args.wait()?;
-    let Some(template) = args.string("template")? else {
-        let catalog = shared.app.catalog();
-        return Err(args.err(format!(
-            "`template` is required; available templates: {}",
-            catalog.template_ids()
-        )));
+    let wait = args.wait(shared.options.default_wait)?;
+    let template = args.string(TEMPLATE_ARG)?;
+    let inline = args.take(schemas::WORKFLOW_ARG);
+    let path = args.string(WORKFLOW_PATH_ARG)?;
+    match (template, inline, path) {
+        (Some(template), None, None) => generate(shared, &template, args.map, wait, context).await,
+        (None, Some(Value::Object(graph)), None) => {
+            let overrides = workflow_overrides(&mut args)?;
+            let source = WorkflowSource::Inline(Value::Object(graph));
+            custom_workflow(shared, source, overrides, wait, context).await
+        }
+        (None, Some(other), None) => Err(args.err(format!(
+            "`workflow` must be a JSON object of nodes (ComfyUI API format), got {}",
+            comfyui::nodes::json_type(&other)
+        ))),
+        (None, None, Some(path)) => {
+            let overrides = workflow_overrides(&mut args)?;
+            custom_workflow(shared, WorkflowSource::File(path), overrides, wait, context).await
+        }
+        (template, inline, path) => {
+            let given: Vec<&str> = [
+                (TEMPLATE_ARG, template.is_some()),
+                (schemas::WORKFLOW_ARG, inline.is_some()),
+                (WORKFLOW_PATH_ARG, path.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, present)| present.then_some(name))
+            .collect();
+            let got = if given.is_empty() {
+                "none was given".to_owned()
+            } else {
+                format!("got {}", given.join(" and "))
+            };
+            Err(args.err(format!(
+                "give exactly one of `template` (a template id; available: {}), `workflow` (an API-format graph object) or `workflow_path` (a file in the workflow folders); {got}",
+                shared.app.catalog().template_ids()
+            )))
+        }
+    }
+}
+
+/// The overrides of a custom workflow in `generate_image`: the generation parameters given
+/// next to it, then `parameters`; anything else is refused.
+fn workflow_overrides(args: &mut Args<'_>) -> Result<Map<String, Value>, ArgumentError> {
+    let mut overrides = args.overrides()?;
+    for name in schemas::SHARED_PARAMS {
+        if let Some(value) = args.take(name) {
+            if overrides.contains_key(*name) {
+                return Err(args.err(format!(
+                    "`{name}` is given both as an argument and in `parameters`; give it once"
+                )));
+            }
+            overrides.insert((*name).to_owned(), value);
+        }
+    }
+    let mut allowed = vec![
+        schemas::WORKFLOW_ARG,
+        WORKFLOW_PATH_ARG,
+        PARAMETERS_ARG,
+        WAIT_ARG,
+        TIMEOUT_ARG,
+    ];
+    allowed.extend_from_slice(schemas::SHARED_PARAMS);
+    let rest = Args {
+        tool: args.tool,
+        map: std::mem::take(&mut args.map),
     };
-    generate(shared, &template, args.map, wait, context).await
+    rest.finish(&allowed)?;
+    Ok(overrides)
 }
 
 async fn template_tool(
@@ -195,7 +273,7 @@ async fn template_tool(
     mut args: Args<'_>,
     context: CallContext,
 ) -> Result<Outcome, ArgumentError> {
-    let wait = args.wait()?;
+    let wait = args.wait(shared.options.default_wait)?;
     generate(shared, &template, args.map, wait, context).await
 }
 
@@ -375,19 +453,23 @@ async fn load_workflow(
     mut args: Args<'_>,
     context: CallContext,
 ) -> Result<Outcome, ArgumentError> {
-    let path = args.required_string("workflow_path")?;
-    let overrides = match args.take("parameters") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(other) => {
-            return Err(args.err(format!(
-                "`parameters` must be an object of overrides (e.g. {{\"seed\": 42, \"steps\": 30}}), got {other}"
-            )));
-        }
-    };
-    let wait = args.wait()?;
-    args.finish(&["workflow_path", "parameters", "wait", "timeout"])?;
-    let submission = match shared.app.load_workflow(&path, overrides).await {
+    let path = args.required_string(WORKFLOW_PATH_ARG)?;
+    let overrides = args.overrides()?;
+    let wait = args.wait(shared.options.default_wait)?;
+    args.finish(&[WORKFLOW_PATH_ARG, PARAMETERS_ARG, WAIT_ARG, TIMEOUT_ARG])?;
+    custom_workflow(shared, WorkflowSource::File(path), overrides, wait, context).await
+}
+
+/// Runs a custom workflow (a file or inline) and answers like a template call, plus
+/// `workflow_name`, `parameters_applied` and `parameters_unmatched`.
+async fn custom_workflow(
+    shared: &Shared,
+    source: WorkflowSource,
+    overrides: Map<String, Value>,
+    wait: Option<Duration>,
+    context: CallContext,
+) -> Result<Outcome, ArgumentError> {
+    let submission = match shared.app.load_workflow(source, overrides).await {
         Ok(s) => s,
         Err(e) => return Ok(app_error(e)),
     };
@@ -418,18 +500,23 @@ mod tests {
             Some(serde_json::from_value(json!({"timeout": 0, "wait": true})).unwrap()),
         );
         assert!(a.bool("wait", false).unwrap());
-        let e = a.timeout().unwrap_err();
+        let e = a.timeout(WAIT).unwrap_err();
         assert!(e.to_string().contains("at most 3600"), "{e}");
         let mut a = Args::new(
             "t",
             Some(serde_json::from_value(json!({"wait": "yes"})).unwrap()),
         );
-        assert!(a.wait().unwrap_err().to_string().contains("true or false"));
+        assert!(
+            a.wait(WAIT)
+                .unwrap_err()
+                .to_string()
+                .contains("true or false")
+        );
         let mut a = Args::new(
             "t",
             Some(serde_json::from_value(json!({"timeout": 12.5, "bogus": 1})).unwrap()),
         );
-        assert_eq!(a.timeout().unwrap(), Duration::from_millis(12_500));
+        assert_eq!(a.timeout(WAIT).unwrap(), Duration::from_millis(12_500));
         let e = a.finish(&["timeout"]).unwrap_err();
         assert!(e.to_string().contains("unknown argument `bogus`"), "{e}");
         let a = Args::new(
@@ -437,6 +524,17 @@ mod tests {
             Some(serde_json::from_value(json!({"wait": null})).unwrap()),
         );
         let mut a = a;
-        assert_eq!(a.wait().unwrap(), None);
+        assert_eq!(a.wait(WAIT).unwrap(), None);
+        let mut a = Args::new(
+            "t",
+            Some(serde_json::from_value(json!({"wait": true})).unwrap()),
+        );
+        assert_eq!(
+            a.wait(WAIT).unwrap(),
+            Some(WAIT),
+            "the default follows the setting"
+        );
     }
+
+    const WAIT: Duration = Duration::from_secs(7);
 }
