@@ -110,7 +110,7 @@ fn memory_grab_fails_at_the_cap() {
 fn panic_fails_cleanly_with_its_message() {
     let rt = runtime();
     let err = load_and_build(&rt, "panicker").unwrap_err();
-    assert!(matches!(err, CallError::Trap(_)), "{err}");
+    assert!(matches!(err, CallError::Trap { .. }), "{err}");
     assert!(err.to_string().contains("deliberate panic"), "{err}");
     assert_still_serving(&rt);
 }
