@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Settings;
 use crate::loader::{LiveComfy, admission_key};
-use crate::selftest::{self, BudgetExceeded, CheckCatalog, Observed};
+use crate::selftest::{self, BudgetExceeded, Observed};
 
 /// A call using more than this share of the time limit gets [`WarningCode::SlowCall`].
 const SLOW_CALL_SHARE: f64 = 0.5;
@@ -64,8 +64,8 @@ pub enum WarningCode {
     /// A number or integer parameter without a minimum or a maximum (and
     /// without choices): clients cannot tell what is sensible.
     Unbounded,
-    /// An optional parameter without a default: clients cannot tell what an
-    /// omitted value means.
+    /// An optional number, integer or boolean parameter without a default:
+    /// clients cannot tell what an omitted value means.
     NoDefault,
     /// One build took more than half its time limit.
     SlowCall,
@@ -426,7 +426,9 @@ fn param_warnings(p: &ParamSpec, warn: &mut impl FnMut(WarningCode, String)) {
             ),
         );
     }
-    if !p.required && p.default.is_none() {
+    // An optional text without default is common (absent = the pack picks,
+    // like a checkpoint); a number or switch without one leaves clients guessing.
+    if !p.required && p.default.is_none() && p.kind != ParamKind::Text {
         warn(
             WarningCode::NoDefault,
             format!(

@@ -14,9 +14,8 @@ use crate::admission::Admission;
 use crate::app::App;
 use crate::catalog::{Catalog, CatalogStore};
 use crate::config::{Settings, SimulateArgs};
-use crate::loader::{LiveComfy, PackLoader, admission_key};
+use crate::loader::{LiveComfy, PackLoader};
 use crate::packs::PackSet;
-use crate::selftest;
 use crate::workflow_file::WorkflowDirs;
 
 /// Creates the pack runtime, the admission and the loader from the

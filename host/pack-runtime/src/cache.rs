@@ -377,7 +377,7 @@ impl CompileCache {
                 _ => remove(&path),
             }
         }
-        let mut total: u64 = artifacts.iter().map(|(_, len, _)| len).sum();
+        let total: u64 = artifacts.iter().map(|(_, len, _)| len).sum();
         if total > self.max_bytes {
             self.trim(artifacts, total, keep);
         }

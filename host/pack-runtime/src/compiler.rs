@@ -82,7 +82,9 @@ impl Backend {
     }
 }
 
-/// The engine configuration every pack runs under, with `compiler` as code generator.
+/// The engine configuration every pack runs under, with `compiler` as code
+/// generator. Public for the compile benchmark only; the host goes through [`crate::Runtime`].
+#[doc(hidden)]
 pub fn sandbox_config(limits: &Limits, compiler: Compiler) -> Config {
     let mut wasm = Config::new();
     // Deadlines: the guest checks the epoch at loop headers and function

@@ -56,12 +56,7 @@ pub enum LoadError {
     },
     /// The component imports interfaces the host does not link; found by
     /// parsing, before compiling (`imports.rs`).
-    #[error(
-        "{path}: imports {} the host does not provide, refused before compiling: {}{}",
-        if *.total == 1 { "an interface" } else { "interfaces" },
-        UnlinkedImport::join(.imports),
-        if *.total > .imports.len() { format!(" (and {} more)", .total - .imports.len()) } else { String::new() }
-    )]
+    #[error("{path}: {}", UnlinkedImport::summary(.imports, .total))]
     UnlinkedImports {
         /// The pack file.
         path: PathBuf,
@@ -146,12 +141,32 @@ pub struct UnlinkedImport {
 }
 
 impl UnlinkedImport {
-    fn join(imports: &[UnlinkedImport]) -> String {
-        imports
+    /// "imports an interface ... : `name` (fix: ...); ... (and N more)".
+    fn summary(imports: &[UnlinkedImport], total: &usize) -> String {
+        let listed = imports
             .iter()
             .map(|i| format!("`{}` (fix: {})", i.name, i.fix))
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        let more = total.saturating_sub(imports.len());
+        format!(
+            "imports {} the host does not provide, refused before compiling: {listed}{}",
+            if *total == 1 { "an interface" } else { "interfaces" },
+            if more > 0 { format!(" (and {more} more)") } else { String::new() }
+        )
+    }
+}
+
+/// `CallError::Trap`'s text: the cause first when there is one, the trap and
+/// the pack's last lines after it.
+fn trap_text(reason: &str, cause: &Option<String>, said: &Option<String>) -> String {
+    let said = said
+        .as_deref()
+        .map(|s| format!("; the pack wrote: {s}"))
+        .unwrap_or_default();
+    match cause {
+        Some(cause) => format!("{cause} ({reason}{said})"),
+        None => format!("{reason}{said}"),
     }
 }
 
@@ -217,12 +232,7 @@ pub enum CallError {
     /// The pack trapped (a panic, an `unreachable`, an out-of-bounds access, ...).
     /// The text is the exception the pack named on stderr (when it did),
     /// the trap, then what the pack last wrote on stderr.
-    #[error(
-        "pack crashed: {}{reason}{}{}",
-        .cause.as_deref().map(|c| format!("{c} (")).unwrap_or_default(),
-        .said.as_deref().map(|s| format!("; the pack wrote: {s}")).unwrap_or_default(),
-        if .cause.is_some() { ")" } else { "" }
-    )]
+    #[error("pack crashed: {}", trap_text(.reason, .cause, .said))]
     Trap {
         /// The trap, or wasmtime's error when there is no trap code.
         reason: String,

@@ -16,9 +16,12 @@
 //! * an import is linked when its package and interface are in [`LINKED`]
 //!   and its version is semver-compatible with the linked one (same major,
 //!   or same `0.minor`), the rule wasmtime's linker applies;
-//! * a `LINKED` entry that the linker does not really provide would let a
-//!   pack through to a slow link failure: the unit test at the bottom links
-//!   an empty-instance import of every entry with the runtime's own linker;
+//! * `LINKED` must follow the linker: an entry it lacks lets a pack through
+//!   to the slow link failure, a missing entry refuses a good pack. The
+//!   second is tested on real packs (`tests/bigpacks.rs`: `wasi-snoop`
+//!   imports the WASI interfaces a `wasm32-wasip2` build uses); wasmtime
+//!   cannot be asked which instances a linker defines (an import of a
+//!   missing instance fails exactly like one of a wrong export);
 //! * at most [`MAX_REPORTED_IMPORTS`] unsatisfied imports are named in one
 //!   error (the rest are counted), each escaped and capped by `text.rs`.
 
@@ -240,7 +243,7 @@ fn async_builtin(function: &CanonicalFunction) -> Option<&'static str> {
     };
     match function {
         CanonicalFunction::Lift { options, .. } | CanonicalFunction::Lower { options, .. } => {
-            async_option(options).then_some("an `async` canon lift/lower option")
+            async_option(&options[..]).then_some("an `async` canon lift/lower option")
         }
         CanonicalFunction::ResourceNew { .. }
         | CanonicalFunction::ResourceDrop { .. }

@@ -258,32 +258,3 @@ impl EpochTicker {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn links(rt: &Runtime, name: &str) -> bool {
-        let wat = format!("(component (import \"{name}\" (instance)))");
-        let bytes = wat::parse_str(&wat).expect("valid component text");
-        let backend = &rt.cranelift;
-        let component = Component::new(&backend.engine, bytes).expect("compiles");
-        backend.linker.instantiate_pre(&component).is_ok()
-    }
-
-    /// `imports::LINKED` is exactly what the linker provides: every entry
-    /// links, and a near miss of each package does not.
-    #[test]
-    fn every_interface_the_import_check_accepts_is_linked() {
-        let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
-        for (package, version, interfaces) in crate::imports::LINKED {
-            for interface in *interfaces {
-                let name = format!("{package}/{interface}@{version}");
-                assert!(links(&rt, &name), "{name} is not linked");
-                assert_eq!(crate::imports::fix_for(&name), None, "{name}");
-            }
-            let missing = format!("{package}/not-an-interface@{version}");
-            assert!(!links(&rt, &missing), "{missing} links");
-        }
-        assert!(!links(&rt, "wasi:http/types@0.2.10"));
-    }
-}
