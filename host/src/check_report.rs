@@ -180,12 +180,22 @@ impl Report {
     }
 
     fn warning_count(&self) -> usize {
-        self.warnings.len() + self.templates.iter().map(|t| t.warnings.len()).sum::<usize>()
+        self.warnings.len()
+            + self
+                .templates
+                .iter()
+                .map(|t| t.warnings.len())
+                .sum::<usize>()
     }
 }
 
 /// Runs the check and prints the report; returns whether it passed.
-pub async fn run(settings: &Settings, path: &Path, json: bool, strict: bool) -> anyhow::Result<bool> {
+pub async fn run(
+    settings: &Settings,
+    path: &Path,
+    json: bool,
+    strict: bool,
+) -> anyhow::Result<bool> {
     let (live, catalog) = probe(settings).await;
     let loader = crate::commands::loader(settings, Arc::new(live))?;
     let started = Instant::now();
@@ -193,19 +203,23 @@ pub async fn run(settings: &Settings, path: &Path, json: bool, strict: bool) -> 
     let owned = path.to_owned();
     let (loaded, observed, overrun) = loader
         .admission()
-        .run(&admission_key(path), crate::admission::Wait::Queue, move || {
-            let loaded = job_loader.runtime().load_file(&owned);
-            let mut observed = Vec::new();
-            let overrun = loaded.as_ref().ok().and_then(|pack| {
-                selftest::run_observed(
-                    pack,
-                    &job_loader.check_catalog(),
-                    Some((started, job_loader.load_budget())),
-                    |o| observed.push(o),
-                )
-            });
-            (loaded, observed, overrun)
-        })
+        .run(
+            &admission_key(path),
+            crate::admission::Wait::Queue,
+            move || {
+                let loaded = job_loader.runtime().load_file(&owned);
+                let mut observed = Vec::new();
+                let overrun = loaded.as_ref().ok().and_then(|pack| {
+                    selftest::run_observed(
+                        pack,
+                        &job_loader.check_catalog(),
+                        Some((started, job_loader.load_budget())),
+                        |o| observed.push(o),
+                    )
+                });
+                (loaded, observed, overrun)
+            },
+        )
         .await?;
     let elapsed = started.elapsed();
     let runtime = loader.runtime();
@@ -232,7 +246,9 @@ pub async fn run(settings: &Settings, path: &Path, json: bool, strict: bool) -> 
             for o in observed {
                 let info = pack.template(&o.report.template).cloned();
                 if let Some(info) = info {
-                    report.templates.push(template_check(&info, o, pack.limits()));
+                    report
+                        .templates
+                        .push(template_check(&info, o, pack.limits()));
                 }
             }
             pack_findings(&mut report, overrun, elapsed, settings.load_budget());
@@ -293,8 +309,8 @@ type Fetched = (
 async fn fetch_catalog(settings: &Settings) -> anyhow::Result<Fetched> {
     let mut settings = settings.clone();
     if settings.comfyui_url == "sim" {
-        let sim = simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default())
-            .await?;
+        let sim =
+            simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default()).await?;
         settings.comfyui_url = sim.base_url();
         // Lives as long as the process, like `serve`'s.
         std::mem::forget(sim);
@@ -372,7 +388,9 @@ fn template_check(info: &TemplateInfo, o: Observed, limits: &Limits) -> Template
         })
         .collect();
     spec_warnings(info, &mut warnings);
-    let call = o.stats.map(|stats| cost_findings(stats, limits, &mut warnings));
+    let call = o
+        .stats
+        .map(|stats| cost_findings(stats, limits, &mut warnings));
     TemplateCheck {
         id: info.id.clone(),
         name: info.name.clone(),
@@ -439,7 +457,11 @@ fn param_warnings(p: &ParamSpec, warn: &mut impl FnMut(WarningCode, String)) {
     }
 }
 
-fn cost_findings(stats: CallStats, limits: &Limits, warnings: &mut Vec<Finding<WarningCode>>) -> CallCost {
+fn cost_findings(
+    stats: CallStats,
+    limits: &Limits,
+    warnings: &mut Vec<Finding<WarningCode>>,
+) -> CallCost {
     let limit = limits.call_timeout;
     if stats.elapsed.as_secs_f64() > limit.as_secs_f64() * SLOW_CALL_SHARE {
         warnings.push(Finding {
@@ -527,7 +549,11 @@ fn render_template(out: &mut String, t: &TemplateCheck) {
             mib(c.memory_limit_bytes)
         )
     });
-    let nodes = t.graph.as_ref().and_then(Value::as_object).map_or(0, Map::len);
+    let nodes = t
+        .graph
+        .as_ref()
+        .and_then(Value::as_object)
+        .map_or(0, Map::len);
     if t.errors.is_empty() {
         let _ = writeln!(out, "ok    {} ({nodes} nodes, graph valid{cost})", t.id);
     } else {
@@ -539,8 +565,16 @@ fn render_template(out: &mut String, t: &TemplateCheck) {
     for w in &t.warnings {
         let _ = writeln!(out, "        warning: {}", w.message);
     }
-    let _ = writeln!(out, "        input schema (the `{}` tool, as MCP clients see it):", t.id);
-    indent(out, &serde_json::to_string_pretty(&t.input_schema).unwrap_or_default(), 10);
+    let _ = writeln!(
+        out,
+        "        input schema (the `{}` tool, as MCP clients see it):",
+        t.id
+    );
+    indent(
+        out,
+        &serde_json::to_string_pretty(&t.input_schema).unwrap_or_default(),
+        10,
+    );
     let _ = writeln!(
         out,
         "        built with {}",

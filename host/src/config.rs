@@ -381,7 +381,7 @@ pub struct Settings {
 
     // --- Big packs (compile strategy) and `check` (helper F) ---
     /// Packs larger than this (MiB) are compiled with Winch, wasmtime's
-    /// baseline compiler, instead of Cranelift: 4-9x less compile time for
+    /// baseline compiler, instead of Cranelift: 6.5x less compile CPU for
     /// componentized interpreters (README, "Big packs"). `off` compiles
     /// every pack with Cranelift.
     #[arg(

@@ -238,7 +238,10 @@ pub fn run_observed(
         let mut warnings = Vec::new();
         let (built, stats) = pack.build_with_stats(&template.id, &args, host.clone());
         let (outcome, graph) = match built {
-            Err(err) => (Err(vec![format!("build with defaults failed: {err}")]), None),
+            Err(err) => (
+                Err(vec![format!("build with defaults failed: {err}")]),
+                None,
+            ),
             Ok(built) => (
                 check_graph(&built.graph, catalog, &offered, &mut warnings),
                 Some(built.graph),

@@ -34,8 +34,7 @@ fn text(o: &Output) -> String {
 }
 
 fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
 }
 
 #[test]
@@ -65,10 +64,16 @@ fn the_json_report_has_the_published_schema_graph_check_and_cost_of_every_templa
         let schema = &t["input_schema"];
         assert_eq!(schema["type"], "object", "{id}");
         for p in ["prompt", "steps", "wait", "timeout"] {
-            assert!(schema["properties"][p].is_object(), "{id}: no {p} in {schema}");
+            assert!(
+                schema["properties"][p].is_object(),
+                "{id}: no {p} in {schema}"
+            );
         }
         assert_eq!(schema["properties"]["steps"]["maximum"], 150, "{id}");
-        assert!(t["graph"].as_object().is_some_and(|g| !g.is_empty()), "{id}");
+        assert!(
+            t["graph"].as_object().is_some_and(|g| !g.is_empty()),
+            "{id}"
+        );
         assert!(t["arguments"]["prompt"].is_string(), "{id}");
         let call = &t["call"];
         assert!(call["elapsed_ms"].as_f64().unwrap() > 0.0, "{id}");
@@ -85,7 +90,12 @@ fn a_live_comfyui_catalog_is_used_when_comfyui_answers() {
     assert!(out.status.success(), "{}", text(&out));
     let r = json(&out);
     assert_eq!(r["catalog"]["kind"], "live", "{}", r["catalog"]);
-    assert!(r["catalog"]["detail"].as_str().unwrap().starts_with("the ComfyUI at http://127.0.0.1:"));
+    assert!(
+        r["catalog"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("the ComfyUI at http://127.0.0.1:")
+    );
 }
 
 #[test]
@@ -118,7 +128,12 @@ fn warnings_teach_and_fail_only_with_strict() {
         .collect();
     assert_eq!(
         codes,
-        ["no-description", "no-description", "unbounded", "no-default"]
+        [
+            "no-description",
+            "no-description",
+            "unbounded",
+            "no-default"
+        ]
     );
     assert_eq!(r["warnings"][0]["code"], "no-description");
 }

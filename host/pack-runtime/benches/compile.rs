@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pack_runtime::{Compiler, HostView, Limits, Runtime, RuntimeConfig, StaticHost, sandbox_config};
+use pack_runtime::{
+    Compiler, HostView, Limits, Runtime, RuntimeConfig, StaticHost, sandbox_config,
+};
 use wasmtime::component::Component;
 use wasmtime::{Engine, OptLevel};
 
@@ -46,7 +48,13 @@ fn percentile(samples: &mut [Duration], q: f64) -> Duration {
     samples[((samples.len() - 1) as f64 * q).round() as usize]
 }
 
-fn calls(name: &str, baseline_above_bytes: Option<u64>, path: &Path, template: Option<&str>, n: usize) {
+fn calls(
+    name: &str,
+    baseline_above_bytes: Option<u64>,
+    path: &Path,
+    template: Option<&str>,
+    n: usize,
+) {
     let rt = Runtime::new(RuntimeConfig {
         baseline_above_bytes,
         ..RuntimeConfig::default()
@@ -56,7 +64,10 @@ fn calls(name: &str, baseline_above_bytes: Option<u64>, path: &Path, template: O
     let pack = rt.load_file(path).expect("the pack loads");
     let load = (wall.elapsed(), cpu_time() - cpu);
     let template = template.map_or_else(|| pack.templates()[0].id.clone(), str::to_owned);
-    let info = pack.template(&template).expect("the template exists").clone();
+    let info = pack
+        .template(&template)
+        .expect("the template exists")
+        .clone();
     let args = pack_runtime::params::self_test_args_with(&info, || "a red fox".into());
     let mut host = StaticHost::default();
     host.models.insert(
@@ -103,7 +114,10 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let limits = Limits::default();
-    println!("{:<44} {:>10} {:>10}", "cold compile (Component::new)", "wall", "cpu");
+    println!(
+        "{:<44} {:>10} {:>10}",
+        "cold compile (Component::new)", "wall", "cpu"
+    );
     let speed = sandbox_config(&limits, Compiler::Cranelift);
     compile_once("cranelift, opt speed, parallel (host)", &speed, &bytes);
     let mut serial = sandbox_config(&limits, Compiler::Cranelift);
@@ -112,7 +126,11 @@ fn main() {
     let mut none = sandbox_config(&limits, Compiler::Cranelift);
     none.cranelift_opt_level(OptLevel::None);
     compile_once("cranelift, opt none, parallel", &none, &bytes);
-    compile_once("winch, parallel", &sandbox_config(&limits, Compiler::Winch), &bytes);
+    compile_once(
+        "winch, parallel",
+        &sandbox_config(&limits, Compiler::Winch),
+        &bytes,
+    );
     let mut winch_serial = sandbox_config(&limits, Compiler::Winch);
     winch_serial.parallel_compilation(false);
     compile_once("winch, one thread", &winch_serial, &bytes);

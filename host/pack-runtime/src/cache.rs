@@ -173,7 +173,12 @@ impl CompileCache {
 
     /// The cached compiled form of the pack with this hash, if any. A hit
     /// also becomes the artifact `source` uses (superseding its previous one).
-    pub(crate) fn load(&self, engine: &Engine, pack_sha256: &str, source: &Path) -> Option<Component> {
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        pack_sha256: &str,
+        source: &Path,
+    ) -> Option<Component> {
         let (key, path) = self.artifact(engine, pack_sha256);
         let bytes = match self.read_artifact(&path) {
             Ok(Some(bytes)) => bytes,
@@ -383,8 +388,8 @@ impl CompileCache {
         }
         // A marker is kept while the artifact it names is.
         for marker in markers {
-            let named = read_marker(&marker)
-                .map(|key| self.dir.join(format!("{key}{ARTIFACT_EXT}")));
+            let named =
+                read_marker(&marker).map(|key| self.dir.join(format!("{key}{ARTIFACT_EXT}")));
             if !named.is_some_and(|artifact| artifact.is_file()) {
                 remove(&marker);
             }
@@ -393,7 +398,12 @@ impl CompileCache {
 
     /// Deletes the least recently used `artifacts` (never `keep`) until
     /// `total` is at most the cap.
-    fn trim(&self, mut artifacts: Vec<(SystemTime, u64, PathBuf)>, mut total: u64, keep: Option<&Path>) {
+    fn trim(
+        &self,
+        mut artifacts: Vec<(SystemTime, u64, PathBuf)>,
+        mut total: u64,
+        keep: Option<&Path>,
+    ) {
         artifacts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
         for (_, len, path) in artifacts {
             if total <= self.max_bytes {

@@ -8,8 +8,8 @@
 //!   0.1–0.3 s);
 //! * **Winch**, wasmtime's baseline compiler, for larger packs: componentized
 //!   interpreters (CPython 18 MB, SpiderMonkey 12 MB, QuickJS 1.6 MB), whose
-//!   Cranelift compile costs 2–14 CPU-seconds while a call runs for about a
-//!   millisecond either way. The figures behind this choice are in the
+//!   Cranelift compile costs 2–17 CPU-seconds while a call takes a few
+//!   milliseconds either way. The figures behind this choice are in the
 //!   README ("Big packs") and come from `cargo bench -p
 //!   comfyui-mcp-pack-runtime --bench compile`.
 //!
@@ -30,11 +30,13 @@ use crate::sandbox::StoreState;
 
 /// Default size above which packs are compiled with Winch, in MiB.
 ///
-/// Chosen from the compile benchmark (README, "Big packs"): above 1 MiB a
-/// pack is a componentized interpreter, for which Winch compiles 4–9x
-/// faster and the call, dominated by interpretation, costs about the same;
-/// below it Cranelift's compile time is a fraction of a second and its
-/// faster code is free.
+/// Chosen from the compile benchmark (README, "Big packs"): on an 18.5 MB
+/// componentized-Python pack Winch took 2.65 CPU-s to compile against
+/// Cranelift's 17.4 (6.5x less; the wait of every first load and hot
+/// reload), for 6.9 ms per call against 2.8 (a 2 s call limit, a 2-4 ms MCP
+/// round trip). Packs above 1 MiB are such interpreters (QuickJS 1.6 MB and
+/// up); below it are Rust packs, which Cranelift compiles in 0.1-0.3 s, so
+/// its faster code is free.
 pub const DEFAULT_BASELINE_ABOVE_MB: u64 = 1;
 
 /// A code generator.

@@ -151,8 +151,16 @@ impl UnlinkedImport {
         let more = total.saturating_sub(imports.len());
         format!(
             "imports {} the host does not provide, refused before compiling: {listed}{}",
-            if *total == 1 { "an interface" } else { "interfaces" },
-            if more > 0 { format!(" (and {more} more)") } else { String::new() }
+            if *total == 1 {
+                "an interface"
+            } else {
+                "interfaces"
+            },
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
         )
     }
 }

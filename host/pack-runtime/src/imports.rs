@@ -44,7 +44,11 @@ pub(crate) const LINKED: &[(&str, &str, &[&str])] = &[
     ("comfyui:workflow", "1.0.0", &["host", "types"]),
     ("wasi:io", "0.2.12", &["error", "poll", "streams"]),
     ("wasi:clocks", "0.2.12", &["wall-clock", "monotonic-clock"]),
-    ("wasi:random", "0.2.12", &["random", "insecure", "insecure-seed"]),
+    (
+        "wasi:random",
+        "0.2.12",
+        &["random", "insecure", "insecure-seed"],
+    ),
     (
         "wasi:cli",
         "0.2.12",

@@ -200,7 +200,10 @@ impl Runtime {
         match self.compile_with(chosen, path, bytes, sha256) {
             Err(err) if chosen.compiler != Compiler::Cranelift => {
                 tracing::debug!(path = %path.display(), "{} could not compile the pack, using cranelift: {err}", chosen.compiler.name());
-                Ok((&self.cranelift, self.compile_with(&self.cranelift, path, bytes, sha256)?))
+                Ok((
+                    &self.cranelift,
+                    self.compile_with(&self.cranelift, path, bytes, sha256)?,
+                ))
             }
             result => Ok((chosen, result?)),
         }
@@ -257,4 +260,3 @@ impl EpochTicker {
         ticker
     }
 }
-

@@ -156,7 +156,10 @@ fn names_exception(line: &str) -> bool {
         .unwrap_or(line.len());
     let (word, rest) = line.split_at(end);
     (word.ends_with("Error") || word.ends_with("Exception"))
-        && (rest.is_empty() || rest.starts_with(':') || rest.starts_with(" {") || rest.starts_with('('))
+        && (rest.is_empty()
+            || rest.starts_with(':')
+            || rest.starts_with(" {")
+            || rest.starts_with('('))
 }
 
 #[derive(Default)]
@@ -460,11 +463,16 @@ mod tests {
         );
         assert_eq!(
             tail.last.as_deref(),
-            Some("thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29: / Python function threw an unexpected exception")
+            Some(
+                "thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29: / Python function threw an unexpected exception"
+            )
         );
         // A cause that is among the last lines is not repeated.
         let js = CapturedOutput::new(1 << 20, 100);
-        js.write("stderr", b"TypeError: x is undefined\nRedirecting call to abort() to mozalloc_abort\n");
+        js.write(
+            "stderr",
+            b"TypeError: x is undefined\nRedirecting call to abort() to mozalloc_abort\n",
+        );
         let tail = js.stderr_tail();
         assert_eq!(tail.cause, None);
         assert_eq!(tail.last.as_deref(), Some("TypeError: x is undefined"));

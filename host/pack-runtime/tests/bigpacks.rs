@@ -116,7 +116,13 @@ fn component_model_async_is_refused_before_compiling_with_the_quickjs_fix() {
         .load_bytes(Path::new("qjs-default.wasm"), &bytes)
         .unwrap_err();
     assert!(
-        matches!(err, LoadError::AsyncBuiltins { builtin: "task.cancel", .. }),
+        matches!(
+            err,
+            LoadError::AsyncBuiltins {
+                builtin: "task.cancel",
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(
@@ -156,7 +162,9 @@ fn a_python_style_crash_names_the_exception_not_only_the_runtime_panic() {
     );
     let text = err.to_string();
     assert!(
-        text.starts_with("pack crashed: ValueError: width must be a multiple of 8, got 500 (wasm trap:"),
+        text.starts_with(
+            "pack crashed: ValueError: width must be a multiple of 8, got 500 (wasm trap:"
+        ),
         "{text}"
     );
     assert!(!text.contains("wasm trap: wasm trap"), "{text}");
@@ -191,8 +199,14 @@ fn winch_runtime(limits: Limits) -> Runtime {
 fn packs_over_the_threshold_are_compiled_by_winch_and_others_by_cranelift() {
     let default = Runtime::new(RuntimeConfig::default()).unwrap();
     let threshold = pack_runtime::DEFAULT_BASELINE_ABOVE_MB << 20;
-    assert_eq!(default.compiler_for(threshold as usize), Compiler::Cranelift);
-    assert_eq!(default.compiler_for(threshold as usize + 1), Compiler::Winch);
+    assert_eq!(
+        default.compiler_for(threshold as usize),
+        Compiler::Cranelift
+    );
+    assert_eq!(
+        default.compiler_for(threshold as usize + 1),
+        Compiler::Winch
+    );
     let off = Runtime::new(RuntimeConfig {
         baseline_above_bytes: None,
         ..RuntimeConfig::default()
@@ -218,7 +232,9 @@ fn under_winch_every_limit_still_holds() {
     // The memory limit.
     let hog = rt.load_file(&test_pack("memory-hog")).unwrap();
     let id = hog.templates()[0].id.clone();
-    let err = hog.build(&id, &args(json!({"prompt": "x"})), host()).unwrap_err();
+    let err = hog
+        .build(&id, &args(json!({"prompt": "x"})), host())
+        .unwrap_err();
     assert!(matches!(err, CallError::MemoryLimit { .. }), "{err}");
     // And the shipped pack builds the same graph as under Cranelift.
     let shipped = repo().join("templates/game-assets.wasm");
@@ -255,8 +271,16 @@ fn a_call_reports_its_time_and_the_peak_memory_the_limiter_counted() {
     assert!(stats.elapsed > std::time::Duration::ZERO);
     // A Rust pack holds at least one 64 KiB page and far less than the cap.
     assert!(stats.peak_memory_bytes >= 64 << 10, "{stats:?}");
-    assert!(stats.peak_memory_bytes < Limits::default().memory_bytes, "{stats:?}");
+    assert!(
+        stats.peak_memory_bytes < Limits::default().memory_bytes,
+        "{stats:?}"
+    );
     // An unknown template never runs the pack.
-    let params = pack_runtime::params::resolve(template, &args(json!({"prompt": "x"})), &Limits::default().metadata).unwrap();
+    let params = pack_runtime::params::resolve(
+        template,
+        &args(json!({"prompt": "x"})),
+        &Limits::default().metadata,
+    )
+    .unwrap();
     assert!(pack.build_measured("nope", params, host()).1.is_none());
 }

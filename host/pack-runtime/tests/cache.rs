@@ -360,7 +360,11 @@ fn a_rebuilt_pack_replaces_its_old_artifact_unless_another_path_still_uses_it() 
     at("pack.wasm", "mini");
     assert_eq!(names(), [old_name.clone()]);
     at("pack.wasm", "mini-v2");
-    assert_eq!(names(), [new_name.clone()], "the superseded artifact is removed");
+    assert_eq!(
+        names(),
+        [new_name.clone()],
+        "the superseded artifact is removed"
+    );
 
     // The same bytes at a second path: rebuilding one keeps the artifact
     // the other still uses.
