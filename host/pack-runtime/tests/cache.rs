@@ -358,11 +358,11 @@ fn a_rebuilt_pack_replaces_its_old_artifact_unless_another_path_still_uses_it() 
     // A pack is rebuilt in place (no toolchain builds reproducibly): its
     // old artifact goes at once, whatever the cap.
     at("pack.wasm", "mini");
-    assert_eq!(names(), [old_name.clone()]);
+    assert_eq!(names(), std::slice::from_ref(&old_name));
     at("pack.wasm", "mini-v2");
     assert_eq!(
         names(),
-        [new_name.clone()],
+        std::slice::from_ref(&new_name),
         "the superseded artifact is removed"
     );
 
