@@ -26,7 +26,7 @@ def run_check(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProce
     )
 
 
-def test_check_uses_the_live_catalog_of_the_backend(backend: ComfyRoutes, tmp_path: Path) -> None:
+async def test_check_uses_the_live_catalog_of_the_backend(backend: ComfyRoutes, tmp_path: Path) -> None:
     done = run_check(backend.url, tmp_path, "templates/game-assets.wasm", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
@@ -40,7 +40,7 @@ def test_check_uses_the_live_catalog_of_the_backend(backend: ComfyRoutes, tmp_pa
         assert t["graph"], t["id"]
 
 
-def test_a_crash_names_its_cause_whatever_the_backend(backend: ComfyRoutes, tmp_path: Path) -> None:
+async def test_a_crash_names_its_cause_whatever_the_backend(backend: ComfyRoutes, tmp_path: Path) -> None:
     done = run_check(backend.url, tmp_path, "tests/packs/py-traceback.wasm")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "pack crashed: ValueError: width must be a multiple of 8, got 500" in done.stdout
