@@ -173,7 +173,7 @@ pub(crate) fn fix_for(name: &str) -> Option<ImportFix> {
     let (package, interface) = qualified.split_once('/').unwrap_or((qualified, ""));
     match LINKED.iter().find(|(p, _, _)| *p == package) {
         Some((_, linked, interfaces)) => {
-            let compatible = compat(version) == compat(linked);
+            let compatible = crate::abi::major(version) == crate::abi::major(linked);
             if compatible && interfaces.contains(&interface) {
                 None
             } else if package == crate::abi::ABI_PACKAGE {
@@ -187,17 +187,6 @@ pub(crate) fn fix_for(name: &str) -> Option<ImportFix> {
         None if package == "wasi:http" => Some(ImportFix::WasiHttp),
         None if package == "wasi:logging" => Some(ImportFix::WasiLogging),
         None => Some(ImportFix::Other),
-    }
-}
-
-/// Semver compatibility class: the major version, or `0.minor` for 0.x.
-fn compat(version: &str) -> &str {
-    let mut dots = version.match_indices('.').map(|(i, _)| i);
-    let first = dots.next().unwrap_or(version.len());
-    if &version[..first] == "0" {
-        &version[..dots.next().unwrap_or(version.len())]
-    } else {
-        &version[..first]
     }
 }
 
@@ -272,15 +261,6 @@ fn async_builtin(function: &CanonicalFunction) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn compatibility_classes() {
-        assert_eq!(compat("0.2.12"), "0.2");
-        assert_eq!(compat("0.2.0"), "0.2");
-        assert_eq!(compat("0.3.0-rc-2025-09-16"), "0.3");
-        assert_eq!(compat("1.4.2"), "1");
-        assert_eq!(compat("2"), "2");
-    }
 
     #[test]
     fn linked_imports_pass_and_each_trap_gets_its_fix() {
