@@ -14,9 +14,8 @@ use crate::admission::Admission;
 use crate::app::App;
 use crate::catalog::{Catalog, CatalogStore};
 use crate::config::{Settings, SimulateArgs};
-use crate::loader::{LiveComfy, PackLoader, admission_key};
+use crate::loader::{LiveComfy, PackLoader};
 use crate::packs::PackSet;
-use crate::selftest;
 use crate::workflow_file::WorkflowDirs;
 
 /// Creates the pack runtime, the admission and the loader from the
@@ -26,6 +25,7 @@ pub fn loader(settings: &Settings, live: Arc<LiveComfy>) -> anyhow::Result<Arc<P
         limits: settings.limits(),
         cache_dir: settings.compile_cache_dir(),
         cache_max_bytes: settings.cache_max_mb.saturating_mul(1 << 20),
+        baseline_above_bytes: settings.baseline_compiler_above_mb.bytes(),
     })?;
     let admission =
         Admission::new(settings.admission()).context("cannot start the pack-call threads")?;
@@ -240,90 +240,15 @@ pub fn describe_param(p: &ParamSpec) -> String {
     format!("{} — {}", parts.join(", "), p.description)
 }
 
-/// `comfyui-mcp check PACK`: loads one pack, self-tests every template, and
-/// reports. Returns whether everything passed. The load and the self-test
-/// run as one admitted pack call, under the load budget, like a load in `serve`.
-pub async fn check(settings: &Settings, pack_path: &Path) -> anyhow::Result<bool> {
-    let loader = loader(settings, Arc::new(LiveComfy::default()))?;
-    let started = std::time::Instant::now();
-    let job_loader = loader.clone();
-    let path = pack_path.to_owned();
-    let (loaded, reports) = loader
-        .admission()
-        .run(
-            &admission_key(pack_path),
-            crate::admission::Wait::Queue,
-            move || {
-                let loaded = job_loader.runtime().load_file(&path);
-                let reports = loaded.as_ref().ok().map(|pack| {
-                    selftest::run_within(
-                        pack,
-                        &job_loader.check_catalog(),
-                        Some((started, job_loader.load_budget())),
-                    )
-                });
-                (loaded, reports)
-            },
-        )
-        .await?;
-    let mut out: Vec<u8> = Vec::new();
-    let pack = match loaded {
-        Ok(pack) => pack,
-        Err(e) => {
-            writeln!(out, "FAIL  load: {e}")?;
-            print_out(out).await?;
-            return Ok(false);
-        }
-    };
-    writeln!(
-        out,
-        "pack {} {} — {} ({} templates, sha256 {}, loaded in {:.1?})",
-        pack.info().name,
-        pack.info().version,
-        pack.info().description,
-        pack.templates().len(),
-        &pack.sha256()[..12],
-        started.elapsed()
-    )?;
-    let (reports, overrun) = match reports {
-        Some(Ok(reports)) => (reports, None),
-        Some(Err((reports, exceeded))) => (reports, Some(exceeded)),
-        None => (Vec::new(), None),
-    };
-    let mut ok = overrun.is_none();
-    for report in &reports {
-        match &report.outcome {
-            Ok(nodes) => writeln!(
-                out,
-                "ok    {} ({nodes} nodes, graph valid)",
-                report.template
-            )?,
-            Err(problems) => {
-                ok = false;
-                writeln!(out, "FAIL  {}", report.template)?;
-                for p in problems {
-                    writeln!(out, "        {p}")?;
-                }
-            }
-        }
-        for w in &report.warnings {
-            writeln!(out, "        warning: {w}")?;
-        }
-    }
-    if let Some(exceeded) = overrun {
-        writeln!(out, "FAIL  {exceeded}")?;
-    }
-    writeln!(
-        out,
-        "{}",
-        if ok {
-            "all templates passed"
-        } else {
-            "some templates failed"
-        }
-    )?;
-    print_out(out).await?;
-    Ok(ok)
+/// `comfyui-mcp check PACK [--json] [--strict]`: loads one pack, self-tests
+/// every template, and reports (see `check_report`). Returns whether it passed.
+pub async fn check(
+    settings: &Settings,
+    pack_path: &Path,
+    json: bool,
+    strict: bool,
+) -> anyhow::Result<bool> {
+    crate::check_report::run(settings, pack_path, json, strict).await
 }
 
 /// Writes a command's report to stdout without blocking an async worker.

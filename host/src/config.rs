@@ -32,6 +32,12 @@ pub enum Command {
     Check {
         /// The pack file (.wasm).
         pack: PathBuf,
+        /// Print the report as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Treat warnings as errors (non-zero exit when there are any).
+        #[arg(long)]
+        strict: bool,
     },
     /// Run the ComfyUI simulator on loopback (a stand-in for development and tests).
     Simulate(SimulateArgs),
@@ -467,6 +473,68 @@ pub struct Settings {
     /// Job store calls in flight at once (each on the blocking pool).
     #[arg(long, env = "COMFYUI_MCP_DB_CONCURRENCY", default_value_t = comfyui::persist::PersistOptions::DEFAULT_CONCURRENCY, value_parser = positive_count, global = true)]
     pub db_concurrency: usize,
+
+    // --- Big packs (compile strategy) and `check` (helper F) ---
+    /// Packs larger than this (MiB) are compiled with Winch, wasmtime's
+    /// baseline compiler, instead of Cranelift: 6.5x less compile CPU for
+    /// componentized interpreters (README, "Big packs"). `off` compiles
+    /// every pack with Cranelift.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_BASELINE_COMPILER_ABOVE_MB",
+        default_value_t = MbOrOff::Mb(pack_runtime::DEFAULT_BASELINE_ABOVE_MB),
+        global = true
+    )]
+    pub baseline_compiler_above_mb: MbOrOff,
+    /// How long `check` waits for ComfyUI's node catalog before falling back
+    /// to the stock offline catalog, in milliseconds.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_CHECK_PROBE_MS",
+        default_value_t = 3000,
+        global = true
+    )]
+    pub check_probe_ms: u64,
+}
+
+/// A size in MiB, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MbOrOff {
+    /// This many MiB.
+    Mb(u64),
+    /// Switched off.
+    Off,
+}
+
+impl MbOrOff {
+    /// The size in bytes, `None` when off.
+    pub fn bytes(self) -> Option<u64> {
+        match self {
+            MbOrOff::Mb(mb) => Some(mb.saturating_mul(1 << 20)),
+            MbOrOff::Off => None,
+        }
+    }
+}
+
+impl std::fmt::Display for MbOrOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MbOrOff::Mb(mb) => write!(f, "{mb}"),
+            MbOrOff::Off => f.write_str("off"),
+        }
+    }
+}
+
+impl std::str::FromStr for MbOrOff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(MbOrOff::Off);
+        }
+        s.parse()
+            .map(MbOrOff::Mb)
+            .map_err(|_| format!("expected a size in MiB or `off`, got `{s}`"))
+    }
 }
 
 impl Settings {

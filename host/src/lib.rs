@@ -23,6 +23,7 @@ pub mod admission;
 pub mod app;
 pub mod blocking;
 pub mod catalog;
+pub mod check_report;
 pub mod commands;
 pub mod config;
 pub mod error;

@@ -60,8 +60,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::templates(&settings).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { pack } => {
-            let passed = commands::check(&settings, &pack).await?;
+        Command::Check { pack, json, strict } => {
+            let passed = commands::check(&settings, &pack, json, strict).await?;
             Ok(if passed {
                 ExitCode::SUCCESS
             } else {

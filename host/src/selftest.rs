@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use comfyui::ModelSnapshot;
 use comfyui::graph::{self, GraphErrorKind};
 use comfyui::nodes::NodeCatalog;
-use pack_runtime::{HostView, Pack, TemplateInfo};
+use pack_runtime::{CallStats, HostView, Pack, TemplateInfo};
 use rand::seq::IndexedRandom;
 use serde_json::{Map, Value, json};
 
@@ -176,41 +176,79 @@ pub fn run_within(
     catalog: &CheckCatalog,
     budget: Option<(Instant, Duration)>,
 ) -> Result<Vec<TemplateReport>, (Vec<TemplateReport>, BudgetExceeded)> {
+    let mut reports = Vec::with_capacity(pack.templates().len());
+    match run_observed(pack, catalog, budget, |observed| {
+        reports.push(observed.report)
+    }) {
+        Some(exceeded) => Err((reports, exceeded)),
+        None => Ok(reports),
+    }
+}
+
+/// One template's self-test with what it was built from and what it cost,
+/// for `check`'s report.
+pub struct Observed {
+    /// The verdict, as [`run_within`] reports it.
+    pub report: TemplateReport,
+    /// The arguments the template was built with.
+    pub args: Map<String, Value>,
+    /// The graph it built, when the build succeeded.
+    pub graph: Option<Value>,
+    /// What the build call cost, when the pack ran.
+    pub stats: Option<CallStats>,
+}
+
+/// Self-tests every template of `pack` like [`run_within`], handing each
+/// result to `observe` as it comes; the overrun when `budget` ran out.
+pub fn run_observed(
+    pack: &Pack,
+    catalog: &CheckCatalog,
+    budget: Option<(Instant, Duration)>,
+    mut observe: impl FnMut(Observed),
+) -> Option<BudgetExceeded> {
     let host = catalog.host();
     let offered = offered_models(&host);
     let total = pack.templates().len();
-    let mut reports = Vec::with_capacity(total);
-    let over = |reports: &Vec<TemplateReport>| {
+    let over = |tested: usize| {
         budget.and_then(|(started, budget)| {
             let elapsed = started.elapsed();
             (elapsed > budget).then_some(BudgetExceeded {
                 budget,
-                tested: reports.len(),
+                tested,
                 total,
                 elapsed,
             })
         })
     };
-    for template in pack.templates() {
-        if let Some(exceeded) = over(&reports) {
-            return Err((reports, exceeded));
+    for (tested, template) in pack.templates().iter().enumerate() {
+        if let Some(exceeded) = over(tested) {
+            return Some(exceeded);
         }
         let args = self_test_args(template);
         let mut warnings = Vec::new();
-        let outcome = match pack.build(&template.id, &args, host.clone()) {
-            Err(err) => Err(vec![format!("build with defaults failed: {err}")]),
-            Ok(built) => check_graph(&built.graph, catalog, &offered, &mut warnings),
+        let (built, stats) = pack.build_with_stats(&template.id, &args, host.clone());
+        let (outcome, graph) = match built {
+            Err(err) => (
+                Err(vec![format!("build with defaults failed: {err}")]),
+                None,
+            ),
+            Ok(built) => (
+                check_graph(&built.graph, catalog, &offered, &mut warnings),
+                Some(built.graph),
+            ),
         };
-        reports.push(TemplateReport {
-            template: template.id.clone(),
-            outcome,
-            warnings,
+        observe(Observed {
+            report: TemplateReport {
+                template: template.id.clone(),
+                outcome,
+                warnings,
+            },
+            args,
+            graph,
+            stats,
         });
     }
-    match over(&reports) {
-        Some(exceeded) => Err((reports, exceeded)),
-        None => Ok(reports),
-    }
+    over(total)
 }
 
 /// `Ok(())` when every template passed, else one line per failure.

@@ -57,7 +57,7 @@ pub(crate) fn check(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// Semver compatibility class: the major version, or `0.minor` for 0.x.
-fn major(version: &str) -> String {
+pub(crate) fn major(version: &str) -> String {
     let mut parts = version.split('.');
     let first = parts.next().unwrap_or_default();
     if first == "0" {

@@ -33,6 +33,13 @@
 //!   every code-generation setting), fed through [`Sha256Hasher`], whose byte
 //!   encoding is fixed (little-endian integers) rather than `DefaultHasher`,
 //!   whose algorithm may change with any Rust release.
+//! * **Superseded artifacts go at once.** Each pack file path has a marker
+//!   `<sha256 of the path>.src` holding the key of the artifact last stored
+//!   or loaded for it. Using another artifact for a path (a rebuilt pack: no
+//!   toolchain builds reproducibly, so every rebuild is a new 12–37 MB
+//!   artifact) deletes the one its marker named, unless another path's
+//!   marker still names it. A marker whose artifact is gone is deleted by the next trim,
+//!   so markers never outnumber artifacts for long.
 //! * The cache is an optimisation only: once the folder is accepted, every
 //!   failure to read or write an artifact is logged and falls back to
 //!   compiling.
@@ -57,6 +64,7 @@ pub const DEFAULT_CACHE_MAX_MB: u64 = 512;
 /// Bumped whenever the artifact naming or content format changes.
 const FORMAT_TAG: &str = "comfyui-mcp compile cache v1";
 const ARTIFACT_EXT: &str = ".cwasm";
+const MARKER_EXT: &str = ".src";
 const TEMP_EXT: &str = ".tmp";
 /// A temporary file older than this was left by a crashed writer.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -163,9 +171,15 @@ impl CompileCache {
         (key, path)
     }
 
-    /// The cached compiled form of the pack with this hash, if any.
-    pub(crate) fn load(&self, engine: &Engine, pack_sha256: &str) -> Option<Component> {
-        let (_, path) = self.artifact(engine, pack_sha256);
+    /// The cached compiled form of the pack with this hash, if any. A hit
+    /// also becomes the artifact `source` uses (superseding its previous one).
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        pack_sha256: &str,
+        source: &Path,
+    ) -> Option<Component> {
+        let (key, path) = self.artifact(engine, pack_sha256);
         let bytes = match self.read_artifact(&path) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return None,
@@ -182,7 +196,10 @@ impl CompileCache {
         // we compiled ourselves, named by content and engine hash. wasmtime
         // additionally checks the header for engine compatibility.
         match unsafe { Component::deserialize(engine, &bytes) } {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                self.supersede(source, &key);
+                Some(component)
+            }
             Err(err) => {
                 tracing::warn!(path = %path.display(), "discarding unusable compile cache entry: {err}");
                 let _ = std::fs::remove_file(&path);
@@ -234,9 +251,16 @@ impl CompileCache {
         Ok(Some(bytes))
     }
 
-    /// Saves a compiled pack, then trims the cache to its cap. Failures are
-    /// logged and otherwise ignored.
-    pub(crate) fn store(&self, engine: &Engine, pack_sha256: &str, component: &Component) {
+    /// Saves a compiled pack loaded from `source`, deletes the artifact it
+    /// supersedes (the last one stored for `source`), then trims the cache to
+    /// its cap. Failures are logged and otherwise ignored.
+    pub(crate) fn store(
+        &self,
+        engine: &Engine,
+        pack_sha256: &str,
+        component: &Component,
+        source: &Path,
+    ) {
         let (key, path) = self.artifact(engine, pack_sha256);
         let bytes = match component.serialize() {
             Ok(bytes) => bytes,
@@ -257,7 +281,47 @@ impl CompileCache {
             tracing::warn!(dir = %self.dir.display(), "cannot write compile cache: {err}");
             return;
         }
+        self.supersede(source, &key);
         self.evict(Some(&path));
+    }
+
+    /// Points `source`'s marker at `key` and deletes the artifact it named
+    /// before, unless another source's marker still names that one.
+    fn supersede(&self, source: &Path, key: &str) {
+        let source = source.canonicalize().unwrap_or_else(|_| source.to_owned());
+        let mut hasher = Sha256::new();
+        hasher.update(FORMAT_TAG.as_bytes());
+        hasher.update(source.as_os_str().as_encoded_bytes());
+        let marker_key = hex::encode(hasher.finalize());
+        let marker = self.dir.join(format!("{marker_key}{MARKER_EXT}"));
+        let previous = read_marker(&marker);
+        if previous.as_deref() == Some(key) {
+            return;
+        }
+        if let Err(err) = self.write_exclusively(&marker_key, &marker, key.as_bytes()) {
+            tracing::warn!(dir = %self.dir.display(), "cannot write compile cache marker: {err}");
+            return;
+        }
+        let Some(previous) = previous else {
+            return;
+        };
+        if self.markers().iter().any(|(_, named)| *named == previous) {
+            return;
+        }
+        tracing::debug!(source = %source.display(), "compile cache: the pack was rebuilt; removing its superseded artifact");
+        remove(&self.dir.join(format!("{previous}{ARTIFACT_EXT}")));
+    }
+
+    /// Every marker: its path and the artifact key it names.
+    fn markers(&self) -> Vec<(PathBuf, String)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_str().map(classify) == Some(Kind::Marker))
+            .filter_map(|e| read_marker(&e.path()).map(|key| (e.path(), key)))
+            .collect()
     }
 
     fn write_exclusively(&self, key: &str, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -294,6 +358,7 @@ impl CompileCache {
         };
         let now = SystemTime::now();
         let mut artifacts = Vec::new();
+        let mut markers = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -311,15 +376,34 @@ impl CompileCache {
                 }
                 Kind::Temp if now.duration_since(modified).unwrap_or_default() < STALE_TEMP_AGE => {
                 }
+                Kind::Marker if meta.file_type().is_file() => markers.push(path),
                 // Stale temporaries, legacy artifacts, and anything planted
                 // under one of our names that is not a regular file.
                 _ => remove(&path),
             }
         }
-        let mut total: u64 = artifacts.iter().map(|(_, len, _)| len).sum();
-        if total <= self.max_bytes {
-            return;
+        let total: u64 = artifacts.iter().map(|(_, len, _)| len).sum();
+        if total > self.max_bytes {
+            self.trim(artifacts, total, keep);
         }
+        // A marker is kept while the artifact it names is.
+        for marker in markers {
+            let named =
+                read_marker(&marker).map(|key| self.dir.join(format!("{key}{ARTIFACT_EXT}")));
+            if !named.is_some_and(|artifact| artifact.is_file()) {
+                remove(&marker);
+            }
+        }
+    }
+
+    /// Deletes the least recently used `artifacts` (never `keep`) until
+    /// `total` is at most the cap.
+    fn trim(
+        &self,
+        mut artifacts: Vec<(SystemTime, u64, PathBuf)>,
+        mut total: u64,
+        keep: Option<&Path>,
+    ) {
         artifacts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
         for (_, len, path) in artifacts {
             if total <= self.max_bytes {
@@ -333,6 +417,19 @@ impl CompileCache {
         }
         tracing::debug!(dir = %self.dir.display(), total, max_bytes = self.max_bytes, "compile cache trimmed");
     }
+}
+
+/// The artifact key a marker names: its first 64 bytes when they are hex,
+/// read without following a link.
+fn read_marker(path: &Path) -> Option<String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let mut key = String::new();
+    file.take(65).read_to_string(&mut key).ok()?;
+    (key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())).then_some(key)
 }
 
 fn remove(path: &Path) {
@@ -349,6 +446,8 @@ fn remove(path: &Path) {
 enum Kind {
     /// `<64 hex>.cwasm`
     Artifact,
+    /// `<64 hex>.src`: which artifact a pack path last stored.
+    Marker,
     /// `.<64 hex>.<16 hex>.tmp`
     Temp,
     /// `<64 hex>-<16 hex>.cwasm`, the naming before keys were stable.
@@ -359,7 +458,11 @@ enum Kind {
 
 fn classify(name: &str) -> Kind {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Some(stem) = name.strip_suffix(ARTIFACT_EXT) {
+    if let Some(stem) = name.strip_suffix(MARKER_EXT) {
+        if hex(stem, 64) {
+            return Kind::Marker;
+        }
+    } else if let Some(stem) = name.strip_suffix(ARTIFACT_EXT) {
         if hex(stem, 64) {
             return Kind::Artifact;
         }

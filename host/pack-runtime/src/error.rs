@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::imports::ImportFix;
 use crate::metadata::{MetadataError, setting_hint};
 use crate::params::FieldError;
 
@@ -52,6 +53,30 @@ pub enum LoadError {
         found: String,
         /// The version this host implements.
         supported: String,
+    },
+    /// The component imports interfaces the host does not link; found by
+    /// parsing, before compiling (`imports.rs`).
+    #[error("{path}: {}", UnlinkedImport::summary(.imports, .total))]
+    UnlinkedImports {
+        /// The pack file.
+        path: PathBuf,
+        /// The first unsatisfied imports (at most `imports::MAX_REPORTED_IMPORTS`).
+        imports: Vec<UnlinkedImport>,
+        /// How many imports are unsatisfied in all.
+        total: usize,
+    },
+    /// The component uses component-model async built-ins, which this host's
+    /// engine does not enable; found by parsing, before compiling.
+    #[error(
+        "{path}: uses component-model async ({builtin}), which comfyui-mcp does not enable; \
+         componentize-qjs (jco componentize --backend quickjs): rebuild with `--backend-qjs-disable-async`; \
+         other toolchains: build with synchronous exports and imports"
+    )]
+    AsyncBuiltins {
+        /// The pack file.
+        path: PathBuf,
+        /// The first async built-in or option found.
+        builtin: &'static str,
     },
     /// Compilation or linking failed (e.g. it imports something the host does not offer).
     #[error("{path}: cannot compile or link pack: {reason}")]
@@ -104,6 +129,53 @@ pub enum LoadError {
         /// The limit in force.
         limit: u64,
     },
+}
+
+/// One import the host does not link, with the way to get rid of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlinkedImport {
+    /// The import's name as the component spells it (escaped, capped).
+    pub name: String,
+    /// What to change in the build.
+    pub fix: ImportFix,
+}
+
+impl UnlinkedImport {
+    /// "imports an interface ... : `name` (fix: ...); ... (and N more)".
+    fn summary(imports: &[UnlinkedImport], total: &usize) -> String {
+        let listed = imports
+            .iter()
+            .map(|i| format!("`{}` (fix: {})", i.name, i.fix))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let more = total.saturating_sub(imports.len());
+        format!(
+            "imports {} the host does not provide, refused before compiling: {listed}{}",
+            if *total == 1 {
+                "an interface"
+            } else {
+                "interfaces"
+            },
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// `CallError::Trap`'s text: the cause first when there is one, the trap and
+/// the pack's last lines after it.
+fn trap_text(reason: &str, cause: &Option<String>, said: &Option<String>) -> String {
+    let said = said
+        .as_deref()
+        .map(|s| format!("; the pack wrote: {s}"))
+        .unwrap_or_default();
+    match cause {
+        Some(cause) => format!("{cause} ({reason}{said})"),
+        None => format!("{reason}{said}"),
+    }
 }
 
 /// Why one call into a pack failed. The pack and the runtime stay usable.
@@ -166,9 +238,19 @@ pub enum CallError {
     #[error("the pack's exports do not match the ABI: {0}")]
     AbiMismatch(String),
     /// The pack trapped (a panic, an `unreachable`, an out-of-bounds access, ...).
-    /// The text is the trap, then what the pack last wrote on stderr.
-    #[error("pack crashed: {0}")]
-    Trap(String),
+    /// The text is the exception the pack named on stderr (when it did),
+    /// the trap, then what the pack last wrote on stderr.
+    #[error("pack crashed: {}", trap_text(.reason, .cause, .said))]
+    Trap {
+        /// The trap, or wasmtime's error when there is no trap code.
+        reason: String,
+        /// The last stderr line naming an exception (`ValueError: ...`) when
+        /// it is not among `said`: an interpreter's real cause, printed before
+        /// its runtime trapped.
+        cause: Option<String>,
+        /// The pack's last meaningful stderr lines, escaped and capped.
+        said: Option<String>,
+    },
     /// No thread could be started to run the call.
     #[error("cannot start a thread for the pack call: {0}")]
     Thread(String),

@@ -38,7 +38,9 @@
 mod abi;
 mod bindings;
 mod cache;
+mod compiler;
 mod error;
+mod imports;
 mod limiter;
 mod limits;
 pub mod metadata;
@@ -52,10 +54,12 @@ pub mod text;
 
 pub use abi::{ABI_PACKAGE, ABI_VERSION};
 pub use cache::{CacheError, DEFAULT_CACHE_MAX_MB};
-pub use error::{CallError, LoadError};
+pub use compiler::{Compiler, DEFAULT_BASELINE_ABOVE_MB, sandbox_config};
+pub use error::{CallError, ImportFix, LoadError, UnlinkedImport};
+pub use imports::MAX_REPORTED_IMPORTS;
 pub use limits::{Limits, NATIVE_STACK_HEADROOM, TABLE_ELEMENT_BYTES};
 pub use metadata::{MetadataError, MetadataLimits, MetadataProblem};
-pub use pack::{BuiltGraph, Pack};
+pub use pack::{BuiltGraph, CallStats, Pack};
 pub use params::{FieldError, ResolvedParams};
 pub use purity::{FIXED_WALL_CLOCK_SECS, MONOTONIC_STEP_NS};
 pub use runtime::{EngineError, Runtime, RuntimeConfig, StartError};

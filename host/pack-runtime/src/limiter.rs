@@ -64,8 +64,9 @@ impl CallLimiter {
         self.refusal
     }
 
-    /// Bytes held by the store's memories and tables.
-    #[cfg(test)]
+    /// Bytes held by the store's memories and tables. Memories and tables
+    /// never shrink and a failed growth is given back at once, so this is
+    /// also the call's peak.
     pub(crate) fn used(&self) -> usize {
         self.used
     }

@@ -42,6 +42,16 @@ pub struct Pack {
     _ticker: Arc<EpochTicker>,
 }
 
+/// What one call cost, measured by the store that ran it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallStats {
+    /// Wall time of the call: instantiation, the export call, and dropping the store.
+    pub elapsed: std::time::Duration,
+    /// The most bytes the call's memories and tables held at once, as the
+    /// store's limiter counts them against [`Limits::memory_bytes`].
+    pub peak_memory_bytes: usize,
+}
+
 /// A graph a template built, with the parameters it was built from.
 #[derive(Debug, Clone)]
 pub struct BuiltGraph {
@@ -169,10 +179,25 @@ impl Pack {
         args: &Map<String, Value>,
         host: Arc<dyn HostView>,
     ) -> Result<BuiltGraph, CallError> {
-        let template = self.template_or_err(template_id)?;
-        let resolved = params::resolve(template, args, &self.limits.metadata)
-            .map_err(CallError::InvalidParams)?;
-        self.build_resolved(template_id, resolved, host)
+        self.build_with_stats(template_id, args, host).0
+    }
+
+    /// [`Pack::build`], with what the call cost when the pack ran (`None`
+    /// when the host refused the call first: unknown template, invalid
+    /// parameters). Same blocking rules.
+    pub fn build_with_stats(
+        &self,
+        template_id: &str,
+        args: &Map<String, Value>,
+        host: Arc<dyn HostView>,
+    ) -> (Result<BuiltGraph, CallError>, Option<CallStats>) {
+        let resolved = self.template_or_err(template_id).and_then(|template| {
+            params::resolve(template, args, &self.limits.metadata).map_err(CallError::InvalidParams)
+        });
+        match resolved {
+            Ok(resolved) => self.build_measured(template_id, resolved, host),
+            Err(e) => (Err(e), None),
+        }
     }
 
     /// Builds a graph from parameters that already passed [`params::resolve`].
@@ -182,7 +207,20 @@ impl Pack {
         params: ResolvedParams,
         host: Arc<dyn HostView>,
     ) -> Result<BuiltGraph, CallError> {
-        self.template_or_err(template_id)?;
+        self.build_measured(template_id, params, host).0
+    }
+
+    /// [`Pack::build_resolved`], with what the call cost when the pack ran
+    /// (`None` when it was refused before running: an unknown template).
+    pub fn build_measured(
+        &self,
+        template_id: &str,
+        params: ResolvedParams,
+        host: Arc<dyn HostView>,
+    ) -> (Result<BuiltGraph, CallError>, Option<CallStats>) {
+        if let Err(e) = self.template_or_err(template_id) {
+            return (Err(e), None);
+        }
         let wit_params: Vec<wit::Param> = params
             .iter()
             .map(|(name, value)| wit::Param {
@@ -191,11 +229,24 @@ impl Pack {
             })
             .collect();
         let seed = CallSeed::for_build(template_id, params.iter());
-        let outcome = self.call(host, seed, |store, bindings| {
+        let (outcome, stats) = self.call_measured(host, seed, |store, bindings| {
             bindings
                 .comfyui_workflow_templates()
                 .call_build(&mut *store, template_id, &wit_params)
-        })?;
+        });
+        (
+            outcome.and_then(|outcome| self.graph_from(template_id, outcome, params)),
+            Some(stats),
+        )
+    }
+
+    /// The graph a successful `build` returned, checked against the output cap and shape.
+    fn graph_from(
+        &self,
+        template_id: &str,
+        outcome: Result<String, wit::BuildError>,
+        params: ResolvedParams,
+    ) -> Result<BuiltGraph, CallError> {
         let text = match outcome {
             Ok(text) => text,
             Err(error) => return Err(self.build_error(error)),
@@ -274,10 +325,21 @@ impl Pack {
         seed: CallSeed,
         f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R> + Send,
     ) -> Result<R, CallError> {
+        self.call_measured(host, seed, f).0
+    }
+
+    /// [`Pack::call`], with what the call cost (zero when no thread could be started).
+    fn call_measured<R: Send>(
+        &self,
+        host: Arc<dyn HostView>,
+        seed: CallSeed,
+        f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R> + Send,
+    ) -> (Result<R, CallError>, CallStats) {
         // Events of the call (the pack's log lines included) belong to the
         // caller's span and are emitted on the caller's thread.
         let span = tracing::Span::current();
-        let (result, output) = std::thread::scope(|scope| {
+        let started = std::time::Instant::now();
+        let joined = std::thread::scope(|scope| {
             let worker = std::thread::Builder::new()
                 .name("pack-call".into())
                 .stack_size(self.limits.native_stack_bytes())
@@ -289,20 +351,34 @@ impl Pack {
             Ok(worker
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-        })?;
+        });
+        let (result, output, peak_memory_bytes) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                let stats = CallStats {
+                    elapsed: started.elapsed(),
+                    peak_memory_bytes: 0,
+                };
+                return (Err(e), stats);
+            }
+        };
         output.flush_to_log(&self.info.name);
-        result
+        let stats = CallStats {
+            elapsed: started.elapsed(),
+            peak_memory_bytes,
+        };
+        (result, stats)
     }
 
     /// [`Pack::call`] on the current thread, which must have
     /// [`Limits::native_stack_bytes`] of stack. Returns the call's output
-    /// for the caller to log.
+    /// for the caller to log, and the peak bytes its memories and tables held.
     fn call_here<R>(
         &self,
         host: Arc<dyn HostView>,
         seed: CallSeed,
         f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R>,
-    ) -> (Result<R, CallError>, CapturedOutput) {
+    ) -> (Result<R, CallError>, CapturedOutput, usize) {
         let mut store = Store::new(&self.engine, StoreState::new(&self.limits, host, seed));
         store.limiter(|state| &mut state.limiter);
         let ticks = self
@@ -323,8 +399,9 @@ impl Pack {
             .and_then(|bindings| f(&mut store, &bindings).map_err(|e| (Phase::Run, e)));
         let output = store.data().output.clone();
         let refused = store.data().limiter.refusal().is_some();
+        let peak = store.data().limiter.used();
         let result = result.map_err(|(phase, err)| self.classify(phase, err, refused, &output));
-        (result, output)
+        (result, output, peak)
     }
 
     fn classify(
@@ -350,9 +427,14 @@ impl Pack {
                 };
             }
             Some(Trap::StackOverflow) => {
+                let tail = output.stderr_tail();
+                let said = match (tail.cause, tail.last) {
+                    (Some(cause), Some(last)) => Some(format!("{cause} / ... / {last}")),
+                    (cause, last) => cause.or(last),
+                };
                 return CallError::StackExhausted {
                     limit_bytes: self.limits.wasm_stack_bytes,
-                    said: output.stderr_tail(),
+                    said,
                 };
             }
             _ => {}
@@ -376,9 +458,11 @@ impl Pack {
             Some(trap) => trap.to_string(),
             None => text::cap(&err.root_cause().to_string(), max),
         };
-        match output.stderr_tail() {
-            Some(said) => CallError::Trap(format!("{reason}; the pack wrote: {said}")),
-            None => CallError::Trap(reason),
+        let tail = output.stderr_tail();
+        CallError::Trap {
+            reason,
+            cause: tail.cause,
+            said: tail.last,
         }
     }
 }

@@ -6,15 +6,15 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::Engine;
+use wasmtime::component::Component;
 
-use crate::bindings::{WorkflowPack, WorkflowPackPre};
+use crate::bindings::WorkflowPackPre;
 use crate::cache::{CacheError, CompileCache, DEFAULT_CACHE_MAX_MB};
+use crate::compiler::{Backend, Compiler, DEFAULT_BASELINE_ABOVE_MB};
 use crate::error::LoadError;
 use crate::limits::Limits;
 use crate::pack::Pack;
-use crate::sandbox::StoreState;
 
 /// How often the epoch advances. A call's deadline is a number of ticks, so
 /// this is the resolution of the time limit. 10 ms keeps the overshoot small
@@ -33,6 +33,10 @@ pub struct RuntimeConfig {
     /// Size cap of the compile cache in bytes; least recently used artifacts
     /// are deleted past it. Default [`DEFAULT_CACHE_MAX_MB`] MiB.
     pub cache_max_bytes: u64,
+    /// Packs larger than this many bytes are compiled with Winch, the
+    /// baseline compiler, instead of Cranelift; `None` compiles every pack
+    /// with Cranelift. Default [`DEFAULT_BASELINE_ABOVE_MB`] MiB.
+    pub baseline_above_bytes: Option<u64>,
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +45,7 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             cache_dir: None,
             cache_max_bytes: DEFAULT_CACHE_MAX_MB << 20,
+            baseline_above_bytes: Some(DEFAULT_BASELINE_ABOVE_MB << 20),
         }
     }
 }
@@ -48,7 +53,7 @@ impl Default for RuntimeConfig {
 /// Could not start the WebAssembly engine.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start the WebAssembly engine: {0}")]
-pub struct EngineError(String);
+pub struct EngineError(pub(crate) String);
 
 /// Why a [`Runtime`] could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +68,10 @@ pub enum StartError {
 
 /// Loads packs and runs them in sandboxes. Cheap to share behind an `Arc`.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<StoreState>,
+    /// Compiles packs up to `baseline_above_bytes`, and any Winch cannot compile.
+    cranelift: Backend,
+    /// Compiles packs above `baseline_above_bytes`; `None` when that is off.
+    winch: Option<Backend>,
     config: RuntimeConfig,
     cache: Option<CompileCache>,
     ticker: Arc<EpochTicker>,
@@ -75,42 +82,39 @@ impl Runtime {
     ///
     /// Fails if the compile cache folder is not safe to load native code from.
     pub fn new(config: RuntimeConfig) -> Result<Self, StartError> {
-        let mut wasm = Config::new();
-        // Deadlines: the guest checks the epoch at loop headers and function
-        // entries, so an endless loop is stopped within one tick of its limit.
-        wasm.epoch_interruption(true);
-        wasm.wasm_component_model(true);
-        wasm.cranelift_opt_level(OptLevel::Speed);
-        // Interpreters compiled to wasm (QuickJS, SpiderMonkey, CPython) recurse
-        // deeply; wasmtime's 512 KiB default is too small for them. Every call
-        // runs on a thread with `Limits::native_stack_bytes` of native stack
-        // (`Pack::call`), so this limit is always hit before the native stack.
-        wasm.max_wasm_stack(config.limits.wasm_stack_bytes);
-        // Never used (calls are synchronous), but wasmtime refuses a wasm stack
-        // larger than it; give it the same headroom as the call threads.
-        wasm.async_stack_size(config.limits.native_stack_bytes());
-        let engine = Engine::new(&wasm).map_err(|e| EngineError(e.to_string()))?;
-
-        let mut linker = Linker::<StoreState>::new(&engine);
-        // Synchronous WASI: calls run on a blocking thread, never inside a
-        // future, so no async support is needed in the store.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| EngineError(e.to_string()))?;
-        WorkflowPack::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state)
-            .map_err(|e| EngineError(e.to_string()))?;
-
+        let cranelift = Backend::new(&config.limits, Compiler::Cranelift)?;
+        let winch = match config.baseline_above_bytes {
+            Some(_) => Some(Backend::new(&config.limits, Compiler::Winch)?),
+            None => None,
+        };
         let cache = match &config.cache_dir {
             Some(dir) => Some(CompileCache::open(dir, config.cache_max_bytes)?),
             None => None,
         };
-        let ticker = EpochTicker::start(engine.clone());
+        let engines = std::iter::once(&cranelift)
+            .chain(winch.as_ref())
+            .map(|b| b.engine.clone())
+            .collect();
+        let ticker = EpochTicker::start(engines);
         Ok(Self {
-            engine,
-            linker,
+            cranelift,
+            winch,
             config,
             cache,
             ticker,
         })
+    }
+
+    /// The compiler a pack of `size` bytes is compiled with (see `compiler.rs`).
+    pub fn compiler_for(&self, size: usize) -> Compiler {
+        self.backend_for(size).compiler
+    }
+
+    fn backend_for(&self, size: usize) -> &Backend {
+        match (&self.winch, self.config.baseline_above_bytes) {
+            (Some(winch), Some(above)) if size as u64 > above => winch,
+            _ => &self.cranelift,
+        }
     }
 
     /// The limits every call runs under.
@@ -152,18 +156,20 @@ impl Runtime {
 
     /// Loads a pack from its bytes; `path` names it in errors and listings.
     ///
-    /// Checks the ABI version, compiles (or loads the cached compilation),
+    /// Checks the ABI version and the imports (both by parsing, before any
+    /// compiling), compiles (or loads the cached compilation),
     /// links, pre-instantiates, then asks the pack for its identity and
     /// templates and validates them.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Pack, LoadError> {
         crate::abi::check(path, bytes)?;
+        crate::imports::check(path, bytes)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let component = self.compile(path, bytes, &sha256)?;
+        let (backend, component) = self.compile(path, bytes, &sha256)?;
         let compile_err = |e: wasmtime::Error| LoadError::Compile {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         };
-        let instance_pre = self
+        let instance_pre = backend
             .linker
             .instantiate_pre(&component)
             .map_err(compile_err)?;
@@ -176,29 +182,57 @@ impl Runtime {
             path.to_owned(),
             sha256,
             pre,
-            self.engine.clone(),
+            backend.engine.clone(),
             self.config.limits.clone(),
             self.ticker.clone(),
         )
     }
 
-    fn compile(&self, path: &Path, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+    /// The compiled component, from the cache or compiled now by the
+    /// backend for its size (Cranelift when Winch refuses it), and that backend.
+    fn compile(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<(&Backend, Component), LoadError> {
+        let chosen = self.backend_for(bytes.len());
+        match self.compile_with(chosen, path, bytes, sha256) {
+            Err(err) if chosen.compiler != Compiler::Cranelift => {
+                tracing::debug!(path = %path.display(), "{} could not compile the pack, using cranelift: {err}", chosen.compiler.name());
+                Ok((
+                    &self.cranelift,
+                    self.compile_with(&self.cranelift, path, bytes, sha256)?,
+                ))
+            }
+            result => Ok((chosen, result?)),
+        }
+    }
+
+    fn compile_with(
+        &self,
+        backend: &Backend,
+        path: &Path,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<Component, LoadError> {
+        let engine = &backend.engine;
         if let Some(component) = self
             .cache
             .as_ref()
-            .and_then(|c| c.load(&self.engine, sha256))
+            .and_then(|c| c.load(engine, sha256, path))
         {
             tracing::debug!(path = %path.display(), "pack loaded from compile cache");
             return Ok(component);
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+        let component = Component::new(engine, bytes).map_err(|e| LoadError::Compile {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         })?;
-        tracing::debug!(path = %path.display(), elapsed = ?started.elapsed(), "pack compiled");
+        tracing::debug!(path = %path.display(), compiler = backend.compiler.name(), elapsed = ?started.elapsed(), "pack compiled");
         if let Some(cache) = &self.cache {
-            cache.store(&self.engine, sha256, &component);
+            cache.store(engine, sha256, &component, path);
         }
         Ok(component)
     }
@@ -209,7 +243,7 @@ impl Runtime {
 pub(crate) struct EpochTicker(());
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Arc<Self> {
+    fn start(engines: Vec<Engine>) -> Arc<Self> {
         let ticker = Arc::new(EpochTicker(()));
         let alive: Weak<EpochTicker> = Arc::downgrade(&ticker);
         std::thread::Builder::new()
@@ -217,7 +251,9 @@ impl EpochTicker {
             .spawn(move || {
                 while alive.strong_count() > 0 {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .expect("spawning the epoch ticker thread");

@@ -129,6 +129,39 @@ const MAX_PARTIAL_LINE: usize = 4096;
 const STDERR_TAIL_LINES: usize = 2;
 const STDERR_TAIL_CHARS: usize = 300;
 
+/// Stderr lines that are toolchain noise in an error message (still logged):
+/// Rust's RUST_BACKTRACE hint, SpiderMonkey's abort redirection.
+const STDERR_NOISE: &[&[u8]] = &[
+    b"note: run with `RUST_BACKTRACE",
+    b"Redirecting call to abort() to mozalloc_abort",
+];
+
+/// What a pack's stderr says about why it failed, for error messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StderrTail {
+    /// The last line naming an exception (`ValueError: ...`,
+    /// `TypeError: ...`, `Exception { ... }`): the cause an interpreter
+    /// printed before its runtime trapped, when it is not among `last`.
+    pub cause: Option<String>,
+    /// The last meaningful lines joined by " / ", if the pack wrote any.
+    pub last: Option<String>,
+}
+
+/// Whether `line` names an exception the way Python and JavaScript print
+/// one: its first word (a dotted identifier) ends in `Error` or
+/// `Exception` and is followed by `:`, ` {`, `(` or the end of the line.
+fn names_exception(line: &str) -> bool {
+    let end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(line.len());
+    let (word, rest) = line.split_at(end);
+    (word.ends_with("Error") || word.ends_with("Exception"))
+        && (rest.is_empty()
+            || rest.starts_with(':')
+            || rest.starts_with(" {")
+            || rest.starts_with('('))
+}
+
 #[derive(Default)]
 struct OutputBuffer {
     max_bytes: usize,
@@ -140,6 +173,8 @@ struct OutputBuffer {
     partial: BTreeMap<&'static str, Vec<u8>>,
     /// The last few meaningful stderr lines (a panic message, typically), escaped.
     stderr_tail: std::collections::VecDeque<String>,
+    /// The last stderr line naming an exception, escaped (see [`StderrTail::cause`]).
+    stderr_cause: Option<String>,
 }
 
 impl CapturedOutput {
@@ -226,16 +261,24 @@ impl CapturedOutput {
     }
 
     /// The pack's last meaningful stderr lines joined by " / " (for a
-    /// panic: where it happened and its message), escaped and capped, if it
-    /// wrote any.
-    pub(crate) fn stderr_tail(&self) -> Option<String> {
+    /// panic: where it happened and its message) and the exception it named
+    /// before them, escaped and capped.
+    pub(crate) fn stderr_tail(&self) -> StderrTail {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tail) = buf.partial.remove("stderr").filter(|t| !t.is_empty()) {
             // Complete the line now; it is still logged at flush time.
             buf.complete_line(Level::Warn, true, &tail);
         }
         let lines: Vec<&str> = buf.stderr_tail.iter().map(String::as_str).collect();
-        (!lines.is_empty()).then(|| lines.join(" / "))
+        let cause = buf
+            .stderr_cause
+            .as_ref()
+            .filter(|cause| !lines.contains(&cause.as_str()))
+            .cloned();
+        StderrTail {
+            cause,
+            last: (!lines.is_empty()).then(|| lines.join(" / ")),
+        }
     }
 
     /// Bytes kept and dropped so far (for tests and diagnostics).
@@ -271,8 +314,7 @@ impl OutputBuffer {
 
     fn remember_stderr(&mut self, line: &[u8]) {
         let line = line.trim_ascii();
-        // Rust's panic hook adds a hint about RUST_BACKTRACE: noise for our users.
-        if line.is_empty() || line.starts_with(b"note: run with `RUST_BACKTRACE") {
+        if line.is_empty() || STDERR_NOISE.iter().any(|noise| line.starts_with(noise)) {
             return;
         }
         // Only a bounded prefix is decoded, whatever the line's length.
@@ -281,11 +323,14 @@ impl OutputBuffer {
             .chars()
             .take(STDERR_TAIL_CHARS)
             .collect();
+        let text = escape_control(&text).into_owned();
+        if names_exception(&text) {
+            self.stderr_cause = Some(text.clone());
+        }
         if self.stderr_tail.len() == STDERR_TAIL_LINES {
             self.stderr_tail.pop_front();
         }
-        self.stderr_tail
-            .push_back(escape_control(&text).into_owned());
+        self.stderr_tail.push_back(text);
     }
 
     fn push(&mut self, level: Level, message: &[u8]) {
@@ -398,5 +443,61 @@ mod tests {
         let lines: Vec<&str> = buf.lines.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(lines, ["forged\\nINFO admin logged in\\u{1b}[2J", "a\\rb"]);
         assert_eq!(buf.used, lines.iter().map(|l| l.len()).sum::<usize>());
+    }
+
+    #[test]
+    fn the_exception_an_interpreter_printed_is_kept_past_the_runtime_panic() {
+        let out = CapturedOutput::new(1 << 20, 100);
+        out.write(
+            "stderr",
+            b"Traceback (most recent call last):\n  File \"/0/app.py\", line 46, in build\n\
+              ValueError: width must be a multiple of 8\n\
+              thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\n\
+              Python function threw an unexpected exception\n\
+              note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        );
+        let tail = out.stderr_tail();
+        assert_eq!(
+            tail.cause.as_deref(),
+            Some("ValueError: width must be a multiple of 8")
+        );
+        assert_eq!(
+            tail.last.as_deref(),
+            Some(
+                "thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29: / Python function threw an unexpected exception"
+            )
+        );
+        // A cause that is among the last lines is not repeated.
+        let js = CapturedOutput::new(1 << 20, 100);
+        js.write(
+            "stderr",
+            b"TypeError: x is undefined\nRedirecting call to abort() to mozalloc_abort\n",
+        );
+        let tail = js.stderr_tail();
+        assert_eq!(tail.cause, None);
+        assert_eq!(tail.last.as_deref(), Some("TypeError: x is undefined"));
+    }
+
+    #[test]
+    fn exception_lines_are_told_from_ordinary_ones() {
+        for yes in [
+            "ValueError: bad",
+            "json.decoder.JSONDecodeError: Expecting value",
+            "ModuleNotFoundError: No module named 'textwrap'",
+            "Error: a bug in the pack",
+            "Exception { message: Some(\"boom\") }",
+            "RuntimeError",
+        ] {
+            assert!(names_exception(yes), "{yes}");
+        }
+        for no in [
+            "an Error: occurred",
+            "Errors: 3",
+            "thread '<unnamed>' panicked at src/lib.rs:1:1:",
+            "  File \"/0/app.py\", line 46",
+            "KeyboardInterrupt",
+        ] {
+            assert!(!names_exception(no), "{no}");
+        }
     }
 }

@@ -340,3 +340,50 @@ fn files_that_are_not_ours_are_never_deleted() {
     assert!(dir.path().join("notes.txt").exists());
     assert!(dir.path().join("other.cwasm").exists());
 }
+
+#[test]
+fn a_rebuilt_pack_replaces_its_old_artifact_unless_another_path_still_uses_it() {
+    let packs = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = cached(dir.path(), u64::MAX);
+    let (old_name, _) = artifact_of("mini");
+    let (new_name, _) = artifact_of("mini-v2");
+    let at = |file: &str, name: &str| {
+        let path = packs.path().join(file);
+        fs::copy(pack(name), &path).unwrap();
+        rt.load_file(&path).expect("pack loads");
+    };
+    let names = || -> Vec<String> { artifacts(dir.path()).into_iter().map(|(n, _)| n).collect() };
+
+    // A pack is rebuilt in place (no toolchain builds reproducibly): its
+    // old artifact goes at once, whatever the cap.
+    at("pack.wasm", "mini");
+    assert_eq!(names(), std::slice::from_ref(&old_name));
+    at("pack.wasm", "mini-v2");
+    assert_eq!(
+        names(),
+        std::slice::from_ref(&new_name),
+        "the superseded artifact is removed"
+    );
+
+    // The same bytes at a second path: rebuilding one keeps the artifact
+    // the other still uses.
+    at("pack.wasm", "mini");
+    at("copy.wasm", "mini");
+    at("pack.wasm", "mini-v2");
+    let mut both = vec![old_name.clone(), new_name.clone()];
+    both.sort();
+    assert_eq!(names(), both, "copy.wasm still uses the old artifact");
+    // Markers never outlive their artifacts for long: one per path here.
+    let markers = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".src")
+        })
+        .count();
+    assert_eq!(markers, 2);
+}

@@ -255,7 +255,7 @@ fn a_random_request_over_its_cap_fails_and_one_at_the_cap_succeeds() {
     let err = pack(&under, "clock-snoop")
         .build("snoop-time", &Map::new(), host())
         .unwrap_err();
-    assert!(matches!(err, CallError::Trap(_)), "{err}");
+    assert!(matches!(err, CallError::Trap { .. }), "{err}");
 }
 
 #[test]
@@ -538,7 +538,7 @@ fn a_trap_says_wasm_trap_once_and_includes_what_the_pack_wrote() {
     let template = p.templates()[0].id.clone();
     let err = p.build(&template, &Map::new(), host()).unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, CallError::Trap(_)), "{text}");
+    assert!(matches!(err, CallError::Trap { .. }), "{text}");
     assert_eq!(text.matches("wasm trap").count(), 1, "{text}");
     assert!(
         text.contains("the pack wrote: ") && text.contains("deliberate panic"),

@@ -1,0 +1,162 @@
+//! `comfyui-mcp check PACK.wasm [--json] [--strict]` as a pack author runs it,
+//! on the shipped pack and the test packs: the schema clients will see, the
+//! graph, the graph check and which catalog it used, the call's cost, the
+//! warnings, the exit status, and the causes of failures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the binary; `comfyui` is `COMFYUI_URL` (port 9 on loopback: nothing
+/// listens, so the probe fails at once and the stock catalog is used).
+fn check(args: &[&str], comfyui: &str) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_comfyui-mcp"))
+        .arg("check")
+        .args(args)
+        .current_dir(repo())
+        .env("COMFYUI_MCP_CACHE_DIR", cache.path())
+        .env("COMFYUI_URL", comfyui)
+        .env_remove("COMFYUI_TEMPLATES_DIR")
+        .output()
+        .expect("runs")
+}
+
+const NOBODY: &str = "http://127.0.0.1:9";
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+#[test]
+fn the_json_report_has_the_published_schema_graph_check_and_cost_of_every_template() {
+    let out = check(&["templates/game-assets.wasm", "--json"], NOBODY);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = json(&out);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["pack"]["name"], "game-assets");
+    assert_eq!(r["pack"]["compiler"], "cranelift", "a 0.1 MB Rust pack");
+    assert_eq!(r["catalog"]["kind"], "stock", "{}", r["catalog"]);
+    assert!(
+        r["catalog"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:9"),
+        "names the ComfyUI it could not use: {}",
+        r["catalog"]
+    );
+    let templates = r["templates"].as_array().unwrap();
+    assert_eq!(templates.len(), 4);
+    for t in templates {
+        let id = t["id"].as_str().unwrap();
+        assert_eq!(t["graph_check"], "valid", "{id}");
+        // The per-template tool's schema: the template's parameters plus
+        // the tool's own `wait` and `timeout`.
+        let schema = &t["input_schema"];
+        assert_eq!(schema["type"], "object", "{id}");
+        for p in ["prompt", "steps", "wait", "timeout"] {
+            assert!(
+                schema["properties"][p].is_object(),
+                "{id}: no {p} in {schema}"
+            );
+        }
+        assert_eq!(schema["properties"]["steps"]["maximum"], 150, "{id}");
+        assert!(
+            t["graph"].as_object().is_some_and(|g| !g.is_empty()),
+            "{id}"
+        );
+        assert!(t["arguments"]["prompt"].is_string(), "{id}");
+        let call = &t["call"];
+        assert!(call["elapsed_ms"].as_f64().unwrap() > 0.0, "{id}");
+        assert_eq!(call["time_limit_ms"], 2000, "{id}");
+        let peak = call["peak_memory_bytes"].as_u64().unwrap();
+        assert!((64 << 10..64 << 20).contains(&peak), "{id}: {peak}");
+        assert_eq!(t["errors"].as_array().unwrap().len(), 0, "{id}");
+    }
+}
+
+#[test]
+fn a_live_comfyui_catalog_is_used_when_comfyui_answers() {
+    let out = check(&["templates/game-assets.wasm", "--json"], "sim");
+    assert!(out.status.success(), "{}", text(&out));
+    let r = json(&out);
+    assert_eq!(r["catalog"]["kind"], "live", "{}", r["catalog"]);
+    assert!(
+        r["catalog"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("the ComfyUI at http://127.0.0.1:")
+    );
+}
+
+#[test]
+fn warnings_teach_and_fail_only_with_strict() {
+    let out = check(&["tests/packs/sloppy.wasm"], NOBODY);
+    let t = text(&out);
+    assert!(out.status.success(), "warnings alone pass:\n{t}");
+    for expected in [
+        "warning: the pack has no description",
+        "warning: the template has no description",
+        "warning: parameter `size` has no description",
+        "warning: parameter `size` has no minimum or maximum",
+        "warning: optional parameter `strength` has no default",
+        "graphs checked against the stock offline catalog",
+        "input schema (the `sloppy` tool, as MCP clients see it):",
+        "node 1: EmptyImage",
+        "all templates passed (0 errors, 5 warnings)",
+    ] {
+        assert!(t.contains(expected), "missing {expected:?} in\n{t}");
+    }
+    let strict = check(&["tests/packs/sloppy.wasm", "--strict", "--json"], NOBODY);
+    assert_eq!(strict.status.code(), Some(1), "{}", text(&strict));
+    let r = json(&strict);
+    assert_eq!(r["ok"], false);
+    let codes: Vec<&str> = r["templates"][0]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "no-description",
+            "no-description",
+            "unbounded",
+            "no-default"
+        ]
+    );
+    assert_eq!(r["warnings"][0]["code"], "no-description");
+}
+
+#[test]
+fn a_python_style_crash_names_the_exception_in_check() {
+    let out = check(&["tests/packs/py-traceback.wasm"], NOBODY);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(t.contains("FAIL  crash (graph not built"), "{t}");
+    assert!(
+        t.contains("pack crashed: ValueError: width must be a multiple of 8, got 500"),
+        "{t}"
+    );
+    let load = check(&["tests/packs/py-import-error.wasm", "--json"], NOBODY);
+    assert_eq!(load.status.code(), Some(1));
+    let r = json(&load);
+    assert_eq!(r["errors"][0]["code"], "load-failed");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ModuleNotFoundError: No module named 'textwrap'"),
+        "{r}"
+    );
+}
