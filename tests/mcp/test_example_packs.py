@@ -48,7 +48,7 @@ async def test_check_passes(lang: str, packs: dict[str, Path], tmp_path_factory:
     report = await check_pack(packs[lang], tmp_path_factory.getbasetemp() / "pack-cache")
     pack, template = EXAMPLES[lang]
     assert f"pack {pack} 0.1.0" in report, report
-    assert f"ok    {template} (7 nodes, graph valid)" in report, report
+    assert f"ok    {template} (7 nodes, graph valid;" in report, report
 
 
 async def test_all_three_are_listed_with_the_same_parameters(econn: Conn) -> None:

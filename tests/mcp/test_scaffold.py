@@ -47,7 +47,7 @@ async def test_new_projects_build_check_and_serve(
         run_script(["./build.sh"], cwd=project, extra_env=RUST_SHARED_TARGET if lang == "rust" else None)
         pack = project / f"{name}.wasm"
         report = await check_pack(pack, cache)
-        assert f"ok    {name}-txt2img (7 nodes, graph valid)" in report, report
+        assert f"ok    {name}-txt2img (7 nodes, graph valid;" in report, report
         built.append(pack)
     async with connect(
         "stdio", sim, tmp_path_factory.mktemp("scaffold-serve"), packs=built, extra_env=PACK_LOAD_ENV
