@@ -1,7 +1,8 @@
 """The SQLite job store through real MCP clients (the official Python SDK), on the simulator.
 
 Covered: a server SIGKILLed mid-job and another started on the same store, which adopts the job,
-completes it and serves its images; two stdio servers at once on one store, each reading and
+completes it and serves its images; a running job adopted that way put under the next server's
+execution timeout; two stdio servers at once on one store, each reading and
 cancelling the other's jobs (queued: removed from ComfyUI's queue; running: interrupted), the
 owner seeing the cancel; `list_jobs` filters, paging and argument errors, with the store and with
 `COMFYUI_MCP_DB=off`; and a corrupt store file stopping the server at start with a message naming
@@ -166,3 +167,26 @@ async def test_a_corrupt_store_stops_the_server_naming_the_file(sim: Sim, tmp_pa
     finally:
         proc.stop()
     assert db.read_bytes() == garbage
+
+
+async def test_an_adopted_running_job_is_under_the_execution_timeout(sim: Sim, tmp_path: Path) -> None:
+    """The next server puts a dead server's running job under its own `COMFYUI_TIMEOUT` (the clock
+    starts when it sees the job running): the job is interrupted and fails typed, never runs on."""
+    templates = prepare_workdir(tmp_path)
+    env = server_env(sim, tmp_path, templates, COMFYUI_MCP_HTTP_TOKEN="t" * 24)
+    await sim.step_delay(60_000)  # every sampler step a minute: the job runs far past the limit
+    first, url = start_http_server(env, tmp_path / "first.stderr.log")
+    try:
+        first.wait_for("first scan done")
+        pid = (await call_over_http(url, "t" * 24, "generate_image", {"template": "item-icon", **SMALL}))["prompt_id"]
+        await poll(sim.queue_ids, lambda q: pid in q[0], f"{pid} running in ComfyUI")
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        assert first.wait_exit() == -signal.SIGKILL
+    finally:
+        first.stop()
+    async with connect("stdio", sim, tmp_path, extra_env={"COMFYUI_TIMEOUT": "2"}) as second:
+        done = await second.wait_state(pid, {"completed", "failed", "cancelled"})
+        assert done["state"] == "failed", done
+        assert done["error"]["kind"] == "execution_timeout", done["error"]
+        assert "Workflow execution timeout" in done["error"]["message"], done["error"]
+        await poll(sim.queue_ids, lambda q: pid not in q[0] and pid not in q[1], f"{pid} gone from ComfyUI's queue")

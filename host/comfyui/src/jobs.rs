@@ -729,6 +729,15 @@ impl Tracked for Inner {
         self.lock().settle(ending);
     }
 
+    fn guard_execution(
+        self: Arc<Self>,
+        job: watch::Receiver<JobSnapshot>,
+        stop: CancellationToken,
+    ) {
+        let limit = self.cfg.execution_timeout;
+        watchdog::watch_job(job, limit, stop, move |id| self.time_out(id));
+    }
+
     fn output_dir(&self) -> std::path::PathBuf {
         self.cfg.output_dir.clone()
     }

@@ -74,6 +74,10 @@ pub(crate) trait Tracked: Send + Sync + 'static {
     fn open_ids(&self) -> Vec<String>;
     /// Starts following an adopted job; returns its change feed (None if already followed).
     fn adopt(&self, job: &StoredJob) -> Option<watch::Receiver<JobSnapshot>>;
+    /// Puts an adopted job under the execution timeout, as a job submitted here is (its clock
+    /// starts when this process sees it running: the time it ran under its gone owner is
+    /// unknown, so it gets the whole limit from then on).
+    fn guard_execution(self: Arc<Self>, job: watch::Receiver<JobSnapshot>, stop: CancellationToken);
     /// Replaces a job's snapshot by the ending the store holds.
     fn settle(&self, ending: JobSnapshot);
     /// Where job image folders live.
@@ -179,6 +183,7 @@ impl Persistence {
                     let adopted = !beat.adopted.is_empty();
                     for job in beat.adopted {
                         if let Some(rx) = tracked.adopt(&job) {
+                            tracked.clone().guard_execution(rx.clone(), token.clone());
                             tokio::spawn(self.clone().follow(tracked.clone(), rx, token.clone()));
                         }
                     }

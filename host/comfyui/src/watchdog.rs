@@ -1,14 +1,15 @@
 //! The execution watchdog: the longest a job may *execute* in ComfyUI (`COMFYUI_TIMEOUT`,
 //! [`ComfyConfig::execution_timeout`](crate::config::ComfyConfig::execution_timeout)).
 //!
-//! Lifecycle: `jobs.rs` starts one [`watch_job`] task per submitted job, following the job's
-//! snapshot channel. The clock starts when the job turns `running` (ComfyUI's
-//! `execution_start`, the first node event, or the queue showing it running during
-//! reconciliation); time waiting in ComfyUI's queue never counts. When the limit passes while
-//! the job is still open, the task calls the driver's expiry handler once, which interrupts
-//! the job in ComfyUI and ends it `failed` with [`timeout_failure`]. The task ends as soon as
-//! the job is terminal, its snapshot channel closes (the job was forgotten), or the backend
-//! stops.
+//! Lifecycle: `jobs.rs` starts one [`watch_job`] task per submitted job, and one per job
+//! adopted from the job store (a gone server's, see `persist`), following the job's snapshot
+//! channel. The clock starts when the job turns `running` (ComfyUI's `execution_start`, the
+//! first node event, or the queue showing it running during reconciliation; for an adopted job,
+//! when this process first sees it running, since the time it ran under its gone owner is
+//! unknown); time waiting in ComfyUI's queue never counts. When the limit passes while the job
+//! is still open, the task calls the driver's expiry handler once, which interrupts the job in
+//! ComfyUI and ends it `failed` with [`timeout_failure`]. The task ends as soon as the job is
+//! terminal, its snapshot channel closes (the job was forgotten), or the backend stops.
 //!
 //! Invariants: at most one task per open job, holding only a snapshot receiver; the expiry
 //! handler runs at most once per job; the failure is typed ([`FailureKind::ExecutionTimeout`]),
