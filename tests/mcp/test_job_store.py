@@ -39,19 +39,27 @@ async def submit(conn: Conn, template: str = "item-icon") -> str:
     return out["prompt_id"]
 
 
-async def test_a_killed_servers_queued_job_completes_under_the_next_server(sim: Sim, tmp_path: Path) -> None:
+async def killed_with_a_job(sim: Sim, tmp_path: Path, running: bool) -> str:
+    """Starts a server on the store in `tmp_path`, submits a job, waits until ComfyUI holds it
+    (running, or pending), SIGKILLs the server and returns the job's prompt id."""
     templates = prepare_workdir(tmp_path)
     env = server_env(sim, tmp_path, templates, COMFYUI_MCP_HTTP_TOKEN="t" * 24)
-    await sim.hold(True)
     first, url = start_http_server(env, tmp_path / "first.stderr.log")
     try:
         first.wait_for("first scan done")
         pid = (await call_over_http(url, "t" * 24, "generate_image", {"template": "item-icon", **SMALL}))["prompt_id"]
-        await poll(sim.queue_ids, lambda q: pid in q[1], f"{pid} pending in ComfyUI")
+        where = 0 if running else 1
+        await poll(sim.queue_ids, lambda q: pid in q[where], f"{pid} {'running' if running else 'pending'} in ComfyUI")
         os.killpg(first.proc.pid, signal.SIGKILL)
         assert first.wait_exit() == -signal.SIGKILL
     finally:
         first.stop()
+    return pid
+
+
+async def test_a_killed_servers_queued_job_completes_under_the_next_server(sim: Sim, tmp_path: Path) -> None:
+    await sim.hold(True)
+    pid = await killed_with_a_job(sim, tmp_path, running=False)
     assert (tmp_path / "out" / DB_FILE).is_file()
     await sim.hold(False)
     async with connect("stdio", sim, tmp_path) as second:
@@ -172,18 +180,8 @@ async def test_a_corrupt_store_stops_the_server_naming_the_file(sim: Sim, tmp_pa
 async def test_an_adopted_running_job_is_under_the_execution_timeout(sim: Sim, tmp_path: Path) -> None:
     """The next server puts a dead server's running job under its own `COMFYUI_TIMEOUT` (the clock
     starts when it sees the job running): the job is interrupted and fails typed, never runs on."""
-    templates = prepare_workdir(tmp_path)
-    env = server_env(sim, tmp_path, templates, COMFYUI_MCP_HTTP_TOKEN="t" * 24)
     await sim.step_delay(60_000)  # every sampler step a minute: the job runs far past the limit
-    first, url = start_http_server(env, tmp_path / "first.stderr.log")
-    try:
-        first.wait_for("first scan done")
-        pid = (await call_over_http(url, "t" * 24, "generate_image", {"template": "item-icon", **SMALL}))["prompt_id"]
-        await poll(sim.queue_ids, lambda q: pid in q[0], f"{pid} running in ComfyUI")
-        os.killpg(first.proc.pid, signal.SIGKILL)
-        assert first.wait_exit() == -signal.SIGKILL
-    finally:
-        first.stop()
+    pid = await killed_with_a_job(sim, tmp_path, running=True)
     async with connect("stdio", sim, tmp_path, extra_env={"COMFYUI_TIMEOUT": "2"}) as second:
         done = await second.wait_state(pid, {"completed", "failed", "cancelled"})
         assert done["state"] == "failed", done
