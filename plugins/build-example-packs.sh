@@ -7,7 +7,7 @@
 # packs are never committed).
 #
 # A pack whose sources are unchanged is not rebuilt: OUT/<pack>.wasm.sha256 holds the SHA-256
-# of its files (toolchain pins included) and of wit/workflow.wit. None of the three toolchains
+# of its files (toolchain pins included) and of wit/v1/workflow.wit. None of the three toolchains
 # builds byte-reproducibly, so the stamp is what keeps repeated runs (CI, then the tests) cheap.
 set -euo pipefail
 
@@ -24,7 +24,7 @@ sources_hash() {
     {
         (cd "$dir" && find . \( -name .venv -o -name node_modules -o -name target -o -name __pycache__ \) -prune \
             -o -type f ! -name '*.wasm' ! -name '*.wasm.tmp' -print | LC_ALL=C sort | xargs sha256sum)
-        sha256sum <"$ROOT/wit/workflow.wit"
+        sha256sum <"$ROOT/wit/v1/workflow.wit"
     } | sha256sum | cut -d' ' -f1
 }
 

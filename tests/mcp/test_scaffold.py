@@ -41,7 +41,7 @@ async def test_new_projects_build_check_and_serve(
         assert made.returncode == 0, made.stderr
         project = tmp_path / name
         assert f"created {name}" in made.stdout and "./build.sh" in made.stdout, made.stdout
-        assert (project / "wit" / "workflow.wit").read_text() == (REPO / "wit" / "workflow.wit").read_text()
+        assert (project / "wit" / "workflow.wit").read_text() == (REPO / "wit" / "v1" / "workflow.wit").read_text()
         if lang == "rust":
             run_script(["cargo", "test", "--quiet"], cwd=project, extra_env=RUST_SHARED_TARGET)
         run_script(["./build.sh"], cwd=project, extra_env=RUST_SHARED_TARGET if lang == "rust" else None)

@@ -4,7 +4,7 @@
 use crate::spec::{Alias, PackInfo, ParamKind, ParamSpec, ParamValue, TemplateInfo};
 
 wasmtime::component::bindgen!({
-    path: "../../wit",
+    path: "../../wit/v1",
     world: "workflow-pack",
 });
 

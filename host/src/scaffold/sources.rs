@@ -43,7 +43,7 @@ macro_rules! source {
 /// The WIT contract every project carries, from `wit/` (the examples link to it).
 const WIT: Source = Source {
     path: "wit/workflow.wit",
-    text: include_str!("../../../wit/workflow.wit"),
+    text: include_str!("../../../wit/v1/workflow.wit"),
     executable: false,
 };
 

@@ -16,7 +16,7 @@ mod params;
 mod templates;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/v1",
     world: "workflow-pack",
 });
 

@@ -14,7 +14,7 @@
 //! every graph built here passes ComfyUI 0.3.75's validation (input names, types, bounds).
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/v1",
     world: "workflow-pack",
     pub_export_macro: true,
     default_bindings_module: "test_pack_support",
