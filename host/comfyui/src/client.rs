@@ -452,7 +452,7 @@ impl ComfyClient {
     pub async fn delete_queued(&self, prompt_ids: &[&str]) -> Result<(), ClientError> {
         let request = "POST /queue";
         let resp = self
-            .send(
+            .send_repeatable(
                 request,
                 self.req(Method::POST, &["queue"])
                     .json(&json!({ "delete": prompt_ids })),
@@ -469,9 +469,12 @@ impl ComfyClient {
             Some(id) => json!({ "prompt_id": id }),
             None => json!({}),
         };
-        let resp = self
-            .send(request, self.req(Method::POST, &["interrupt"]).json(&body))
-            .await?;
+        let rb = self.req(Method::POST, &["interrupt"]).json(&body);
+        // By id it is idempotent; a global interrupt could stop a job started since.
+        let resp = match prompt_id {
+            Some(_) => self.send_repeatable(request, rb).await?,
+            None => self.send(request, rb).await?,
+        };
         self.expect_success(request, resp).await
     }
 
@@ -485,7 +488,7 @@ impl ComfyClient {
             ("subfolder", image.subfolder.as_str()),
             ("type", image.kind.as_str()),
         ]);
-        let resp = self.send(&request, rb).await?;
+        let resp = self.send_repeatable(&request, rb).await?;
         let status = resp.status();
         if !status.is_success() {
             let bytes = self.body(&request, resp, BodyKind::Json).await?;
@@ -564,7 +567,7 @@ impl ComfyClient {
     pub async fn object_info_bytes(&self) -> Result<bytes::Bytes, ClientError> {
         let request = "GET /object_info";
         let resp = self
-            .send(request, self.req(Method::GET, &["object_info"]))
+            .send_repeatable(request, self.req(Method::GET, &["object_info"]))
             .await?;
         let status = resp.status();
         let bytes = self.body(request, resp, BodyKind::LargeJson).await?;
@@ -588,7 +591,7 @@ impl ComfyClient {
     pub async fn models(&self, folder: &str) -> Result<Option<Vec<String>>, ClientError> {
         let request = format!("GET /models/{folder}");
         let resp = self
-            .send(&request, self.req(Method::GET, &["models", folder]))
+            .send_repeatable(&request, self.req(Method::GET, &["models", folder]))
             .await?;
         let status = resp.status();
         let bytes = self.body(&request, resp, BodyKind::Json).await?;
@@ -614,8 +617,31 @@ impl ComfyClient {
         self.http.request(method, self.url(segments))
     }
 
+    /// Sends a request that must reach ComfyUI at most once (a submit, a global interrupt,
+    /// an upload).
     async fn send(&self, request: &str, rb: RequestBuilder) -> Result<Response, ClientError> {
         rb.send().await.map_err(|e| self.transport_err(request, e))
+    }
+
+    /// Sends a request that is safe to repeat (a read, a delete or interrupt by id). When
+    /// the pooled keep-alive connection it went out on turns out closed (ComfyUI or a proxy
+    /// dropped it while idle: no response at all), it is repeated once on a fresh
+    /// connection; any other failure, and a second one, is returned as it is.
+    async fn send_repeatable(
+        &self,
+        request: &str,
+        rb: RequestBuilder,
+    ) -> Result<Response, ClientError> {
+        let Some(again) = rb.try_clone() else {
+            return self.send(request, rb).await;
+        };
+        match rb.send().await {
+            Err(e) if stale_connection(&e) => {
+                tracing::debug!(url = %self.display, request, "pooled connection was closed; repeating once");
+                self.send(request, again).await
+            }
+            other => other.map_err(|e| self.transport_err(request, e)),
+        }
     }
 
     /// The whole body, read chunk by chunk and refused as soon as it passes the cap of
@@ -672,7 +698,9 @@ impl ComfyClient {
         segments: &[&str],
         kind: BodyKind,
     ) -> Result<T, ClientError> {
-        let resp = self.send(request, self.req(Method::GET, segments)).await?;
+        let resp = self
+            .send_repeatable(request, self.req(Method::GET, segments))
+            .await?;
         let status = resp.status();
         let bytes = self.body(request, resp, kind).await?;
         self.check_status(request, status, &bytes)?;
@@ -744,6 +772,35 @@ impl ComfyClient {
             }
         }
     }
+}
+
+/// Whether a failed request went out on a pooled connection that was already closed: the
+/// connection ended before any response (hyper's "incomplete message"), or was reset.
+/// Typed checks on the error chain, never its text.
+fn stale_connection(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[cfg(test)]
