@@ -71,6 +71,14 @@ pub struct ServeArgs {
         value_parser = positive_count
     )]
     pub max_request_bytes: usize,
+    /// Milliseconds to receive a whole HTTP request body (`/mcp`, `/api`); 408 after.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_HTTP_BODY_TIMEOUT_MS",
+        default_value_t = crate::mcp::body_deadline::DEFAULT_BODY_TIMEOUT.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_body_timeout_ms: u64,
     /// Blocking threads making inline thumbnails at once (decode, scale, encode).
     #[arg(
         long,

@@ -377,3 +377,52 @@ async fn a_duplicate_in_flight_id_in_a_session_is_refused_and_the_first_stream_e
     assert_eq!(again.status(), 200);
     http.stop().await;
 }
+
+/// Sends the headers and half the body of `request`, then nothing more.
+async fn stall_half_way(addr: SocketAddr, request: &[u8]) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&request[..request.len() - 8])
+        .await
+        .unwrap();
+    BufReader::new(stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_408_on_both_surfaces_and_others_are_served() {
+    let f = fixture().await;
+    let options = McpOptions {
+        body_timeout: Duration::from_millis(300),
+        ..McpOptions::default()
+    };
+    let http = Http::start(f.app.clone(), options).await;
+    let host = format!("Host: {}", http.addr);
+    let mut mcp = stall_half_way(http.addr, &post("/mcp", &[&host], &initialize())).await;
+    let api_body = br#"{"tool": "list_workflows", "params": {}}"#;
+    let mut api = stall_half_way(http.addr, &post("/api", &[&host], api_body)).await;
+    // Meanwhile a whole request on another connection is answered at once.
+    let served = exchange(http.addr, &post("/mcp", &[&host], &initialize())).await;
+    assert_eq!(served.status, 200);
+
+    let late = read_answer(&mut mcp)
+        .await
+        .expect("an answer to the stalled /mcp body");
+    assert_eq!(late.status, 408);
+    assert_eq!(late.header("connection"), Some("close"));
+    let error: Value = serde_json::from_slice(&late.body).unwrap();
+    assert_eq!(error["error"]["code"], -32600, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("300 ms") && message.contains("COMFYUI_MCP_HTTP_BODY_TIMEOUT_MS"),
+        "{message}"
+    );
+
+    let late = read_answer(&mut api)
+        .await
+        .expect("an answer to the stalled /api body");
+    assert_eq!(late.status, 408);
+    let error: Value = serde_json::from_slice(&late.body).unwrap();
+    assert_eq!(error["error"]["kind"], "body_timeout", "{error}");
+    assert_eq!(error["error"]["details"]["limit_ms"], 300, "{error}");
+    http.stop().await;
+}

@@ -155,6 +155,12 @@ pub fn oversized(prefix: &[u8], limit: usize) -> Rejection {
     )
 }
 
+/// The rejection of an HTTP request whose body did not arrive in time (its id is unknown:
+/// the body was not read whole).
+pub fn body_timed_out(late: super::body_deadline::BodyTimedOut) -> Rejection {
+    Rejection::new(codes::INVALID_REQUEST, Value::Null, late.to_string())
+}
+
 /// The rejection of a request whose id is already used by a request in flight.
 pub fn duplicate(id: &RequestId) -> Rejection {
     let id = id_json(id);

@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::api;
+use super::body_deadline;
 use super::framing::{self, Inspection, Rejection};
 use super::guard::{BEARER_CHALLENGE, Gate, gate_requests};
 pub use super::guard::{Guard, Refusal};
@@ -125,6 +126,7 @@ pub fn router(
     bound: SocketAddr,
     shutdown: CancellationToken,
 ) -> Router {
+    let body_timeout = options.body_timeout;
     let guard = Arc::new(Guard::new(&options, bound));
     let checks = Arc::new(BodyChecks {
         limit: options.max_request_bytes,
@@ -150,6 +152,11 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(checks, check_bodies))
         .layer(axum::middleware::from_fn_with_state(gate, gate_requests))
         .merge(api)
+        // Outermost: every body of both surfaces, the guard's drain included, is timed.
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            body_deadline::bound_bodies,
+        ))
 }
 
 /// The header naming a request's MCP session.
@@ -213,7 +220,10 @@ async fn check_bodies(
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
-        Err(_) => return too_large(&[], limit),
+        Err(e) => match body_deadline::timed_out(&e) {
+            Some(late) => return too_slow(late),
+            None => return too_large(&[], limit),
+        },
     };
     let session = parts
         .headers
@@ -279,6 +289,19 @@ fn too_large(prefix: &[u8], limit: usize) -> Response {
     let mut response = json_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         framing::oversized(prefix, limit).to_json().to_string(),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// 408 with a JSON-RPC error naming the deadline; the connection is closed (the rest of the
+/// body is not waited for).
+fn too_slow(late: body_deadline::BodyTimedOut) -> Response {
+    let mut response = json_response(
+        StatusCode::REQUEST_TIMEOUT,
+        framing::body_timed_out(late).to_json().to_string(),
     );
     response
         .headers_mut()

@@ -32,6 +32,7 @@
 //! errors are reserved for malformed requests (unknown tool, unknown resource).
 
 pub mod api;
+pub mod body_deadline;
 pub mod content;
 pub mod definitions;
 pub mod framing;

@@ -27,6 +27,9 @@ pub struct McpOptions {
     /// Largest JSON-RPC message read, in bytes (a stdio line or an HTTP request body);
     /// larger ones are answered with an error naming this limit and are not buffered.
     pub max_request_bytes: usize,
+    /// Time to receive a whole HTTP request body (`/mcp` and `/api`); a body still
+    /// arriving then is refused with 408.
+    pub body_timeout: Duration,
     /// Blocking threads that decode and encode thumbnails at once (all sessions).
     pub thumbnail_workers: usize,
     /// Largest value of one `prompts/get` argument, in bytes.
@@ -46,6 +49,7 @@ impl Default for McpOptions {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            body_timeout: super::body_deadline::DEFAULT_BODY_TIMEOUT,
             thumbnail_workers: DEFAULT_THUMBNAIL_WORKERS,
             max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
             api_max_calls: DEFAULT_API_MAX_CALLS,
@@ -63,6 +67,7 @@ impl McpOptions {
             allowed_hosts: args.allowed_hosts.clone(),
             allowed_origins: Vec::new(),
             max_request_bytes: args.max_request_bytes,
+            body_timeout: Duration::from_millis(args.http_body_timeout_ms),
             thumbnail_workers: args.thumbnail_workers,
             max_prompt_argument_bytes: DEFAULT_MAX_PROMPT_ARGUMENT_BYTES,
             api_max_calls: args.api_max_calls,

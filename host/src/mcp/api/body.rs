@@ -82,7 +82,10 @@ async fn read_capped(headers: &HeaderMap, body: Body, limit: usize) -> Result<Ve
     let mut out = Vec::new();
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BrokenBody(format!("the body broke off: {e}")))?;
+        let chunk = chunk.map_err(|e| match crate::mcp::body_deadline::timed_out(&e) {
+            Some(late) => ApiError::BodyTimedOut(late),
+            None => ApiError::BrokenBody(format!("the body broke off: {e}")),
+        })?;
         if out.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge { limit });
         }

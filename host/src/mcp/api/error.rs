@@ -50,6 +50,8 @@ pub enum ApiError {
     InvalidBody(String),
     /// The body broke off while being read.
     BrokenBody(String),
+    /// The body did not arrive within its deadline.
+    BodyTimedOut(crate::mcp::body_deadline::BodyTimedOut),
     /// The body is over the request size cap.
     TooLarge {
         /// The cap, in bytes.
@@ -79,6 +81,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Refused(refusal) => refusal.status(),
             ApiError::TooManyCalls { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ImageUnreadable(_) | ApiError::Internal(_) => {
@@ -116,6 +119,7 @@ impl ApiError {
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::BrokenBody(_) => "broken_body",
             ApiError::TooLarge { .. } => "body_too_large",
+            ApiError::BodyTimedOut(_) => "body_timeout",
             ApiError::Refused(refusal) => refusal.kind(),
             ApiError::TooManyCalls { .. } => "too_many_calls",
             ApiError::ImageUnreadable(_) => "image_unreadable",
@@ -141,6 +145,10 @@ impl ApiError {
             ),
             ApiError::InvalidJson(e) => (format!("the body is not valid JSON: {e}"), None),
             ApiError::InvalidBody(why) | ApiError::BrokenBody(why) => (why.clone(), None),
+            ApiError::BodyTimedOut(late) => (
+                late.to_string(),
+                Some(json!({"limit_ms": late.after.as_millis() as u64})),
+            ),
             ApiError::TooLarge { limit } => (
                 format!(
                     "the body is over the limit of {limit} bytes; a server operator can raise it with --max-request-bytes or COMFYUI_MCP_MAX_REQUEST_BYTES"
