@@ -953,6 +953,7 @@ mod tests {
                     ..spec("sampler", ParamKind::Text)
                 },
             ],
+            postprocess: false,
         }
     }
 
