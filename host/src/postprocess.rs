@@ -206,8 +206,8 @@ mod tests {
             },
         )]);
         let args = json!({"image": "in.png"}).as_object().unwrap().clone();
-        let resolved = params::resolve_with_inputs(&info, &args, &inputs, &pack.limits().metadata)
-            .unwrap();
+        let resolved =
+            params::resolve_with_inputs(&info, &args, &inputs, &pack.limits().metadata).unwrap();
         PackPostprocessor::new(
             pack,
             template.to_owned(),
@@ -250,11 +250,16 @@ mod tests {
         let p = postprocessor(limits.clone(), "invert");
         let err = p.process(image(vec![0; 8], 2)).await.err().unwrap();
         assert!(err.message.contains("pack `mini-abi2`"), "{}", err.message);
-        assert!(err.message.contains("over the limit of 1 pixels"), "{}", err.message);
+        assert!(
+            err.message.contains("over the limit of 1 pixels"),
+            "{}",
+            err.message
+        );
         let p = postprocessor(limits, "plain");
         let err = p.process(image(vec![0; 4], 1)).await.err().unwrap();
         assert!(
-            err.message.contains("template `plain` is not post-processed"),
+            err.message
+                .contains("template `plain` is not post-processed"),
             "{}",
             err.message
         );

@@ -320,7 +320,9 @@ impl From<crate::params::ResolveError> for CallError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoPostprocess {
     /// Its pack is built against an ABI without post-processing.
-    #[error("its pack is built against comfyui:workflow@{found}, which has no postprocessor (2.x has)")]
+    #[error(
+        "its pack is built against comfyui:workflow@{found}, which has no postprocessor (2.x has)"
+    )]
     OldAbi {
         /// The pack's ABI version.
         found: String,

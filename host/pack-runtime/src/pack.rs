@@ -331,7 +331,8 @@ impl Pack {
         image: RgbaImage,
         host: Arc<dyn HostView>,
     ) -> Result<Postprocessed, CallError> {
-        self.postprocess_measured(template_id, params, image, host).0
+        self.postprocess_measured(template_id, params, image, host)
+            .0
     }
 
     /// [`Pack::postprocess_resolved`], with what the call cost when the pack

@@ -712,7 +712,11 @@ pub fn validate_specs(specs: &[ParamSpec]) -> Vec<SpecProblem> {
             fault(SpecFault::NoRandomSeed);
         }
         if spec.kind.is_image() {
-            let kind = if spec.kind == ParamKind::Mask { "mask" } else { "image" };
+            let kind = if spec.kind == ParamKind::Mask {
+                "mask"
+            } else {
+                "image"
+            };
             if spec.default.is_some() {
                 fault(SpecFault::ImageWith {
                     kind,

@@ -138,7 +138,11 @@ mod tests {
         assert_eq!(check_image(&image(4, 4, 64), 16), Ok(()));
         assert!(matches!(
             check_image(&image(4, 4, 64), 15),
-            Err(ImageFault::TooManyPixels { pixels: 16, limit: 15, .. })
+            Err(ImageFault::TooManyPixels {
+                pixels: 16,
+                limit: 15,
+                ..
+            })
         ));
         assert!(matches!(
             check_image(&image(0, 4, 0), 16),
@@ -146,7 +150,11 @@ mod tests {
         ));
         assert!(matches!(
             check_image(&image(4, 4, 63), 16),
-            Err(ImageFault::BufferSize { expected: 64, got: 63, .. })
+            Err(ImageFault::BufferSize {
+                expected: 64,
+                got: 63,
+                ..
+            })
         ));
         // No overflow on the largest claim.
         assert!(matches!(

@@ -50,8 +50,12 @@ fn image(width: u32, height: u32) -> RgbaImage {
 }
 
 fn resolved(pack: &Pack, template: &str, a: Value) -> params::ResolvedParams {
-    params::resolve(pack.template(template).unwrap(), &args(a), &pack.limits().metadata)
-        .unwrap()
+    params::resolve(
+        pack.template(template).unwrap(),
+        &args(a),
+        &pack.limits().metadata,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -76,20 +80,33 @@ fn packs_of_both_majors_load_and_build_side_by_side_in_one_runtime() {
         .unwrap();
     assert!(built.graph.is_object());
     let inputs = BTreeMap::from([("image".to_owned(), upload("in/a.png"))]);
-    let (built, stats) =
-        v2.build_with_inputs("invert", &args(json!({"image": "aGVsbG8="})), &inputs, host());
+    let (built, stats) = v2.build_with_inputs(
+        "invert",
+        &args(json!({"image": "aGVsbG8="})),
+        &inputs,
+        host(),
+    );
     let built = built.unwrap();
     assert!(stats.is_some());
     assert_eq!(built.graph["1"]["inputs"]["image"], "in/a.png");
-    assert_eq!(built.graph["2"]["inputs"]["filename_prefix"], "mini-abi2/invert");
+    assert_eq!(
+        built.graph["2"]["inputs"]["filename_prefix"],
+        "mini-abi2/invert"
+    );
     // Calls into one major leave the other serving.
-    assert!(v1.build("solid-color", &args(json!({"prompt": "y"})), host()).is_ok());
+    assert!(
+        v1.build("solid-color", &args(json!({"prompt": "y"})), host())
+            .is_ok()
+    );
 }
 
 #[test]
 fn an_unknown_major_is_refused_naming_it_and_every_supported_major() {
     let err = runtime().load_file(&test_pack("abi3")).unwrap_err();
-    let LoadError::Incompatible { found, supported, .. } = &err else {
+    let LoadError::Incompatible {
+        found, supported, ..
+    } = &err
+    else {
         panic!("{err}");
     };
     assert_eq!(found, "3.0.0");
@@ -110,8 +127,13 @@ fn a_pack_claiming_2_0_with_other_exports_is_an_export_mismatch_naming_2_0() {
 
 #[test]
 fn a_postprocess_flag_without_the_postprocessor_export_is_refused_at_load() {
-    let err = runtime().load_file(&test_pack("no-postprocessor")).unwrap_err();
-    let LoadError::MissingPostprocessor { templates, major, .. } = &err else {
+    let err = runtime()
+        .load_file(&test_pack("no-postprocessor"))
+        .unwrap_err();
+    let LoadError::MissingPostprocessor {
+        templates, major, ..
+    } = &err
+    else {
         panic!("{err}");
     };
     assert_eq!(templates, "`flagged`");
@@ -176,8 +198,14 @@ fn image_parameters_resolve_to_the_uploads_and_nothing_else() {
         limits,
     )
     .unwrap();
-    assert_eq!(got.get("image"), Some(&ParamValue::Image(upload("in/a.png"))));
-    assert_eq!(got.get("mask"), Some(&ParamValue::Image(upload("in/m.png"))));
+    assert_eq!(
+        got.get("image"),
+        Some(&ParamValue::Image(upload("in/a.png")))
+    );
+    assert_eq!(
+        got.get("mask"),
+        Some(&ParamValue::Image(upload("in/m.png")))
+    );
     // Provenance: the upload's name, size and digest.
     assert_eq!(
         got.to_json()["image"],
@@ -201,7 +229,9 @@ fn image_parameters_resolve_to_the_uploads_and_nothing_else() {
         panic!("{err}")
     };
     assert!(
-        errors[0].message.starts_with("expected a string naming an image (base64 PNG"),
+        errors[0]
+            .message
+            .starts_with("expected a string naming an image (base64 PNG"),
         "{errors:?}"
     );
     // Given, but the host provided no upload: a typed internal error.
@@ -219,8 +249,12 @@ fn image_parameters_resolve_to_the_uploads_and_nothing_else() {
         }
     );
     // The same through the pack, and through the entry point without images.
-    let (built, stats) =
-        pack.build_with_inputs("plain", &args(json!({"image": "x"})), &BTreeMap::new(), host());
+    let (built, stats) = pack.build_with_inputs(
+        "plain",
+        &args(json!({"image": "x"})),
+        &BTreeMap::new(),
+        host(),
+    );
     assert!(
         matches!(built, Err(CallError::MissingImageInput { ref param }) if param == "image"),
         "{built:?}"
@@ -229,8 +263,9 @@ fn image_parameters_resolve_to_the_uploads_and_nothing_else() {
     let err = pack
         .build("plain", &args(json!({"image": "x"})), host())
         .unwrap_err();
+    // `Pack::build` takes no uploads: the same typed error, never a pack call.
     assert!(
-        matches!(&err, CallError::InvalidParams(e) if e[0].param == "image"),
+        matches!(&err, CallError::MissingImageInput { param } if param == "image"),
         "{err}"
     );
 }
@@ -278,8 +313,7 @@ fn postprocess_is_refused_for_1_x_packs_unflagged_and_unknown_templates() {
     assert!(err.to_string().contains("comfyui:workflow@1.0.0"), "{err}");
 
     let v2 = rt.load_file(&test_pack("mini-abi2")).unwrap();
-    let (err, stats) =
-        v2.postprocess_measured("plain", &Default::default(), image(1, 1), host());
+    let (err, stats) = v2.postprocess_measured("plain", &Default::default(), image(1, 1), host());
     let err = err.unwrap_err();
     assert!(
         matches!(&err, CallError::NoPostprocess { cause: NoPostprocess::NotFlagged, template } if template == "plain"),
@@ -317,9 +351,15 @@ impl Hog {
         }
     }
 
-    fn run(&self, a: Value, input: RgbaImage) -> (Result<pack_runtime::Postprocessed, CallError>, bool) {
+    fn run(
+        &self,
+        a: Value,
+        input: RgbaImage,
+    ) -> (Result<pack_runtime::Postprocessed, CallError>, bool) {
         let params = resolved(&self.pack, "hog", a);
-        let (result, stats) = self.pack.postprocess_measured("hog", &params, input, host());
+        let (result, stats) = self
+            .pack
+            .postprocess_measured("hog", &params, input, host());
         (result, stats.is_some())
     }
 
@@ -338,19 +378,34 @@ fn the_input_pixel_cap_is_inclusive_and_checked_before_the_pack_runs() {
     let (err, ran) = hog.run(json!({"mode": "echo"}), image(65, 1));
     let err = err.unwrap_err();
     assert!(
-        matches!(err, CallError::InputImage(ImageFault::TooManyPixels { pixels: 65, limit: 64, .. })),
+        matches!(
+            err,
+            CallError::InputImage(ImageFault::TooManyPixels {
+                pixels: 65,
+                limit: 64,
+                ..
+            })
+        ),
         "{err}"
     );
     assert!(!ran, "refused before the pack ran");
     assert!(
-        err.to_string().contains("COMFYUI_MCP_POSTPROCESS_MAX_PIXELS"),
+        err.to_string()
+            .contains("COMFYUI_MCP_POSTPROCESS_MAX_PIXELS"),
         "{err}"
     );
     let mut short = image(2, 2);
     short.pixels.pop();
     let (err, ran) = hog.run(json!({"mode": "echo"}), short);
     assert!(
-        matches!(err, Err(CallError::InputImage(ImageFault::BufferSize { expected: 16, got: 15, .. }))),
+        matches!(
+            err,
+            Err(CallError::InputImage(ImageFault::BufferSize {
+                expected: 16,
+                got: 15,
+                ..
+            }))
+        ),
         "{err:?}"
     );
     assert!(!ran);
@@ -360,23 +415,56 @@ fn the_input_pixel_cap_is_inclusive_and_checked_before_the_pack_runs() {
 #[test]
 fn the_output_pixel_cap_is_inclusive_and_a_bad_buffer_is_refused() {
     let hog = Hog::new();
-    let (done, _) = hog.run(json!({"mode": "resize", "width": 16, "height": 4}), image(1, 1));
+    let (done, _) = hog.run(
+        json!({"mode": "resize", "width": 16, "height": 4}),
+        image(1, 1),
+    );
     let done = done.unwrap();
-    assert_eq!((done.image.width, done.image.height), (16, 4), "64 pixels: at the cap");
-    let (err, ran) = hog.run(json!({"mode": "resize", "width": 13, "height": 5}), image(1, 1));
+    assert_eq!(
+        (done.image.width, done.image.height),
+        (16, 4),
+        "64 pixels: at the cap"
+    );
+    let (err, ran) = hog.run(
+        json!({"mode": "resize", "width": 13, "height": 5}),
+        image(1, 1),
+    );
     assert!(
-        matches!(err, Err(CallError::OutputImage(ImageFault::TooManyPixels { pixels: 65, limit: 64, .. }))),
+        matches!(
+            err,
+            Err(CallError::OutputImage(ImageFault::TooManyPixels {
+                pixels: 65,
+                limit: 64,
+                ..
+            }))
+        ),
         "{err:?}"
     );
     assert!(ran);
-    let (err, _) = hog.run(json!({"mode": "short", "width": 4, "height": 4}), image(1, 1));
+    let (err, _) = hog.run(
+        json!({"mode": "short", "width": 4, "height": 4}),
+        image(1, 1),
+    );
     assert!(
-        matches!(err, Err(CallError::OutputImage(ImageFault::BufferSize { expected: 64, got: 63, .. }))),
+        matches!(
+            err,
+            Err(CallError::OutputImage(ImageFault::BufferSize {
+                expected: 64,
+                got: 63,
+                ..
+            }))
+        ),
         "{err:?}"
     );
     let (err, _) = hog.run(json!({"mode": "zero", "height": 4}), image(1, 1));
     assert!(
-        matches!(err, Err(CallError::OutputImage(ImageFault::Empty { width: 0, height: 4 }))),
+        matches!(
+            err,
+            Err(CallError::OutputImage(ImageFault::Empty {
+                width: 0,
+                height: 4
+            }))
+        ),
         "{err:?}"
     );
     hog.still_serves();
@@ -395,7 +483,9 @@ fn steps_are_capped_in_count_at_the_limit_and_their_text_escaped_and_capped() {
     assert_eq!(steps.len(), 5, "4 kept and one note");
     assert_eq!(steps[4].name, "...");
     assert!(
-        steps[4].detail.starts_with("and 1 more steps cut (the pack reported 5; at most 4 are kept"),
+        steps[4]
+            .detail
+            .starts_with("and 1 more steps cut (the pack reported 5; at most 4 are kept"),
         "{}",
         steps[4].detail
     );

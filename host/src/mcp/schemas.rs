@@ -606,13 +606,23 @@ mod tests {
             assert_eq!(s["type"], "string");
             let description = s["description"].as_str().unwrap();
             assert!(description.starts_with("the init ("), "{description}");
-            for form in ["base64 PNG, JPEG or WebP", "data: URI", "comfyui://images/", "allowed input folders"] {
+            for form in [
+                "base64 PNG, JPEG or WebP",
+                "data: URI",
+                "comfyui://images/",
+                "allowed input folders",
+            ] {
                 assert!(description.contains(form), "{form}: {description}");
             }
             assert!(s.get("contentEncoding").is_none(), "{s}");
         }
         let mask = params::param_schema(&spec("mask", ParamKind::Mask));
-        assert!(mask["description"].as_str().unwrap().contains("white marks the region"));
+        assert!(
+            mask["description"]
+                .as_str()
+                .unwrap()
+                .contains("white marks the region")
+        );
     }
 
     #[test]

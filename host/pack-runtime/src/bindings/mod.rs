@@ -152,7 +152,10 @@ impl Bound {
     }
 
     /// `templates.list`.
-    pub(crate) fn list(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Vec<TemplateInfo>> {
+    pub(crate) fn list(
+        &self,
+        store: &mut Store<StoreState>,
+    ) -> wasmtime::Result<Vec<TemplateInfo>> {
         match self {
             Bound::V1(b) => b.list(store),
             Bound::V2(b) => b.list(store),

@@ -91,7 +91,10 @@ impl Bound {
         Ok(self.templates.call_info(store)?.into())
     }
 
-    pub(crate) fn list(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Vec<TemplateInfo>> {
+    pub(crate) fn list(
+        &self,
+        store: &mut Store<StoreState>,
+    ) -> wasmtime::Result<Vec<TemplateInfo>> {
         Ok(self
             .templates
             .call_list(store)?
