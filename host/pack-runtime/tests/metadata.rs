@@ -491,6 +491,7 @@ fn arb_spec(name: &'static str) -> impl Strategy<Value = ParamSpec> {
                     name: name.into(),
                     kind,
                     description: String::new(),
+                    examples: vec![],
                     required,
                     default,
                     minimum,
