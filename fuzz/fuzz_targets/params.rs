@@ -134,6 +134,7 @@ fn spec(s: &Spec) -> ParamSpec {
                 target: target.clone(),
             })
             .collect(),
+        examples: Vec::new(),
     }
 }
 
@@ -148,6 +149,7 @@ fuzz_target!(|input: Input| {
         default_width: 512,
         default_height: 512,
         params,
+        postprocess: false,
     };
     let mut args = Map::new();
     for (key, json) in input.args.iter().take(32) {

@@ -202,6 +202,8 @@ pub fn describe_param(p: &ParamSpec) -> String {
         ParamKind::Integer => "integer",
         ParamKind::Number => "number",
         ParamKind::Boolean => "boolean",
+        ParamKind::Image => "image",
+        ParamKind::Mask => "mask",
     };
     let mut parts = vec![format!("{}: {kind}", p.name)];
     if p.required {

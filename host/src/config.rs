@@ -313,6 +313,12 @@ pub struct Settings {
     /// Bytes one wasi:random request of a pack may ask for.
     #[arg(long, env = "COMFYUI_MCP_PACK_RANDOM_BYTES", default_value_t = pack_runtime::Limits::default().max_random_bytes, global = true)]
     pub pack_random_bytes: u64,
+    /// Most pixels (width x height) of an image passed to or returned by a pack's postprocessor.
+    #[arg(long, env = "COMFYUI_MCP_POSTPROCESS_MAX_PIXELS", default_value_t = pack_runtime::Limits::default().max_postprocess_pixels, global = true)]
+    pub postprocess_max_pixels: u64,
+    /// Steps kept from one post-processing call.
+    #[arg(long, env = "COMFYUI_MCP_POSTPROCESS_MAX_STEPS", default_value_t = pack_runtime::Limits::default().max_postprocess_steps, global = true)]
+    pub postprocess_max_steps: usize,
     /// Largest pack file accepted, in bytes (checked before reading).
     #[arg(
         long,
@@ -561,6 +567,8 @@ impl Settings {
             max_error_bytes: self.pack_error_bytes,
             max_field_errors: self.pack_field_errors,
             max_random_bytes: self.pack_random_bytes,
+            max_postprocess_pixels: self.postprocess_max_pixels,
+            max_postprocess_steps: self.postprocess_max_steps,
             metadata: pack_runtime::MetadataLimits {
                 max_pack_file_bytes: self.max_pack_file_bytes,
                 max_templates_per_pack: self.max_templates_per_pack,

@@ -6,6 +6,7 @@
 //! * [`catalog`]: immutable snapshots of the loaded packs and their templates;
 //! * [`admission`]: the one place pack calls are admitted and run;
 //! * [`loader`] and [`selftest`]: turning pack files into catalog entries;
+//! * [`postprocess`]: a job's output images post-processed by its pack (ABI 2.x);
 //! * [`packs`]: the pack files' load states, loaded concurrently, published per pack;
 //! * [`watch`]: hot reload of the templates folder;
 //! * [`workflow_file`]: custom workflow files (folder policy, overrides);
@@ -32,6 +33,7 @@ pub mod loader;
 pub mod mcp;
 pub mod missing_model;
 pub mod packs;
+pub mod postprocess;
 pub mod scaffold;
 pub mod selftest;
 pub mod sim_control;

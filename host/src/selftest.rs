@@ -226,7 +226,8 @@ pub fn run_observed(
         }
         let args = self_test_args(template);
         let mut warnings = Vec::new();
-        let (built, stats) = pack.build_with_stats(&template.id, &args, host.clone());
+        let inputs = pack_runtime::params::self_test_inputs(template);
+        let (built, stats) = pack.build_with_inputs(&template.id, &args, &inputs, host.clone());
         let (outcome, graph) = match built {
             Err(err) => (
                 Err(vec![format!("build with defaults failed: {err}")]),

@@ -56,10 +56,11 @@ fn check_passes_the_shipped_pack() {
 
 #[test]
 fn check_fails_broken_packs_with_the_reason() {
-    let abi = run(&["check", "tests/packs/wrong-abi.wasm"]);
+    let abi = run(&["check", "tests/packs/abi3.wasm"]);
     assert_eq!(abi.status.code(), Some(1));
     assert!(
-        stdout(&abi).contains("built against comfyui:workflow@2.0.0"),
+        stdout(&abi).contains("built against comfyui:workflow@3.0.0")
+            && stdout(&abi).contains("supported: 1.x, 2.x"),
         "{}",
         stdout(&abi)
     );

@@ -2,23 +2,46 @@
 //!
 //! Checked by parsing the component's top-level exports before anything is
 //! compiled, so an incompatible or foreign component is refused cheaply and
-//! with a message naming both versions.
+//! with a message naming the version found and every major this host serves
+//! (see `bindings/mod.rs`: 1.x and 2.x side by side).
+//!
+//! The major is the one of the exported `comfyui:workflow/templates@X.Y.Z`.
+//! A 2.x pack may also export `comfyui:workflow/postprocessor@2.x` (world
+//! `postprocessing-pack`); an export of that interface at another major
+//! than its templates is refused as incompatible.
 
 use std::path::Path;
 
 use wasmparser::{Parser, Payload};
 
+use crate::bindings::Major;
 use crate::error::LoadError;
 
 /// The WIT package that packs implement.
 pub const ABI_PACKAGE: &str = "comfyui:workflow";
-/// The version of [`ABI_PACKAGE`] this host implements.
-pub const ABI_VERSION: &str = "1.0.0";
+/// The newest version of [`ABI_PACKAGE`] this host implements.
+pub const ABI_VERSION: &str = "2.0.0";
+/// Every version of [`ABI_PACKAGE`] this host implements, oldest first; a
+/// pack of any semver-compatible version (same major) is served.
+pub const SUPPORTED_ABI_VERSIONS: &[&str] = &["1.0.0", "2.0.0"];
 
 const EXPORTED_INTERFACE: &str = "comfyui:workflow/templates";
+const POSTPROCESSOR_INTERFACE: &str = "comfyui:workflow/postprocessor";
 
-/// Checks that `bytes` is a component exporting a compatible `templates` interface.
-pub(crate) fn check(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+/// What the export scan found in a pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Detected {
+    /// The served major the pack was built against.
+    pub major: Major,
+    /// The exact version of its `templates` export.
+    pub version: String,
+    /// Whether it exports the postprocessor interface (same major).
+    pub postprocessor: bool,
+}
+
+/// Checks that `bytes` is a component exporting a `templates` interface of
+/// a served major, and returns which.
+pub(crate) fn check(path: &Path, bytes: &[u8]) -> Result<Detected, LoadError> {
     let invalid = |reason: String| LoadError::Invalid {
         path: path.to_owned(),
         reason,
@@ -32,28 +55,41 @@ pub(crate) fn check(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         return Err(invalid(what));
     }
     let exports = top_level_exports(bytes).map_err(|e| invalid(e.to_string()))?;
-    let ours = exports
-        .iter()
-        .find_map(|name| name.strip_prefix(EXPORTED_INTERFACE)?.strip_prefix('@'));
-    let Some(found) = ours else {
+    let version_of = |interface: &str| {
+        exports
+            .iter()
+            .find_map(|name| name.strip_prefix(interface)?.strip_prefix('@'))
+    };
+    let Some(found) = version_of(EXPORTED_INTERFACE) else {
         return Err(LoadError::NotAPack {
             path: path.to_owned(),
-            expected: format!("{EXPORTED_INTERFACE}@{ABI_VERSION}"),
+            expected: format!(
+                "{EXPORTED_INTERFACE}@{}",
+                Major::supported_labels().replace(", ", " or @")
+            ),
             found: if exports.is_empty() {
                 "none".to_owned()
             } else {
-                exports.join(", ")
+                crate::text::cap(&exports.join(", "), 1 << 10)
             },
         });
     };
-    if major(found) != major(ABI_VERSION) {
-        return Err(LoadError::Incompatible {
-            path: path.to_owned(),
-            found: found.to_owned(),
-            supported: ABI_VERSION.to_owned(),
-        });
-    }
-    Ok(())
+    let incompatible = |found: &str| LoadError::Incompatible {
+        path: path.to_owned(),
+        found: crate::text::cap(found, 64),
+        supported: Major::supported_labels(),
+    };
+    let major = Major::of(found).ok_or_else(|| incompatible(found))?;
+    let postprocessor = match version_of(POSTPROCESSOR_INTERFACE) {
+        None => false,
+        Some(v) if self::major(v) == self::major(found) => true,
+        Some(v) => return Err(incompatible(&format!("{v} (its postprocessor export)"))),
+    };
+    Ok(Detected {
+        major,
+        version: found.to_owned(),
+        postprocessor,
+    })
 }
 
 /// Semver compatibility class: the major version, or `0.minor` for 0.x.
@@ -93,9 +129,20 @@ mod tests {
     fn compatibility_classes() {
         assert_eq!(major("1.0.0"), "1");
         assert_eq!(major("1.4.2"), "1");
-        assert_ne!(major("2.0.0"), major(ABI_VERSION));
         assert_eq!(major("0.1.0"), "0.1");
         assert_ne!(major("0.2.0"), major("0.1.3"));
+    }
+
+    #[test]
+    fn served_majors_follow_the_bindings() {
+        assert_eq!(Major::of("1.3.0"), Some(Major::V1));
+        assert_eq!(Major::of("2.0.0"), Some(Major::V2));
+        assert_eq!(Major::of("3.0.0"), None);
+        assert_eq!(Major::of("0.1.0"), None);
+        assert_eq!(Major::supported_labels(), "1.x, 2.x");
+        let versions: Vec<&str> = Major::SUPPORTED.iter().map(|m| m.version()).collect();
+        assert_eq!(versions, SUPPORTED_ABI_VERSIONS);
+        assert_eq!(versions.last(), Some(&ABI_VERSION));
     }
 
     #[test]

@@ -20,10 +20,9 @@
 //! Winch cannot compile (a feature it does not support) falls back to
 //! Cranelift; both engines' epochs are advanced by the one ticker.
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, OptLevel, Strategy};
 
-use crate::bindings::WorkflowPack;
 use crate::limits::Limits;
 use crate::runtime::EngineError;
 use crate::sandbox::StoreState;
@@ -74,8 +73,8 @@ impl Backend {
         // future, so no async support is needed in the store.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| EngineError(e.to_string()))?;
-        WorkflowPack::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state)
-            .map_err(|e| EngineError(e.to_string()))?;
+        // Every served ABI major's host imports, side by side.
+        crate::bindings::add_to_linker(&mut linker).map_err(|e| EngineError(e.to_string()))?;
         Ok(Self {
             engine,
             linker,

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use crate::imports::ImportFix;
 use crate::metadata::{MetadataError, setting_hint};
 use crate::params::FieldError;
+use crate::postprocess::ImageFault;
 
 /// Why a pack could not be loaded. Always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -42,17 +43,30 @@ pub enum LoadError {
         /// What it does export.
         found: String,
     },
-    /// Built against another major version of the WIT package.
+    /// Built against a major version of the WIT package this host does not serve.
     #[error(
-        "{path}: incompatible pack ABI: built against comfyui:workflow@{found}, this host supports comfyui:workflow@{supported} (same major version required)"
+        "{path}: incompatible pack ABI: built against comfyui:workflow@{found}; this host serves comfyui:workflow {supported} side by side (supported: {supported}); rebuild the pack against wit/v<major>/workflow.wit of a supported major"
     )]
     Incompatible {
         /// The pack file.
         path: PathBuf,
-        /// The version the pack was built against.
+        /// The version the pack was built against (escaped, capped).
         found: String,
-        /// The version this host implements.
+        /// Every major this host serves, e.g. `1.x, 2.x`.
         supported: String,
+    },
+    /// A 2.x pack has templates that ask for post-processing but does not
+    /// export the `postprocessor` interface.
+    #[error(
+        "{path}: template(s) {templates} set `postprocess`, but the pack does not export `comfyui:workflow/postprocessor@{major}` (build it for the world `postprocessing-pack`, or clear the flag)"
+    )]
+    MissingPostprocessor {
+        /// The pack file.
+        path: PathBuf,
+        /// The flagged template ids, backquoted and comma-separated.
+        templates: String,
+        /// The pack's ABI major, e.g. `2.x`.
+        major: String,
     },
     /// The component imports interfaces the host does not link; found by
     /// parsing, before compiling (`imports.rs`).
@@ -90,12 +104,13 @@ pub enum LoadError {
     /// have the ABI's types (e.g. a wrong signature, or built against
     /// edited WIT).
     #[error(
-        "{path}: the pack's exports do not match the comfyui:workflow@{supported} ABI: {reason} (rebuild the pack against the published wit/workflow.wit)"
+        "{path}: the pack's exports do not match the comfyui:workflow@{supported} ABI: {reason} (rebuild the pack against the published wit/v<major>/workflow.wit)"
     )]
     ExportMismatch {
         /// The pack file.
         path: PathBuf,
-        /// The version this host implements.
+        /// The ABI version the pack claims (its `templates` export), which
+        /// the host implements at that major.
         supported: String,
         /// What did not match.
         reason: String,
@@ -265,4 +280,54 @@ pub enum CallError {
     /// The returned text is not a JSON object.
     #[error("pack returned a graph that is not a JSON object: {0}")]
     MalformedGraph(String),
+    /// A post-processing call for a template that has none.
+    #[error("template `{template}` is not post-processed: {cause}")]
+    NoPostprocess {
+        /// The template id.
+        template: String,
+        /// Why not.
+        cause: NoPostprocess,
+    },
+    /// The image offered to a post-processor was refused before the pack ran.
+    #[error("cannot post-process this image: {0}")]
+    InputImage(ImageFault),
+    /// The image a post-processor returned is unusable.
+    #[error("pack returned an unusable post-processed image: {0}")]
+    OutputImage(ImageFault),
+    /// An image argument with no uploaded image behind it: a host defect
+    /// (see [`crate::ResolveError::MissingInput`]).
+    #[error(
+        "internal error: image parameter `{param}` was given but no uploaded image was provided for it"
+    )]
+    MissingImageInput {
+        /// The parameter.
+        param: String,
+    },
+}
+
+impl From<crate::params::ResolveError> for CallError {
+    fn from(e: crate::params::ResolveError) -> Self {
+        match e {
+            crate::params::ResolveError::Invalid(errors) => CallError::InvalidParams(errors),
+            crate::params::ResolveError::MissingInput { param } => {
+                CallError::MissingImageInput { param }
+            }
+        }
+    }
+}
+
+/// Why a template has no post-processing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoPostprocess {
+    /// Its pack is built against an ABI without post-processing.
+    #[error(
+        "its pack is built against comfyui:workflow@{found}, which has no postprocessor (2.x has)"
+    )]
+    OldAbi {
+        /// The pack's ABI version.
+        found: String,
+    },
+    /// Its pack does not set `postprocess` on it.
+    #[error("its pack does not set `postprocess` on it")]
+    NotFlagged,
 }

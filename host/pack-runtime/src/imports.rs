@@ -41,7 +41,9 @@ const MAX_IMPORT_NAME_BYTES: usize = 200;
 /// at (any semver-compatible version matches). Must follow `runtime.rs`:
 /// `wasmtime_wasi::p2::add_to_linker_sync` and the `comfyui:workflow` world.
 pub(crate) const LINKED: &[(&str, &str, &[&str])] = &[
+    // One entry per served ABI major (`bindings/`), side by side.
     ("comfyui:workflow", "1.0.0", &["host", "types"]),
+    ("comfyui:workflow", "2.0.0", &["host", "types"]),
     ("wasi:io", "0.2.12", &["error", "poll", "streams"]),
     ("wasi:clocks", "0.2.12", &["wall-clock", "monotonic-clock"]),
     (
@@ -116,14 +118,14 @@ impl std::fmt::Display for ImportFix {
                 "log through `comfyui:workflow/host.log` (or stderr) instead of wasi:logging"
             }
             ImportFix::WorkflowAbi => {
-                "rebuild the pack against the published wit/workflow.wit (comfyui:workflow@1.x)"
+                "rebuild the pack against a published wit/v<major>/workflow.wit (comfyui:workflow@1.x or @2.x)"
             }
             ImportFix::Unversioned => {
                 "interface imports need a version (e.g. `@0.2.0`): build the component with a \
                  standard toolchain (wasm-tools component new, cargo for wasm32-wasip2)"
             }
             ImportFix::Other => {
-                "remove the dependency that imports it; packs may import only comfyui:workflow/{host,types}@1.x \
+                "remove the dependency that imports it; packs may import only comfyui:workflow/{host,types}@1.x or @2.x \
                  and wasi:{io,clocks,random,cli,filesystem,sockets}@0.2.x (all denied but stdout/stderr)"
             }
         })
@@ -171,7 +173,14 @@ pub(crate) fn fix_for(name: &str) -> Option<ImportFix> {
         return Some(ImportFix::Unversioned);
     };
     let (package, interface) = qualified.split_once('/').unwrap_or((qualified, ""));
-    match LINKED.iter().find(|(p, _, _)| *p == package) {
+    // A package may be linked at several majors (comfyui:workflow 1.x and 2.x):
+    // the entry of the import's major, else the package's first entry.
+    let mut entries = LINKED.iter().filter(|(p, _, _)| *p == package).peekable();
+    let first = entries.peek().copied();
+    let entry = entries
+        .find(|(_, linked, _)| crate::abi::major(version) == crate::abi::major(linked))
+        .or(first);
+    match entry {
         Some((_, linked, interfaces)) => {
             let compatible = crate::abi::major(version) == crate::abi::major(linked);
             if compatible && interfaces.contains(&interface) {
@@ -270,6 +279,8 @@ mod tests {
             "wasi:sockets/tcp@0.2.12",
             "comfyui:workflow/host@1.0.0",
             "comfyui:workflow/types@1.2.0",
+            "comfyui:workflow/host@2.0.0",
+            "comfyui:workflow/types@2.1.0",
         ] {
             assert_eq!(fix_for(ok), None, "{ok}");
         }
@@ -279,8 +290,9 @@ mod tests {
             ("wasi:io/streams@0.3.0", ImportFix::WasiVersion),
             ("wasi:cli/run@0.2.0", ImportFix::Other),
             ("wasi:logging/logging@0.1.0-draft", ImportFix::WasiLogging),
-            ("comfyui:workflow/host@2.0.0", ImportFix::WorkflowAbi),
+            ("comfyui:workflow/host@3.0.0", ImportFix::WorkflowAbi),
             ("comfyui:workflow/secrets@1.0.0", ImportFix::WorkflowAbi),
+            ("comfyui:workflow/secrets@2.0.0", ImportFix::WorkflowAbi),
             ("wasi:io/poll", ImportFix::Unversioned),
             ("acme:db/query@1.0.0", ImportFix::Other),
         ];

@@ -1,7 +1,10 @@
 //! The sandboxed runtime for workflow packs.
 //!
 //! A workflow pack is a WebAssembly component implementing the WIT world
-//! `comfyui:workflow/workflow-pack` (see `wit/workflow.wit`). This crate is a
+//! `comfyui:workflow/workflow-pack` of a served major: 1.x (`wit/v1`) and
+//! 2.x (`wit/v2`, which adds image inputs, examples and the optional
+//! `postprocessor` export of world `postprocessing-pack`), side by side; one
+//! bindings module per major (`bindings/`) converts into the plain types. This crate is a
 //! narrow facade over wasmtime: application code never touches
 //! `wasmtime::Config`, stores or bindings. It offers
 //!
@@ -9,6 +12,8 @@
 //!   (a folder only the server's user can write, checked at start-up; an
 //!   unsafe folder is a [`CacheError`] and the runtime does not start);
 //! * [`Pack`]: a loaded, validated pack (identity, templates, `InstancePre`);
+//! * [`postprocess`]: the images passed to and returned by a pack's
+//!   postprocessor, and their checks;
 //! * [`params`]: the host-side parameter checks and JSON Schemas derived from
 //!   the packs' parameter specs;
 //! * [`HostView`]: the read-only ComfyUI snapshot a pack may query.
@@ -46,22 +51,24 @@ mod limits;
 pub mod metadata;
 mod pack;
 pub mod params;
+pub mod postprocess;
 mod purity;
 mod runtime;
 mod sandbox;
 mod spec;
 pub mod text;
 
-pub use abi::{ABI_PACKAGE, ABI_VERSION};
+pub use abi::{ABI_PACKAGE, ABI_VERSION, SUPPORTED_ABI_VERSIONS};
 pub use cache::{CacheError, DEFAULT_CACHE_MAX_MB};
 pub use compiler::{Compiler, DEFAULT_BASELINE_ABOVE_MB, sandbox_config};
-pub use error::{CallError, ImportFix, LoadError, UnlinkedImport};
+pub use error::{CallError, ImportFix, LoadError, NoPostprocess, UnlinkedImport};
 pub use imports::MAX_REPORTED_IMPORTS;
 pub use limits::{Limits, NATIVE_STACK_HEADROOM, TABLE_ELEMENT_BYTES};
 pub use metadata::{MetadataError, MetadataLimits, MetadataProblem};
 pub use pack::{BuiltGraph, CallStats, Pack};
-pub use params::{FieldError, ResolvedParams};
+pub use params::{FieldError, ResolveError, ResolvedParams};
+pub use postprocess::{ImageFault, PostprocessStep, Postprocessed, RgbaImage};
 pub use purity::{FIXED_WALL_CLOCK_SECS, MONOTONIC_STEP_NS};
 pub use runtime::{EngineError, Runtime, RuntimeConfig, StartError};
 pub use sandbox::{HostView, StaticHost};
-pub use spec::{Alias, PackInfo, ParamKind, ParamSpec, ParamValue, TemplateInfo};
+pub use spec::{Alias, ImageInput, PackInfo, ParamKind, ParamSpec, ParamValue, TemplateInfo};

@@ -5,7 +5,7 @@
 //! memory, tables and instance counts by the store's resource limiter
 //! (`limiter.rs`), time by epoch interruption (`pack.rs`), the stack by the
 //! engine (`runtime.rs`), text by the output capture and the error cap
-//! (`sandbox.rs`, `text.rs`).
+//! (`sandbox.rs`, `text.rs`), post-processed images by `postprocess.rs`.
 
 use std::time::Duration;
 
@@ -56,6 +56,14 @@ pub struct Limits {
     /// Maximum bytes of one `wasi:random` request (default 1 MiB; larger
     /// requests trap instead of making the host allocate them).
     pub max_random_bytes: u64,
+    /// Most pixels (`width * height`) of an image passed to or returned by
+    /// a pack's post-processor (default 16 777 216, 4096 x 4096). An input
+    /// over it is refused before the pack runs; an output over it fails the
+    /// call. Checked in `postprocess.rs`.
+    pub max_postprocess_pixels: u64,
+    /// Most steps kept from one post-processing call (default 32); the rest
+    /// are counted in one extra step.
+    pub max_postprocess_steps: usize,
     /// Caps on the pack file, its metadata and the text callers pass (see [`MetadataLimits`]).
     pub metadata: MetadataLimits,
 }
@@ -75,6 +83,8 @@ impl Default for Limits {
             max_error_bytes: 4 << 10,
             max_field_errors: 32,
             max_random_bytes: 1 << 20,
+            max_postprocess_pixels: 1 << 24,
+            max_postprocess_steps: 32,
             metadata: MetadataLimits::DEFAULT,
         }
     }

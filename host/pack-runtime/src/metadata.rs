@@ -7,7 +7,7 @@
 //!   than [`MetadataLimits::max_metadata_bytes`], is refused before any of its
 //!   strings is looked at one by one, so a metadata bomb costs one pass;
 //! * every string (names, versions, descriptions, categories, tags, choices,
-//!   aliases) is within its byte cap and free of control characters, line
+//!   aliases, text defaults and examples) is within its byte cap and free of control characters, line
 //!   breaks and bidirectional overrides, so a pack cannot forge log lines or
 //!   terminal escapes through listings, logs or error messages;
 //! * template ids are unique and use the tool-name alphabet (see [`valid_id`]);
@@ -41,7 +41,7 @@ pub struct MetadataLimits {
     pub max_name_bytes: usize,
     /// Bytes of one description, of the pack, a template or a parameter (default 4 KiB).
     pub max_description_bytes: usize,
-    /// Entries of one list: a template's tags, a parameter's choices or aliases (default 256).
+    /// Entries of one list: a template's tags, a parameter's choices, aliases or examples (default 256).
     pub max_list_items: usize,
     /// Bytes of one tag, choice, or alias name or target (default 200).
     pub max_item_bytes: usize,
@@ -237,7 +237,7 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// Bytes of all metadata text together (ids, names, descriptions, lists,
-/// text defaults).
+/// text defaults and examples).
 fn total_bytes(info: &PackInfo, templates: &[TemplateInfo]) -> usize {
     let mut total = info.name.len() + info.version.len() + info.description.len();
     for t in templates {
@@ -254,6 +254,14 @@ fn total_bytes(info: &PackInfo, templates: &[TemplateInfo]) -> usize {
             if let Some(crate::spec::ParamValue::Text(d)) = &p.default {
                 total += d.len();
             }
+            total += p
+                .examples
+                .iter()
+                .map(|e| match e {
+                    crate::spec::ParamValue::Text(t) => t.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
         }
     }
     total
@@ -390,6 +398,25 @@ pub fn validate_metadata(
                 &format!("template `{id}` parameter `{pname}` alias targets"),
                 p.aliases.iter().map(|a| a.target.as_str()),
             );
+            if p.examples.len() > limits.max_list_items {
+                c.problems.push(MetadataProblem::TooManyItems {
+                    field: format!("template `{id}` parameter `{pname}` examples"),
+                    count: p.examples.len(),
+                    limit: limits.max_list_items,
+                });
+            } else {
+                for (i, example) in p.examples.iter().enumerate() {
+                    if let crate::spec::ParamValue::Text(e) = example {
+                        let limit = limits.max_text_param_bytes;
+                        c.text(
+                            || format!("template `{id}` parameter `{pname}` example #{}", i + 1),
+                            e,
+                            limit,
+                            "max_text_param_bytes",
+                        );
+                    }
+                }
+            }
             if let Some(crate::spec::ParamValue::Text(d)) = &p.default {
                 let limit = limits.max_text_param_bytes;
                 c.text(

@@ -1,7 +1,7 @@
 //! A loaded pack and the one way to call into it: a fresh, limited `Store`
 //! per call, dropped afterwards whatever happened.
 //!
-//! Every call (metadata at load, self-tests, builds) goes through
+//! Every call (metadata at load, self-tests, builds, post-processing) goes through
 //! [`Pack::call`], so every call runs: on a thread of its own with
 //! [`Limits::native_stack_bytes`] of native stack; under the store-wide
 //! limiter (`limiter.rs`) from instantiation on, start functions included;
@@ -10,22 +10,23 @@
 //! limiter's refusal, the trap code, and the phase (instantiate, bind the
 //! exports, run) in which it failed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::{WorkflowPack, WorkflowPackPre, wit};
-use crate::error::{CallError, LoadError};
+use crate::bindings::{Bound, PackFailure, PackPre};
+use crate::error::{CallError, LoadError, NoPostprocess};
 use crate::limits::Limits;
 use crate::metadata::validate_metadata;
 use crate::params::{self, FieldError, ResolvedParams};
+use crate::postprocess::{PostprocessStep, Postprocessed, RgbaImage, check_image};
 use crate::purity::CallSeed;
 use crate::runtime::{EPOCH_TICK, EpochTicker};
 use crate::sandbox::{CapturedOutput, HostView, StoreState};
-use crate::spec::{PackInfo, TemplateInfo};
+use crate::spec::{ImageInput, PackInfo, TemplateInfo};
 use crate::text;
 
 /// A pack that loaded, described itself, and passed metadata validation.
@@ -36,7 +37,9 @@ pub struct Pack {
     templates: Vec<TemplateInfo>,
     /// Template id -> index in `templates`.
     index: HashMap<String, usize>,
-    pre: WorkflowPackPre<StoreState>,
+    pre: PackPre,
+    /// The `comfyui:workflow` version of its `templates` export.
+    abi_version: String,
     engine: Engine,
     limits: Limits,
     _ticker: Arc<EpochTicker>,
@@ -80,7 +83,8 @@ impl Pack {
     pub(crate) fn describe(
         path: PathBuf,
         sha256: String,
-        pre: WorkflowPackPre<StoreState>,
+        pre: PackPre,
+        abi_version: String,
         engine: Engine,
         limits: Limits,
         ticker: Arc<EpochTicker>,
@@ -96,6 +100,7 @@ impl Pack {
             templates: Vec::new(),
             index: HashMap::new(),
             pre,
+            abi_version,
             engine,
             limits,
             _ticker: ticker,
@@ -106,28 +111,28 @@ impl Pack {
             source,
         };
         let (info, templates) = pack
-            .call(offline, CallSeed::for_describe(), |store, bindings| {
-                let api = bindings.comfyui_workflow_templates();
-                let info = api.call_info(&mut *store)?;
-                let templates = api.call_list(&mut *store)?;
+            .call(offline, CallSeed::for_describe(), |store, bound| {
+                let info = bound.info(store)?;
+                let templates = bound.list(store)?;
                 Ok((info, templates))
             })
             .map_err(|source| match source {
                 CallError::AbiMismatch(reason) => LoadError::ExportMismatch {
                     path: pack.path.clone(),
-                    supported: crate::abi::ABI_VERSION.to_owned(),
+                    supported: pack.abi_version.clone(),
                     reason,
                 },
                 source => describe_err(source),
             })?;
-        pack.info = info.into();
-        pack.templates = templates.into_iter().map(Into::into).collect();
+        pack.info = info;
+        pack.templates = templates;
         validate_metadata(&pack.info, &pack.templates, &pack.limits.metadata).map_err(
             |reason| LoadError::Metadata {
                 path: pack.path.clone(),
                 reason,
             },
         )?;
+        pack.check_postprocessor()?;
         // Ids are unique once validated.
         pack.index = pack
             .templates
@@ -136,6 +141,38 @@ impl Pack {
             .map(|(i, t)| (t.id.clone(), i))
             .collect();
         Ok(pack)
+    }
+
+    /// Refuses a pack whose templates ask for post-processing it does not export.
+    fn check_postprocessor(&self) -> Result<(), LoadError> {
+        if self.pre.has_postprocessor() {
+            return Ok(());
+        }
+        let flagged: Vec<String> = self
+            .templates
+            .iter()
+            .filter(|t| t.postprocess)
+            .map(|t| format!("`{}`", t.id))
+            .collect();
+        if flagged.is_empty() {
+            return Ok(());
+        }
+        Err(LoadError::MissingPostprocessor {
+            path: self.path.clone(),
+            templates: flagged.join(", "),
+            major: self.pre.major().label(),
+        })
+    }
+
+    /// The `comfyui:workflow` version the pack was built against (its
+    /// `templates` export), e.g. `2.0.0`.
+    pub fn abi_version(&self) -> &str {
+        &self.abi_version
+    }
+
+    /// Whether the pack exports a postprocessor (`comfyui:workflow/postprocessor@2.x`).
+    pub fn has_postprocessor(&self) -> bool {
+        self.pre.has_postprocessor()
     }
 
     /// The file the pack was loaded from.
@@ -191,8 +228,22 @@ impl Pack {
         args: &Map<String, Value>,
         host: Arc<dyn HostView>,
     ) -> (Result<BuiltGraph, CallError>, Option<CallStats>) {
+        self.build_with_inputs(template_id, args, &BTreeMap::new(), host)
+    }
+
+    /// [`Pack::build_with_stats`] for a template with image or mask
+    /// parameters: `inputs` holds the uploaded image of each image argument
+    /// (see [`params::resolve_with_inputs`]). Same blocking rules.
+    pub fn build_with_inputs(
+        &self,
+        template_id: &str,
+        args: &Map<String, Value>,
+        inputs: &BTreeMap<String, ImageInput>,
+        host: Arc<dyn HostView>,
+    ) -> (Result<BuiltGraph, CallError>, Option<CallStats>) {
         let resolved = self.template_or_err(template_id).and_then(|template| {
-            params::resolve(template, args, &self.limits.metadata).map_err(CallError::InvalidParams)
+            params::resolve_with_inputs(template, args, inputs, &self.limits.metadata)
+                .map_err(CallError::from)
         });
         match resolved {
             Ok(resolved) => self.build_measured(template_id, resolved, host),
@@ -221,18 +272,9 @@ impl Pack {
         if let Err(e) = self.template_or_err(template_id) {
             return (Err(e), None);
         }
-        let wit_params: Vec<wit::Param> = params
-            .iter()
-            .map(|(name, value)| wit::Param {
-                name: name.to_owned(),
-                value: value.into(),
-            })
-            .collect();
         let seed = CallSeed::for_build(template_id, params.iter());
-        let (outcome, stats) = self.call_measured(host, seed, |store, bindings| {
-            bindings
-                .comfyui_workflow_templates()
-                .call_build(&mut *store, template_id, &wit_params)
+        let (outcome, stats) = self.call_measured(host, seed, |store, bound| {
+            bound.build(store, template_id, &params)
         });
         (
             outcome.and_then(|outcome| self.graph_from(template_id, outcome, params)),
@@ -244,7 +286,7 @@ impl Pack {
     fn graph_from(
         &self,
         template_id: &str,
-        outcome: Result<String, wit::BuildError>,
+        outcome: Result<String, PackFailure>,
         params: ResolvedParams,
     ) -> Result<BuiltGraph, CallError> {
         let text = match outcome {
@@ -272,6 +314,101 @@ impl Pack {
         })
     }
 
+    /// Runs the pack's postprocessor on one output image of `template_id`,
+    /// built with `params` (what [`Pack::build_resolved`] got), in a fresh
+    /// sandbox under the same limits and deterministic WASI as `build`.
+    ///
+    /// Refused before the pack runs: an unknown template, a template without
+    /// the `postprocess` flag or of a 1.x pack ([`CallError::NoPostprocess`]),
+    /// an image over [`Limits::max_postprocess_pixels`] or with a malformed
+    /// buffer ([`CallError::InputImage`]). The returned image is checked the
+    /// same way ([`CallError::OutputImage`]) and its steps are capped in
+    /// count and text. Same blocking rules as [`Pack::build`].
+    pub fn postprocess_resolved(
+        &self,
+        template_id: &str,
+        params: &ResolvedParams,
+        image: RgbaImage,
+        host: Arc<dyn HostView>,
+    ) -> Result<Postprocessed, CallError> {
+        self.postprocess_measured(template_id, params, image, host)
+            .0
+    }
+
+    /// [`Pack::postprocess_resolved`], with what the call cost when the pack
+    /// ran (`None` when it was refused first).
+    pub fn postprocess_measured(
+        &self,
+        template_id: &str,
+        params: &ResolvedParams,
+        image: RgbaImage,
+        host: Arc<dyn HostView>,
+    ) -> (Result<Postprocessed, CallError>, Option<CallStats>) {
+        if let Err(e) = self.postprocess_allowed(template_id, &image) {
+            return (Err(e), None);
+        }
+        let seed = CallSeed::for_build(template_id, params.iter());
+        let (outcome, stats) = self.call_measured(host, seed, |store, bound| {
+            match bound.postprocess(store, template_id, params, image) {
+                Some(outcome) => outcome,
+                // Checked above: a flagged template's pack exports it (load-time check).
+                None => Ok(Err(PackFailure::Failed(
+                    "the pack exports no postprocessor".to_owned(),
+                ))),
+            }
+        });
+        (
+            outcome.and_then(|outcome| self.postprocessed_from(outcome)),
+            Some(stats),
+        )
+    }
+
+    fn postprocess_allowed(&self, template_id: &str, image: &RgbaImage) -> Result<(), CallError> {
+        let template = self.template_or_err(template_id)?;
+        let refuse = |cause| CallError::NoPostprocess {
+            template: template_id.to_owned(),
+            cause,
+        };
+        if self.pre.major() == crate::bindings::Major::V1 {
+            return Err(refuse(NoPostprocess::OldAbi {
+                found: self.abi_version.clone(),
+            }));
+        }
+        // A flagged template's pack exports a postprocessor (checked at load).
+        if !template.postprocess {
+            return Err(refuse(NoPostprocess::NotFlagged));
+        }
+        check_image(image, self.limits.max_postprocess_pixels).map_err(CallError::InputImage)
+    }
+
+    /// What a successful `postprocess` returned, checked and its texts capped.
+    fn postprocessed_from(
+        &self,
+        outcome: Result<Postprocessed, PackFailure>,
+    ) -> Result<Postprocessed, CallError> {
+        let mut done = outcome.map_err(|e| self.build_error(e))?;
+        check_image(&done.image, self.limits.max_postprocess_pixels)
+            .map_err(CallError::OutputImage)?;
+        let max = self.limits.max_error_bytes;
+        let total = done.steps.len();
+        let keep = total.min(self.limits.max_postprocess_steps);
+        done.steps.truncate(keep);
+        for step in &mut done.steps {
+            step.name = text::cap(&step.name, max);
+            step.detail = text::cap(&step.detail, max);
+        }
+        if total > keep {
+            done.steps.push(PostprocessStep {
+                name: "...".to_owned(),
+                detail: format!(
+                    "and {} more steps cut (the pack reported {total}; at most {keep} are kept, raise COMFYUI_MCP_POSTPROCESS_MAX_STEPS)",
+                    total - keep
+                ),
+            });
+        }
+        Ok(done)
+    }
+
     fn template_or_err(&self, id: &str) -> Result<&TemplateInfo, CallError> {
         self.template(id).ok_or_else(|| self.unknown_template(id))
     }
@@ -289,17 +426,19 @@ impl Pack {
     }
 
     /// A pack's own `build-error`, its texts escaped and capped.
-    fn build_error(&self, error: wit::BuildError) -> CallError {
+    fn build_error(&self, error: PackFailure) -> CallError {
         let max = self.limits.max_error_bytes;
         match error {
-            wit::BuildError::UnknownTemplate(id) => self.unknown_template(&text::cap(&id, max)),
-            wit::BuildError::InvalidParams(errors) => {
+            PackFailure::UnknownTemplate(id) => self.unknown_template(&text::cap(&id, max)),
+            PackFailure::InvalidParams(errors) => {
                 let total = errors.len();
                 let keep = total.min(self.limits.max_field_errors);
                 let mut kept: Vec<FieldError> = errors
                     .into_iter()
                     .take(keep)
-                    .map(|e| FieldError::new(text::cap(&e.param, max), text::cap(&e.message, max)))
+                    .map(|(param, message)| {
+                        FieldError::new(text::cap(&param, max), text::cap(&message, max))
+                    })
                     .collect();
                 if total > keep {
                     kept.push(FieldError::new(
@@ -312,7 +451,7 @@ impl Pack {
                 }
                 CallError::InvalidParams(kept)
             }
-            wit::BuildError::Failed(message) => CallError::Failed(text::cap(&message, max)),
+            PackFailure::Failed(message) => CallError::Failed(text::cap(&message, max)),
         }
     }
 
@@ -323,7 +462,7 @@ impl Pack {
         &self,
         host: Arc<dyn HostView>,
         seed: CallSeed,
-        f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R> + Send,
+        f: impl FnOnce(&mut Store<StoreState>, &Bound) -> wasmtime::Result<R> + Send,
     ) -> Result<R, CallError> {
         self.call_measured(host, seed, f).0
     }
@@ -333,7 +472,7 @@ impl Pack {
         &self,
         host: Arc<dyn HostView>,
         seed: CallSeed,
-        f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R> + Send,
+        f: impl FnOnce(&mut Store<StoreState>, &Bound) -> wasmtime::Result<R> + Send,
     ) -> (Result<R, CallError>, CallStats) {
         // Events of the call (the pack's log lines included) belong to the
         // caller's span and are emitted on the caller's thread.
@@ -377,7 +516,7 @@ impl Pack {
         &self,
         host: Arc<dyn HostView>,
         seed: CallSeed,
-        f: impl FnOnce(&mut Store<StoreState>, &WorkflowPack) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<StoreState>, &Bound) -> wasmtime::Result<R>,
     ) -> (Result<R, CallError>, CapturedOutput, usize) {
         let mut store = Store::new(&self.engine, StoreState::new(&self.limits, host, seed));
         store.limiter(|state| &mut state.limiter);
@@ -394,7 +533,9 @@ impl Pack {
             .instantiate(&mut store)
             .map_err(|e| (Phase::Instantiate, e))
             .and_then(|instance| {
-                WorkflowPack::new(&mut store, &instance).map_err(|e| (Phase::Bind, e))
+                self.pre
+                    .bind(&mut store, &instance)
+                    .map_err(|e| (Phase::Bind, e))
             })
             .and_then(|bindings| f(&mut store, &bindings).map_err(|e| (Phase::Run, e)));
         let output = store.data().output.clone();

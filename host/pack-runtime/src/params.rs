@@ -8,14 +8,23 @@
 //! outside [`RESERVED_PARAM_NAMES`], finite bounds with `minimum <= maximum`,
 //! a `multiple_of` of at least 1, unique choices, aliases that map onto
 //! choices without shadowing them, and a default that passes its own spec;
-//! its [`param_schema`] is therefore a valid JSON Schema. [`resolve`] only
-//! returns values within their spec, and refuses a text over
+//! its [`param_schema`] is therefore a valid JSON Schema. Its examples pass
+//! it too; image and mask specs have neither a default nor examples.
+//! [`resolve`] only returns values within their spec, and refuses a text over
 //! [`MetadataLimits::max_text_param_bytes`] before any pack is called.
+//!
+//! Images: for an image or mask parameter the caller's JSON value is a string
+//! naming the image's source. The host turns each such source into an
+//! [`ImageInput`] (decoded, checked, uploaded) before resolving, and
+//! [`resolve_with_inputs`] takes the resolved value from that map, by
+//! parameter name; [`resolve`] is the same with no images.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
 use crate::metadata::{MetadataLimits, quote, setting_hint};
-use crate::spec::{ParamKind, ParamSpec, ParamValue, TemplateInfo};
+use crate::spec::{ImageInput, ParamKind, ParamSpec, ParamValue, TemplateInfo};
 
 /// Name of the parameter that gets a concrete random value when omitted or -1.
 pub const SEED_PARAM: &str = "seed";
@@ -154,6 +163,48 @@ pub fn resolve(
     args: &Map<String, Value>,
     limits: &MetadataLimits,
 ) -> Result<ResolvedParams, Vec<FieldError>> {
+    resolve_with_inputs(template, args, &BTreeMap::new(), limits).map_err(|e| match e {
+        ResolveError::Invalid(errors) => errors,
+        // No image intake on this path: the caller's fault, named precisely.
+        ResolveError::MissingInput { param } => vec![FieldError::new(
+            param,
+            "an image parameter, which this entry point cannot take (no uploaded image was provided)",
+        )],
+    })
+}
+
+/// Why [`resolve_with_inputs`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The caller's arguments are unacceptable (every problem listed).
+    #[error("invalid parameters: {}", FieldError::join(.0))]
+    Invalid(Vec<FieldError>),
+    /// An image or mask argument was given, but the host supplied no
+    /// uploaded image for it: a defect of the host's image intake, not of
+    /// the client's request.
+    #[error(
+        "internal error: image parameter `{param}` was given but no uploaded image was provided for it"
+    )]
+    MissingInput {
+        /// The parameter.
+        param: String,
+    },
+}
+
+/// [`resolve`], with the uploaded images of the image and mask arguments.
+///
+/// For an image or mask parameter the JSON argument must be a string (the
+/// caller's source, which the host has already turned into `inputs[name]`);
+/// the resolved value is `inputs[name]`. A required image parameter missing
+/// from `args` is the usual "required" field error; one present in `args`
+/// but absent from `inputs` is [`ResolveError::MissingInput`]. Entries of
+/// `inputs` for parameters not in `args` are ignored. Images never have defaults.
+pub fn resolve_with_inputs(
+    template: &TemplateInfo,
+    args: &Map<String, Value>,
+    inputs: &BTreeMap<String, ImageInput>,
+    limits: &MetadataLimits,
+) -> Result<ResolvedParams, ResolveError> {
     let mut errors = Vec::new();
     let mut unknown = args.keys().filter(|name| template.param(name).is_none());
     for name in unknown.by_ref().take(MAX_UNKNOWN_REPORTED) {
@@ -187,6 +238,24 @@ pub fn resolve(
         let random = is_seed(spec) && given.is_some_and(|v| v.as_f64() == Some(-1.0));
         let value = match given {
             _ if random => None,
+            Some(raw) if spec.kind.is_image() => match (raw, inputs.get(&spec.name)) {
+                (Value::String(_), Some(input)) => Some(ParamValue::Image(input.clone())),
+                (Value::String(_), None) => {
+                    return Err(ResolveError::MissingInput {
+                        param: spec.name.clone(),
+                    });
+                }
+                (other, _) => {
+                    errors.push(FieldError::new(
+                        &spec.name,
+                        format!(
+                            "expected a string naming an image ({IMAGE_SOURCES}), got {}",
+                            describe(other)
+                        ),
+                    ));
+                    continue;
+                }
+            },
             Some(raw) => match check_value(spec, raw, limits) {
                 Ok(v) => Some(v),
                 Err(message) => {
@@ -220,12 +289,40 @@ pub fn resolve(
     if errors.is_empty() {
         Ok(ResolvedParams(resolved))
     } else {
-        Err(errors)
+        Err(ResolveError::Invalid(errors))
     }
 }
 
+/// The forms an image or mask argument may take, as schemas and errors name them.
+pub const IMAGE_SOURCES: &str = "base64 PNG, JPEG or WebP; a data: URI; a comfyui://images/... URI of an earlier result; or a path inside the server's allowed input folders";
+
+/// Placeholder uploads for a self-test: one per required image or mask
+/// parameter, named `self-test.png` and sized like the template's default
+/// output. Pair with [`self_test_args`], which gives each of them that name.
+pub fn self_test_inputs(template: &TemplateInfo) -> BTreeMap<String, ImageInput> {
+    template
+        .params
+        .iter()
+        .filter(|p| p.required && p.kind.is_image())
+        .map(|p| {
+            let input = ImageInput {
+                name: SELF_TEST_IMAGE.to_owned(),
+                width: template.default_width.max(1),
+                height: template.default_height.max(1),
+                has_alpha: p.kind == ParamKind::Mask,
+                sha256: String::new(),
+            };
+            (p.name.clone(), input)
+        })
+        .collect()
+}
+
+/// The upload name of [`self_test_inputs`]' placeholders.
+pub const SELF_TEST_IMAGE: &str = "self-test.png";
+
 /// Parameters for a self-test: every default, and a placeholder for each
-/// required parameter (text "self-test", the minimum for numbers, `false`).
+/// required parameter (text "self-test", the minimum for numbers, `false`,
+/// [`SELF_TEST_IMAGE`] for images, uploaded by [`self_test_inputs`]).
 pub fn self_test_args(template: &TemplateInfo) -> Map<String, Value> {
     self_test_args_with(template, || json!("self-test"))
 }
@@ -246,6 +343,7 @@ pub fn self_test_args_with(
                 ParamKind::Integer => json!(p.minimum.unwrap_or(0.0) as i64),
                 ParamKind::Number => json!(p.minimum.unwrap_or(0.0)),
                 ParamKind::Boolean => json!(false),
+                ParamKind::Image | ParamKind::Mask => json!(SELF_TEST_IMAGE),
             };
             (p.name.clone(), v)
         })
@@ -317,6 +415,7 @@ fn check_value(
                     ParamKind::Integer => "an integer",
                     ParamKind::Number => "a number",
                     ParamKind::Boolean => "a boolean (true or false)",
+                    ParamKind::Image | ParamKind::Mask => "a string naming an image",
                 },
                 describe(other)
             ));
@@ -492,6 +591,22 @@ pub enum SpecFault {
         /// Why.
         reason: String,
     },
+    /// An image or mask parameter with a default or examples.
+    #[error("an {kind} parameter cannot declare {what} (the caller always sends the image)")]
+    ImageWith {
+        /// `image` or `mask`.
+        kind: &'static str,
+        /// `a default` or `examples`.
+        what: &'static str,
+    },
+    /// An example fails the spec.
+    #[error("example #{number} is invalid: {reason}")]
+    BadExample {
+        /// Its position, from 1.
+        number: usize,
+        /// Why.
+        reason: String,
+    },
     /// The seed's range admits no random seed.
     #[error(
         "no seed in 0..={MAX_RANDOM_SEED} fits the declared range and multiple-of, so no random seed can be drawn for -1"
@@ -596,7 +711,36 @@ pub fn validate_specs(specs: &[ParamSpec]) -> Vec<SpecProblem> {
         {
             fault(SpecFault::NoRandomSeed);
         }
+        if spec.kind.is_image() {
+            let kind = if spec.kind == ParamKind::Mask {
+                "mask"
+            } else {
+                "image"
+            };
+            if spec.default.is_some() {
+                fault(SpecFault::ImageWith {
+                    kind,
+                    what: "a default",
+                });
+            }
+            if !spec.examples.is_empty() {
+                fault(SpecFault::ImageWith {
+                    kind,
+                    what: "examples",
+                });
+            }
+        } else if bounds_ok {
+            for (i, example) in spec.examples.iter().enumerate() {
+                if let Err(reason) = check_declared(spec, example) {
+                    fault(SpecFault::BadExample {
+                        number: i + 1,
+                        reason,
+                    });
+                }
+            }
+        }
         match &spec.default {
+            _ if spec.kind.is_image() => {}
             Some(ParamValue::Number(value)) if !value.is_finite() => {
                 fault(SpecFault::NonFinite {
                     what: "default",
@@ -638,6 +782,26 @@ pub fn validate_specs(specs: &[ParamSpec]) -> Vec<SpecProblem> {
     problems
 }
 
+/// Checks a value a pack declared (an example) against its spec, like a
+/// caller's value but without the caller's text cap (the metadata caps bound
+/// it). A seed's -1 (a random seed) is acceptable.
+fn check_declared(spec: &ParamSpec, value: &ParamValue) -> Result<(), String> {
+    if let ParamValue::Number(x) = value
+        && !x.is_finite()
+    {
+        return Err(format!("{x} is not a finite number"));
+    }
+    let raw = value.to_json();
+    if is_seed(spec) && raw == json!(-1) {
+        return Ok(());
+    }
+    let unbounded = MetadataLimits {
+        max_text_param_bytes: usize::MAX,
+        ..MetadataLimits::DEFAULT
+    };
+    check_value(spec, &raw, &unbounded).map(drop)
+}
+
 /// The JSON Schema of one parameter.
 pub fn param_schema(spec: &ParamSpec) -> Value {
     let mut s = Map::new();
@@ -646,6 +810,19 @@ pub fn param_schema(spec: &ParamSpec) -> Value {
     let seed = is_seed(spec);
     if seed {
         description.push_str(" (-1 or omitted: a random seed, reported back)");
+    }
+    if spec.kind.is_image() {
+        if !description.is_empty() {
+            description.push(' ');
+        }
+        description.push_str(&format!(
+            "({}: {IMAGE_SOURCES})",
+            if spec.kind == ParamKind::Mask {
+                "a mask, white marks the region to change"
+            } else {
+                "an image"
+            }
+        ));
     }
     if !description.is_empty() {
         s.insert("description".into(), json!(description));
@@ -677,6 +854,10 @@ pub fn param_schema(spec: &ParamSpec) -> Value {
             }
         }
         s.insert("enum".into(), json!(all));
+    }
+    if !spec.examples.is_empty() {
+        let examples: Vec<Value> = spec.examples.iter().map(ParamValue::to_json).collect();
+        s.insert("examples".into(), Value::Array(examples));
     }
     Value::Object(s)
 }
@@ -729,6 +910,7 @@ mod tests {
             multiple_of: None,
             choices: vec![],
             aliases: vec![],
+            examples: vec![],
         }
     }
 
@@ -775,6 +957,7 @@ mod tests {
                     ..spec("sampler", ParamKind::Text)
                 },
             ],
+            postprocess: false,
         }
     }
 

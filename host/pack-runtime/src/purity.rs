@@ -66,6 +66,14 @@ impl CallSeed {
                 ParamValue::Boolean(b) => {
                     h.update([b'b', u8::from(*b)]);
                 }
+                // What the pack sees of an upload (its digest stays host-side).
+                ParamValue::Image(image) => {
+                    h.update([b'm']);
+                    put(&mut h, image.name.as_bytes());
+                    h.update(image.width.to_le_bytes());
+                    h.update(image.height.to_le_bytes());
+                    h.update([u8::from(image.has_alpha)]);
+                }
             }
         }
         Self(h.finalize().into())

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::bindings::WorkflowPackPre;
+use crate::bindings::PackPre;
 use crate::cache::{CacheError, CompileCache, DEFAULT_CACHE_MAX_MB};
 use crate::compiler::{Backend, Compiler, DEFAULT_BASELINE_ABOVE_MB};
 use crate::error::LoadError;
@@ -156,12 +156,12 @@ impl Runtime {
 
     /// Loads a pack from its bytes; `path` names it in errors and listings.
     ///
-    /// Checks the ABI version and the imports (both by parsing, before any
+    /// Checks the ABI version (1.x and 2.x are served side by side) and the imports (both by parsing, before any
     /// compiling), compiles (or loads the cached compilation),
     /// links, pre-instantiates, then asks the pack for its identity and
     /// templates and validates them.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Pack, LoadError> {
-        crate::abi::check(path, bytes)?;
+        let abi = crate::abi::check(path, bytes)?;
         crate::imports::check(path, bytes)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let (backend, component) = self.compile(path, bytes, &sha256)?;
@@ -173,15 +173,18 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(compile_err)?;
-        let pre = WorkflowPackPre::new(instance_pre).map_err(|e| LoadError::ExportMismatch {
-            path: path.to_owned(),
-            supported: crate::abi::ABI_VERSION.to_owned(),
-            reason: crate::text::cap(&format!("{e:#}"), self.config.limits.max_error_bytes),
+        let pre = PackPre::new(abi.major, instance_pre, abi.postprocessor).map_err(|e| {
+            LoadError::ExportMismatch {
+                path: path.to_owned(),
+                supported: abi.version.clone(),
+                reason: crate::text::cap(&format!("{e:#}"), self.config.limits.max_error_bytes),
+            }
         })?;
         Pack::describe(
             path.to_owned(),
             sha256,
             pre,
+            abi.version,
             backend.engine.clone(),
             self.config.limits.clone(),
             self.ticker.clone(),

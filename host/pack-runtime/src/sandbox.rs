@@ -19,7 +19,6 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::{Level, comfyui::workflow};
 use crate::limiter::CallLimiter;
 use crate::limits::Limits;
 use crate::purity::{CallSeed, FixedWallClock, SteppingClock};
@@ -102,17 +101,34 @@ impl WasiView for StoreState {
     }
 }
 
-impl workflow::types::Host for StoreState {}
+/// Severity of a pack's log line; every ABI major's `host.level` converts into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogLevel {
+    /// Very detailed tracing.
+    Trace,
+    /// Developer diagnostics.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected.
+    Warn,
+    /// The call is about to fail.
+    Error,
+}
 
-impl workflow::host::Host for StoreState {
-    fn log(&mut self, level: Level, message: String) {
-        self.output.push_log(level, &message);
+/// The host imports, once for every ABI major (`bindings/v*.rs` delegate here).
+impl StoreState {
+    /// `host.log`: one capped, escaped line.
+    pub(crate) fn push_log(&mut self, level: LogLevel, message: &str) {
+        self.output.push_log(level, message);
     }
-    fn models(&mut self, folder: String) -> Vec<String> {
-        self.host.models(&folder)
+    /// `host.models`: from the call's snapshot.
+    pub(crate) fn host_models(&self, folder: &str) -> Vec<String> {
+        self.host.models(folder)
     }
-    fn has_node(&mut self, class_type: String) -> bool {
-        self.host.has_node(&class_type)
+    /// `host.has-node`: from the call's snapshot.
+    pub(crate) fn host_has_node(&self, class_type: &str) -> bool {
+        self.host.has_node(class_type)
     }
 }
 
@@ -166,7 +182,7 @@ fn names_exception(line: &str) -> bool {
 struct OutputBuffer {
     max_bytes: usize,
     max_lines: usize,
-    lines: Vec<(Level, String)>,
+    lines: Vec<(LogLevel, String)>,
     used: usize,
     dropped_bytes: usize,
     dropped_lines: usize,
@@ -193,7 +209,7 @@ impl CapturedOutput {
         }
     }
 
-    fn push_log(&self, level: Level, message: &str) {
+    fn push_log(&self, level: LogLevel, message: &str) {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         buf.push(level, message.as_bytes());
     }
@@ -238,11 +254,11 @@ impl CapturedOutput {
         }
         for (level, line) in buf.lines.drain(..) {
             match level {
-                Level::Trace => tracing::trace!(target: "pack", pack, "{line}"),
-                Level::Debug => tracing::debug!(target: "pack", pack, "{line}"),
-                Level::Info => tracing::info!(target: "pack", pack, "{line}"),
-                Level::Warn => tracing::warn!(target: "pack", pack, "{line}"),
-                Level::Error => tracing::error!(target: "pack", pack, "{line}"),
+                LogLevel::Trace => tracing::trace!(target: "pack", pack, "{line}"),
+                LogLevel::Debug => tracing::debug!(target: "pack", pack, "{line}"),
+                LogLevel::Info => tracing::info!(target: "pack", pack, "{line}"),
+                LogLevel::Warn => tracing::warn!(target: "pack", pack, "{line}"),
+                LogLevel::Error => tracing::error!(target: "pack", pack, "{line}"),
             }
         }
         if buf.dropped_lines > 0 {
@@ -267,7 +283,7 @@ impl CapturedOutput {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tail) = buf.partial.remove("stderr").filter(|t| !t.is_empty()) {
             // Complete the line now; it is still logged at flush time.
-            buf.complete_line(Level::Warn, true, &tail);
+            buf.complete_line(LogLevel::Warn, true, &tail);
         }
         let lines: Vec<&str> = buf.stderr_tail.iter().map(String::as_str).collect();
         let cause = buf
@@ -296,16 +312,16 @@ impl CapturedOutput {
     }
 }
 
-fn stream_level(stream: &str) -> Level {
+fn stream_level(stream: &str) -> LogLevel {
     if stream == "stderr" {
-        Level::Warn
+        LogLevel::Warn
     } else {
-        Level::Info
+        LogLevel::Info
     }
 }
 
 impl OutputBuffer {
-    fn complete_line(&mut self, level: Level, is_stderr: bool, line: &[u8]) {
+    fn complete_line(&mut self, level: LogLevel, is_stderr: bool, line: &[u8]) {
         if is_stderr {
             self.remember_stderr(line);
         }
@@ -333,7 +349,7 @@ impl OutputBuffer {
         self.stderr_tail.push_back(text);
     }
 
-    fn push(&mut self, level: Level, message: &[u8]) {
+    fn push(&mut self, level: LogLevel, message: &[u8]) {
         if self.lines.len() >= self.max_lines || message.len() > self.max_bytes - self.used {
             self.drop_line(message.len());
             return;
@@ -430,14 +446,14 @@ mod tests {
     fn empty_lines_count_against_the_line_budget() {
         let out = CapturedOutput::new(1 << 20, 5);
         out.write("stdout", &vec![b'\n'; 1 << 20]);
-        out.push_log(Level::Info, "");
+        out.push_log(LogLevel::Info, "");
         assert_eq!(out.line_usage(), (5, (1 << 20) + 1 - 5));
     }
 
     #[test]
     fn kept_lines_are_escaped_and_escapes_count_against_the_byte_budget() {
         let out = CapturedOutput::new(100, 100);
-        out.push_log(Level::Info, "forged\nINFO admin logged in\u{1b}[2J");
+        out.push_log(LogLevel::Info, "forged\nINFO admin logged in\u{1b}[2J");
         out.write("stderr", b"a\rb\n");
         let buf = out.0.lock().unwrap();
         let lines: Vec<&str> = buf.lines.iter().map(|(_, l)| l.as_str()).collect();

@@ -26,6 +26,10 @@ pub enum ParamKind {
     Number,
     /// A JSON boolean.
     Boolean,
+    /// An image, sent as a JSON string naming its source (ABI 2.x).
+    Image,
+    /// A mask, sent like an image; white marks the region to change (ABI 2.x).
+    Mask,
 }
 
 impl ParamKind {
@@ -36,8 +40,31 @@ impl ParamKind {
             ParamKind::Integer => "integer",
             ParamKind::Number => "number",
             ParamKind::Boolean => "boolean",
+            ParamKind::Image | ParamKind::Mask => "string",
         }
     }
+
+    /// Whether values of this kind are uploaded images ([`ParamValue::Image`]).
+    pub fn is_image(self) -> bool {
+        matches!(self, ParamKind::Image | ParamKind::Mask)
+    }
+}
+
+/// An input image the host has decoded, checked and uploaded to ComfyUI for
+/// one image or mask parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInput {
+    /// The name ComfyUI knows the upload by (what `LoadImage.image` takes).
+    pub name: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Whether the uploaded file has an alpha channel.
+    pub has_alpha: bool,
+    /// SHA-256 of the uploaded bytes, hex. Host-side only: recorded in
+    /// provenance, never passed to the pack.
+    pub sha256: String,
 }
 
 /// A parameter value after host-side checking.
@@ -51,6 +78,8 @@ pub enum ParamValue {
     Number(f64),
     /// Flag.
     Boolean(bool),
+    /// An uploaded image or mask.
+    Image(ImageInput),
 }
 
 impl ParamValue {
@@ -63,6 +92,12 @@ impl ParamValue {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             ParamValue::Boolean(b) => (*b).into(),
+            ParamValue::Image(image) => serde_json::json!({
+                "image": image.name,
+                "width": image.width,
+                "height": image.height,
+                "sha256": image.sha256,
+            }),
         }
     }
 }
@@ -99,6 +134,10 @@ pub struct ParamSpec {
     pub choices: Vec<String>,
     /// Other accepted spellings of choices.
     pub aliases: Vec<Alias>,
+    /// Typical values for the JSON Schema's `examples`; each passes this
+    /// spec (checked at load). Always empty for image and mask kinds, and
+    /// for packs of ABI 1.x.
+    pub examples: Vec<ParamValue>,
 }
 
 /// A template offered by a pack.
@@ -120,6 +159,9 @@ pub struct TemplateInfo {
     pub default_height: u32,
     /// Parameters, in the pack's order.
     pub params: Vec<ParamSpec>,
+    /// Whether the host post-processes each output image with the pack's
+    /// `postprocessor` export (ABI 2.x; always false for 1.x packs).
+    pub postprocess: bool,
 }
 
 impl TemplateInfo {

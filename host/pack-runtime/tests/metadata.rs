@@ -259,6 +259,7 @@ fn spec(name: &str, kind: ParamKind) -> ParamSpec {
         multiple_of: None,
         choices: vec![],
         aliases: vec![],
+        examples: vec![],
     }
 }
 
@@ -272,6 +273,7 @@ fn template(params: Vec<ParamSpec>) -> TemplateInfo {
         default_width: 64,
         default_height: 64,
         params,
+        postprocess: false,
     }
 }
 
@@ -489,6 +491,7 @@ fn arb_spec(name: &'static str) -> impl Strategy<Value = ParamSpec> {
                     name: name.into(),
                     kind,
                     description: String::new(),
+                    examples: vec![],
                     required,
                     default,
                     minimum,

@@ -175,15 +175,16 @@ fn corrupt_and_foreign_files_get_clear_load_errors() {
 }
 
 #[test]
-fn another_abi_major_is_refused_naming_both_versions() {
+fn an_unserved_abi_major_is_refused_naming_it_and_the_served_ones() {
     let rt = runtime();
-    let err = rt.load_file(&test_pack("wrong-abi")).unwrap_err();
+    let err = rt.load_file(&test_pack("abi3")).unwrap_err();
     assert!(matches!(err, LoadError::Incompatible { .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("comfyui:workflow@2.0.0") && text.contains("comfyui:workflow@1.0.0"),
+        text.contains("comfyui:workflow@3.0.0") && text.contains("supported: 1.x, 2.x"),
         "{text}"
     );
+    assert_still_serving(&rt);
 }
 
 #[test]

@@ -226,6 +226,11 @@ fn typed(spec: &ParamSpec, text: &str) -> Result<Value, String> {
             "false" => Ok(Value::Bool(false)),
             _ => Err(bad("true or false")),
         },
+        // An image argument is its source, as text (see params::IMAGE_SOURCES).
+        ParamKind::Image | ParamKind::Mask if trimmed.is_empty() => {
+            Err(format!("argument `{}` must not be empty", spec.name))
+        }
+        ParamKind::Image | ParamKind::Mask => Ok(Value::String(trimmed.to_owned())),
     }
 }
 
@@ -376,6 +381,7 @@ mod tests {
             multiple_of: None,
             choices: Vec::new(),
             aliases: Vec::new(),
+            examples: Vec::new(),
         }
     }
 

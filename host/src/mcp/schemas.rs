@@ -8,7 +8,9 @@
 //! lists exactly the template ids of the catalog it was built from; a property merged from
 //! several templates only keeps a constraint (`default`, `multipleOf`) that all of them
 //! share and widens ranges and choices to cover all of them, so the schema never rejects a
-//! value some template accepts. Output schemas admit both a result and `{"error": …}`.
+//! value some template accepts; its `examples` are every template's, each once. Image and
+//! mask parameters are strings whose description names the accepted sources
+//! (`params::IMAGE_SOURCES`). Output schemas admit both a result and `{"error": …}`.
 
 use std::sync::Arc;
 
@@ -196,6 +198,19 @@ pub fn merged_param_schema(specs: &[&ParamSpec]) -> Value {
             }
         }
         s.insert("enum".into(), json!(all));
+    }
+    // Examples: every template's, each once, in catalog order.
+    let mut examples: Vec<Value> = Vec::new();
+    for example in specs.iter().flat_map(|p| &p.examples) {
+        let example = example.to_json();
+        if !examples.contains(&example) {
+            examples.push(example);
+        }
+    }
+    if examples.is_empty() {
+        s.remove("examples");
+    } else {
+        s.insert("examples".into(), Value::Array(examples));
     }
     schema
 }
@@ -510,6 +525,7 @@ mod tests {
             multiple_of: None,
             choices: vec![],
             aliases: vec![],
+            examples: vec![],
         }
     }
 
@@ -564,6 +580,49 @@ mod tests {
         let d = spec("steps", ParamKind::Integer);
         let s = merged_param_schema(&[&c, &d]);
         assert!(s.get("minimum").is_none(), "{s}");
+    }
+
+    #[test]
+    fn examples_are_carried_and_merged_once_each() {
+        let a = ParamSpec {
+            examples: vec![ParamValue::Integer(10), ParamValue::Integer(30)],
+            ..spec("steps", ParamKind::Integer)
+        };
+        let b = ParamSpec {
+            examples: vec![ParamValue::Integer(30), ParamValue::Integer(40)],
+            ..spec("steps", ParamKind::Integer)
+        };
+        assert_eq!(params::param_schema(&a)["examples"], json!([10, 30]));
+        let s = merged_param_schema(&[&a, &b]);
+        assert_eq!(s["examples"], json!([10, 30, 40]));
+        let none = spec("steps", ParamKind::Integer);
+        assert!(merged_param_schema(&[&none]).get("examples").is_none());
+    }
+
+    #[test]
+    fn image_and_mask_params_are_strings_naming_the_accepted_sources() {
+        for kind in [ParamKind::Image, ParamKind::Mask] {
+            let s = params::param_schema(&spec("init", kind));
+            assert_eq!(s["type"], "string");
+            let description = s["description"].as_str().unwrap();
+            assert!(description.starts_with("the init ("), "{description}");
+            for form in [
+                "base64 PNG, JPEG or WebP",
+                "data: URI",
+                "comfyui://images/",
+                "allowed input folders",
+            ] {
+                assert!(description.contains(form), "{form}: {description}");
+            }
+            assert!(s.get("contentEncoding").is_none(), "{s}");
+        }
+        let mask = params::param_schema(&spec("mask", ParamKind::Mask));
+        assert!(
+            mask["description"]
+                .as_str()
+                .unwrap()
+                .contains("white marks the region")
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Test pack `wrong-abi`: a well-formed pack built against a copy of the WIT whose
 //! package is `comfyui:workflow@2.0.0` (in `wit/`, otherwise identical to the real one).
 //! Its imports (`host`, `types`) and its export (`templates`) are therefore all
-//! `comfyui:workflow/*@2.0.0`; a host speaking ABI 1.x must refuse to load it and name
-//! both versions. Its template, `wrong-abi`, would build a tiny valid graph if it were
-//! ever called.
+//! `comfyui:workflow/*@2.0.0`, but their types are 1.0's. A host serving 2.x must refuse
+//! it as an export mismatch naming 2.0.0 (a host serving only 1.x refused it as another
+//! major). Its template, `wrong-abi`, would build a tiny valid graph if it were ever called.
 
 wit_bindgen::generate!({
     path: "wit",

@@ -1,0 +1,165 @@
+//! Images crossing the sandbox for post-processing, and the checks on them.
+//!
+//! A 2.x pack that sets `template-info.postprocess` exports
+//! `comfyui:workflow/postprocessor`; the host calls it once per output image
+//! ([`crate::Pack::postprocess_resolved`]) under the same per-call limits as
+//! `build`, in a fresh store, with the same deterministic WASI.
+//!
+//! Invariants, enforced by [`check_image`] in this one place:
+//! * an image handed to a pack and an image a pack returns both have
+//!   `width, height >= 1`, at most [`crate::Limits::max_postprocess_pixels`]
+//!   pixels, and exactly `width * height * 4` bytes of RGBA8 (row-major, no
+//!   padding); an input over the cap is refused before any pack runs;
+//! * a pack's steps are capped at [`crate::Limits::max_postprocess_steps`]
+//!   (the rest are counted in one extra step) and each name and detail is
+//!   escaped and capped at [`crate::Limits::max_error_bytes`] (`pack.rs`).
+
+/// A decoded image: 8-bit RGBA, row-major, no padding.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RgbaImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height` pixels of four bytes: red, green, blue, alpha.
+    pub pixels: Vec<u8>,
+}
+
+impl std::fmt::Debug for RgbaImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RgbaImage")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("pixel_bytes", &self.pixels.len())
+            .finish()
+    }
+}
+
+/// One step a post-processor applied, as recorded in the job's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PostprocessStep {
+    /// Short stable name, e.g. `palette` (escaped and capped).
+    pub name: String,
+    /// What it did, for humans (escaped and capped).
+    pub detail: String,
+}
+
+/// What a post-processor returned, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postprocessed {
+    /// The image to deliver instead of ComfyUI's.
+    pub image: RgbaImage,
+    /// The steps applied, in order.
+    pub steps: Vec<PostprocessStep>,
+}
+
+/// Why an image cannot cross the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageFault {
+    /// A zero width or height.
+    #[error("{width}x{height} has no pixels (width and height must be at least 1)")]
+    Empty {
+        /// Width claimed.
+        width: u32,
+        /// Height claimed.
+        height: u32,
+    },
+    /// More pixels than the post-processing budget.
+    #[error(
+        "{width}x{height} is {pixels} pixels, over the limit of {limit} pixels; raise it with COMFYUI_MCP_POSTPROCESS_MAX_PIXELS"
+    )]
+    TooManyPixels {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// `width * height`.
+        pixels: u64,
+        /// `Limits::max_postprocess_pixels` in force.
+        limit: u64,
+    },
+    /// A pixel buffer whose length is not `width * height * 4`.
+    #[error(
+        "{width}x{height} comes with {got} bytes of pixels, expected exactly {expected} (width * height * 4, RGBA8)"
+    )]
+    BufferSize {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// `width * height * 4`.
+        expected: u64,
+        /// The buffer's length.
+        got: usize,
+    },
+}
+
+/// Checks `image` against the invariants above, with `max_pixels` as the cap.
+pub fn check_image(image: &RgbaImage, max_pixels: u64) -> Result<(), ImageFault> {
+    let (width, height) = (image.width, image.height);
+    if width == 0 || height == 0 {
+        return Err(ImageFault::Empty { width, height });
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(ImageFault::TooManyPixels {
+            width,
+            height,
+            pixels,
+            limit: max_pixels,
+        });
+    }
+    let expected = pixels.saturating_mul(4);
+    if image.pixels.len() as u64 != expected {
+        return Err(ImageFault::BufferSize {
+            width,
+            height,
+            expected,
+            got: image.pixels.len(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(width: u32, height: u32, bytes: usize) -> RgbaImage {
+        RgbaImage {
+            width,
+            height,
+            pixels: vec![0; bytes],
+        }
+    }
+
+    #[test]
+    fn each_fault_is_named_and_the_cap_is_inclusive() {
+        assert_eq!(check_image(&image(4, 4, 64), 16), Ok(()));
+        assert!(matches!(
+            check_image(&image(4, 4, 64), 15),
+            Err(ImageFault::TooManyPixels {
+                pixels: 16,
+                limit: 15,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_image(&image(0, 4, 0), 16),
+            Err(ImageFault::Empty { .. })
+        ));
+        assert!(matches!(
+            check_image(&image(4, 4, 63), 16),
+            Err(ImageFault::BufferSize {
+                expected: 64,
+                got: 63,
+                ..
+            })
+        ));
+        // No overflow on the largest claim.
+        assert!(matches!(
+            check_image(&image(u32::MAX, u32::MAX, 0), u64::MAX),
+            Err(ImageFault::BufferSize { .. })
+        ));
+    }
+}
