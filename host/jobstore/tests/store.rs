@@ -20,6 +20,8 @@ fn snapshot(id: &str, template: &str, submitted_at: f64) -> JobSnapshot {
         progress: 0.0,
         queue_position: None,
         execution_time: None,
+        postprocess_ms: None,
+        postprocessing: None,
         images: vec![],
         files: vec![],
         error: None,

@@ -107,7 +107,10 @@ pub fn progress_message(job: &JobSnapshot) -> String {
             Some(0) | None => "queued".to_owned(),
             Some(n) => format!("queued, {n} job(s) ahead"),
         },
-        JobState::Running => format!("running, {:.0}%", job.progress.clamp(0.0, 1.0) * 100.0),
+        JobState::Running => match job.postprocessing {
+            Some(p) if p.total > 0 => format!("postprocessing {}/{}", (p.done + 1).min(p.total), p.total),
+            _ => format!("running, {:.0}%", job.progress.clamp(0.0, 1.0) * 100.0),
+        },
         JobState::Completed => format!("completed, {} image(s)", job.files.len()),
         JobState::Failed => match &job.error {
             Some(e) => format!("failed: {}", e.message),
@@ -218,6 +221,8 @@ mod tests {
             progress,
             queue_position: Some(2),
             execution_time: None,
+            postprocess_ms: None,
+            postprocessing: None,
             images: vec![],
             files: vec![],
             error: None,
