@@ -79,7 +79,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn codec(runs: usize) {
-    println!("codec alone (decode ComfyUI-like RGB PNG to RGBA8 + encode RGB, Compression::Fast), median of {runs}:");
+    println!(
+        "codec alone (decode ComfyUI-like RGB PNG to RGBA8 + encode RGB, Compression::Fast), median of {runs}:"
+    );
     for side in [512u32, 1024, 2048] {
         let png = comfy_like_png(side);
         let mp = f64::from(side * side) / 1e6;
@@ -124,7 +126,11 @@ async fn jobs(runs: usize) {
     let comfy = ComfyUi::connect_with(cfg, options).unwrap();
     let mut rx = comfy.connection();
     let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|c| c.connected)).await;
-    let sides: &[u32] = if real.is_some() { &[512] } else { &[512, 1024, 2048] };
+    let sides: &[u32] = if real.is_some() {
+        &[512]
+    } else {
+        &[512, 1024, 2048]
+    };
     let what = if real.is_some() {
         "real ComfyUI, tiny SD1.5 text-to-image"
     } else {

@@ -1012,12 +1012,11 @@ impl Inner {
         }
         snap.images = images.clone();
         ending.images = Some(images);
-        let stored = match outputs::download_job_images(&self.client, &snap, &self.cfg.output_dir)
-            .await
-        {
-            Ok(files) => self.postprocess(&prompt_id, files).await,
-            Err(e) => Err(Undelivered::Output(e)),
-        };
+        let stored =
+            match outputs::download_job_images(&self.client, &snap, &self.cfg.output_dir).await {
+                Ok(files) => self.postprocess(&prompt_id, files).await,
+                Err(e) => Err(Undelivered::Output(e)),
+            };
         match stored {
             Ok((files, postprocess_ms)) => {
                 snap.files = files.clone();
@@ -1026,7 +1025,10 @@ impl Inner {
                 snap.finished_at = Some(ending.finished_at);
                 snap.execution_time = ending.execution_time;
                 snap.postprocess_ms = postprocess_ms;
-                snap.postprocessing = self.lock().snapshot(&prompt_id).and_then(|s| s.postprocessing);
+                snap.postprocessing = self
+                    .lock()
+                    .snapshot(&prompt_id)
+                    .and_then(|s| s.postprocessing);
                 ending.postprocess_ms = postprocess_ms;
                 let ctx = ProvenanceContext {
                     graph_sha256: graph_sha,
@@ -1074,7 +1076,10 @@ impl Inner {
             let needed = table
                 .snapshot(prompt_id)
                 .is_some_and(|s| s.postprocessing.is_some());
-            (needed, table.run(prompt_id).and_then(|r| r.processor.clone()))
+            (
+                needed,
+                table.run(prompt_id).and_then(|r| r.processor.clone()),
+            )
         };
         if !needed {
             return Ok((files, None));

@@ -254,7 +254,11 @@ pub(crate) async fn write_atomically(
 }
 
 /// Moves `from` to `to` (both inside `dir`) by a rename.
-pub(crate) async fn move_within(dir: &Path, from: &Path, to_name: &str) -> Result<PathBuf, OutputError> {
+pub(crate) async fn move_within(
+    dir: &Path,
+    from: &Path,
+    to_name: &str,
+) -> Result<PathBuf, OutputError> {
     let to = checked_path(dir, to_name)?;
     rename(from, &to).await?;
     Ok(to)

@@ -160,10 +160,7 @@ impl JobTable {
             queue_position: None,
             execution_time: None,
             postprocess_ms: None,
-            postprocessing: req
-                .postprocess
-                .is_some()
-                .then(PostprocessProgress::default),
+            postprocessing: req.postprocess.is_some().then(PostprocessProgress::default),
             images: Vec::new(),
             files: Vec::new(),
             error: None,
@@ -354,8 +351,8 @@ impl JobTable {
         }
         let now = PostprocessProgress { done, total };
         let share = f64::from(2 * done.min(total) + 1) / f64::from(2 * total + 1);
-        let progress = POSTPROCESS_PROGRESS_START
-            + (MAX_OPEN_PROGRESS - POSTPROCESS_PROGRESS_START) * share;
+        let progress =
+            POSTPROCESS_PROGRESS_START + (MAX_OPEN_PROGRESS - POSTPROCESS_PROGRESS_START) * share;
         entry.tx.send_if_modified(|s| {
             let changed = s.postprocessing != Some(now) || progress > s.progress;
             s.postprocessing = Some(now);

@@ -112,10 +112,13 @@ fn gated() -> (Arc<Gated>, Arc<Semaphore>, Arc<Notify>) {
 }
 
 async fn backend_opts(sim: &SimHandle, post: PostprocessOptions) -> Backend {
-    backend_full(sim, BackendOptions {
-        postprocess: post,
-        ..fast_options()
-    })
+    backend_full(
+        sim,
+        BackendOptions {
+            postprocess: post,
+            ..fast_options()
+        },
+    )
     .await
 }
 
@@ -142,7 +145,10 @@ async fn run(b: &Backend, batch: u32, p: Option<Arc<dyn OutputProcessor>>) -> Jo
 
 async fn finished(comfy: &ComfyUi, prompt_id: &str) -> JobSnapshot {
     let snap = comfy.wait(prompt_id, BOUND).await.expect("known job");
-    assert!(snap.state.is_terminal(), "{prompt_id} did not finish: {snap:?}");
+    assert!(
+        snap.state.is_terminal(),
+        "{prompt_id} did not finish: {snap:?}"
+    );
     snap
 }
 
@@ -199,15 +205,23 @@ async fn an_inverting_processor_delivers_inverted_pngs_with_steps_and_times() {
     assert_eq!(post.raw_filename, None);
     let total = snap.postprocess_ms.expect("postprocess_ms recorded");
     assert!(total > 0.0 && total >= post.ms, "{total} vs {}", post.ms);
-    assert_eq!(snap.postprocessing, Some(PostprocessProgress { done: 1, total: 1 }));
+    assert_eq!(
+        snap.postprocessing,
+        Some(PostprocessProgress { done: 1, total: 1 })
+    );
     assert_eq!(snap.progress, 1.0);
     // The provenance records the stage.
     let dir = comfyui::outputs::job_dir(b.out.path(), &snap.prompt_id);
     let prov: Value =
         serde_json::from_slice(&std::fs::read(dir.join("provenance.json")).unwrap()).unwrap();
     // (serde_json parses floats to within an ulp or so; the value is the snapshot's.)
-    let recorded = prov["postprocess_ms"].as_f64().expect("postprocess_ms in provenance");
-    assert!((recorded - total).abs() < 1e-9 * total, "{recorded} vs {total}");
+    let recorded = prov["postprocess_ms"]
+        .as_f64()
+        .expect("postprocess_ms in provenance");
+    assert!(
+        (recorded - total).abs() < 1e-9 * total,
+        "{recorded} vs {total}"
+    );
     assert_eq!(
         prov["images"][0]["postprocess"]["steps"],
         json!([{"name": "invert", "detail": "inverted red, green and blue"}])
@@ -240,9 +254,17 @@ async fn a_failing_processor_fails_the_job_typed_and_withholds_its_images() {
         "{}",
         e.message
     );
-    assert_eq!(p.calls.load(Ordering::SeqCst), 1, "stops at the first failure");
+    assert_eq!(
+        p.calls.load(Ordering::SeqCst),
+        1,
+        "stops at the first failure"
+    );
     assert!(snap.files.is_empty(), "nothing delivered: {:?}", snap.files);
-    assert!(pngs_in(&b, &snap.prompt_id).is_empty(), "{:?}", pngs_in(&b, &snap.prompt_id));
+    assert!(
+        pngs_in(&b, &snap.prompt_id).is_empty(),
+        "{:?}",
+        pngs_in(&b, &snap.prompt_id)
+    );
     assert_eq!(
         serde_json::to_value(e.kind).unwrap(),
         json!("postprocess_failed")
@@ -265,7 +287,10 @@ async fn a_wrong_size_buffer_is_refused_precisely() {
     });
     let snap = run(&b, 1, Some(p)).await;
     let e = failure(&snap);
-    assert_eq!(e.exception_type.as_deref(), Some("PostprocessInvalidResult"));
+    assert_eq!(
+        e.exception_type.as_deref(),
+        Some("PostprocessInvalidResult")
+    );
     assert!(
         e.message.ends_with("the post-processor returned an invalid image: its pixel buffer holds 16383 bytes, but 64x64 RGBA8 needs exactly 16384"),
         "{}",
@@ -299,25 +324,40 @@ async fn a_wrong_size_buffer_is_refused_precisely() {
 async fn results_at_the_pixel_cap_pass_and_one_more_pixel_is_refused() {
     const CAP: u64 = 64 * 64;
     let sim = sim(SimConfig::default()).await;
-    let b = backend_opts(&sim, PostprocessOptions {
-        max_pixels: CAP,
-        ..PostprocessOptions::default()
-    })
+    let b = backend_opts(
+        &sim,
+        PostprocessOptions {
+            max_pixels: CAP,
+            ..PostprocessOptions::default()
+        },
+    )
     .await;
     // At the cap: a 4096 x 1 result (same pixel count as the 64 x 64 input).
-    let at = run(&b, 1, Some(processor(|_| Ok(Postprocessed {
-        image: solid(CAP as u32, 1, [1, 2, 3]),
-        steps: vec![step("strip", "one row")],
-    }))))
+    let at = run(
+        &b,
+        1,
+        Some(processor(|_| {
+            Ok(Postprocessed {
+                image: solid(CAP as u32, 1, [1, 2, 3]),
+                steps: vec![step("strip", "one row")],
+            })
+        })),
+    )
     .await;
     assert_eq!(at.state, JobState::Completed, "{at:?}");
     assert_eq!((at.files[0].width, at.files[0].height), (CAP as u32, 1));
     assert_eq!(delivered(&at, 0), solid(CAP as u32, 1, [1, 2, 3]));
     // One pixel more is refused, naming the size and the setting.
-    let over = run(&b, 1, Some(processor(|_| Ok(Postprocessed {
-        image: solid(CAP as u32 + 1, 1, [1, 2, 3]),
-        steps: vec![],
-    }))))
+    let over = run(
+        &b,
+        1,
+        Some(processor(|_| {
+            Ok(Postprocessed {
+                image: solid(CAP as u32 + 1, 1, [1, 2, 3]),
+                steps: vec![],
+            })
+        })),
+    )
     .await;
     let e = failure(&over);
     assert!(
@@ -330,15 +370,21 @@ async fn results_at_the_pixel_cap_pass_and_one_more_pixel_is_refused() {
 #[tokio::test]
 async fn an_input_over_the_pixel_cap_is_not_decoded_for_the_processor() {
     let sim = sim(SimConfig::default()).await;
-    let b = backend_opts(&sim, PostprocessOptions {
-        max_pixels: 64 * 64 - 1,
-        ..PostprocessOptions::default()
-    })
+    let b = backend_opts(
+        &sim,
+        PostprocessOptions {
+            max_pixels: 64 * 64 - 1,
+            ..PostprocessOptions::default()
+        },
+    )
     .await;
     let p = processor(invert);
     let snap = run(&b, 1, Some(p.clone())).await;
     let e = failure(&snap);
-    assert_eq!(e.exception_type.as_deref(), Some("PostprocessInputTooLarge"));
+    assert_eq!(
+        e.exception_type.as_deref(),
+        Some("PostprocessInputTooLarge")
+    );
     assert!(
         e.message.ends_with("it is 64x64 = 4096 pixels, more than the post-processing limit of 4095 pixels (COMFYUI_MCP_POSTPROCESS_MAX_PIXELS)"),
         "{}",
@@ -351,18 +397,25 @@ async fn an_input_over_the_pixel_cap_is_not_decoded_for_the_processor() {
 async fn translucent_results_are_encoded_rgba_and_opaque_ones_rgb() {
     let sim = sim(SimConfig::default()).await;
     let b = backend_opts(&sim, PostprocessOptions::default()).await;
-    let snap = run(&b, 1, Some(processor(|mut image: RgbaImage| {
-        image.pixels[3] = 128; // one half-transparent pixel
-        Ok(Postprocessed {
-            image,
-            steps: vec![step("cutout", "first pixel half transparent")],
-        })
-    })))
+    let snap = run(
+        &b,
+        1,
+        Some(processor(|mut image: RgbaImage| {
+            image.pixels[3] = 128; // one half-transparent pixel
+            Ok(Postprocessed {
+                image,
+                steps: vec![step("cutout", "first pixel half transparent")],
+            })
+        })),
+    )
     .await;
     assert_eq!(snap.state, JobState::Completed);
     assert_eq!(color_type(&snap, 0), png::ColorType::Rgba);
     let img = delivered(&snap, 0);
-    assert_eq!(&img.pixels[..8], &[0x10, 0x20, 0x30, 128, 0x10, 0x20, 0x30, 255]);
+    assert_eq!(
+        &img.pixels[..8],
+        &[0x10, 0x20, 0x30, 128, 0x10, 0x20, 0x30, 255]
+    );
 }
 
 #[tokio::test]
@@ -380,10 +433,17 @@ async fn each_image_of_a_batch_is_processed() {
     assert_eq!(*seen.lock().unwrap(), [(64, 64), (64, 64)]);
     assert_eq!(snap.files.len(), 2);
     for i in 0..2 {
-        assert_eq!(delivered(&snap, i), solid(64, 64, [0xEF, 0xDF, 0xCF]), "image {i}");
+        assert_eq!(
+            delivered(&snap, i),
+            solid(64, 64, [0xEF, 0xDF, 0xCF]),
+            "image {i}"
+        );
         assert_eq!(snap.files[i].postprocess.as_ref().unwrap().steps.len(), 1);
     }
-    assert_eq!(snap.postprocessing, Some(PostprocessProgress { done: 2, total: 2 }));
+    assert_eq!(
+        snap.postprocessing,
+        Some(PostprocessProgress { done: 2, total: 2 })
+    );
 }
 
 #[tokio::test]
@@ -394,12 +454,21 @@ async fn a_slow_processor_holds_only_its_own_job_and_shows_its_phase() {
     let mut req = request(graph(2));
     req.postprocess = Some(p);
     let slow = b.comfy.submit(req).await.unwrap();
-    tokio::time::timeout(BOUND, started.notified()).await.expect("processor called");
+    tokio::time::timeout(BOUND, started.notified())
+        .await
+        .expect("processor called");
     // While it is held: its status answers at once, in the post-processing phase.
     let now = b.comfy.status(&slow.prompt_id).await.unwrap();
     assert_eq!(now.state, JobState::Running);
-    assert_eq!(now.postprocessing, Some(PostprocessProgress { done: 0, total: 2 }));
-    assert!(now.progress >= 0.9 && now.progress < 1.0, "{}", now.progress);
+    assert_eq!(
+        now.postprocessing,
+        Some(PostprocessProgress { done: 0, total: 2 })
+    );
+    assert!(
+        now.progress >= 0.9 && now.progress < 1.0,
+        "{}",
+        now.progress
+    );
     assert!(now.files.is_empty(), "nothing served before the stage ends");
     // Another job, with and without a processor, completes meanwhile.
     let other = run(&b, 1, None).await;
@@ -417,7 +486,12 @@ async fn a_slow_processor_holds_only_its_own_job_and_shows_its_phase() {
     .unwrap()
     .clone();
     assert_eq!(after_one.state, JobState::Running);
-    assert!(after_one.progress > now.progress, "{} then {}", now.progress, after_one.progress);
+    assert!(
+        after_one.progress > now.progress,
+        "{} then {}",
+        now.progress,
+        after_one.progress
+    );
     gate.add_permits(1);
     let done = finished(&b.comfy, &slow.prompt_id).await;
     assert_eq!(done.state, JobState::Completed, "{done:?}");
@@ -432,7 +506,9 @@ async fn a_cancel_during_post_processing_ends_the_job_cancelled_between_images()
     let mut req = request(graph(2));
     req.postprocess = Some(p);
     let job = b.comfy.submit(req).await.unwrap();
-    tokio::time::timeout(BOUND, started.notified()).await.expect("processor called");
+    tokio::time::timeout(BOUND, started.notified())
+        .await
+        .expect("processor called");
     sim.clear_requests();
     let comfy = b.comfy.clone();
     let id = job.prompt_id.clone();
@@ -441,7 +517,11 @@ async fn a_cancel_during_post_processing_ends_the_job_cancelled_between_images()
     // only open job is being finalised); then the first image is let through and the second
     // never starts.
     tokio::time::timeout(BOUND, async {
-        while !sim.requests().iter().any(|r| r.method == "GET" && r.path == "/queue") {
+        while !sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/queue")
+        {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     })
@@ -452,7 +532,11 @@ async fn a_cancel_during_post_processing_ends_the_job_cancelled_between_images()
     let snap = outcome.expect("cancelled").snapshot().clone();
     assert_eq!(snap.state, JobState::Cancelled, "{snap:?}");
     assert!(snap.files.is_empty());
-    assert!(pngs_in(&b, &job.prompt_id).is_empty(), "{:?}", pngs_in(&b, &job.prompt_id));
+    assert!(
+        pngs_in(&b, &job.prompt_id).is_empty(),
+        "{:?}",
+        pngs_in(&b, &job.prompt_id)
+    );
 }
 
 #[tokio::test]
@@ -469,13 +553,21 @@ async fn keep_raw_keeps_comfyuis_original_beside_the_processed_image() {
     assert_eq!(post.raw_filename.as_deref(), Some("post_00001_.orig.png"));
     let dir = comfyui::outputs::job_dir(b.out.path(), &snap.prompt_id);
     let raw = std::fs::read(dir.join("post_00001_.orig.png")).unwrap();
-    assert_eq!(decode_rgba(&raw, u64::MAX).unwrap(), solid(64, 64, [0x10, 0x20, 0x30]));
+    assert_eq!(
+        decode_rgba(&raw, u64::MAX).unwrap(),
+        solid(64, 64, [0x10, 0x20, 0x30])
+    );
     assert_eq!(delivered(&snap, 0), solid(64, 64, [0xEF, 0xDF, 0xCF]));
     // On failure the originals of every image stay, and nothing is delivered.
     let failing = processor(|_| Err(PostprocessError::new("no")));
     let failed = run(&b, 2, Some(failing)).await;
     let e = failure(&failed);
-    assert!(e.message.ends_with("ComfyUI's originals are kept as *.orig.png in the job folder"), "{}", e.message);
+    assert!(
+        e.message
+            .ends_with("ComfyUI's originals are kept as *.orig.png in the job folder"),
+        "{}",
+        e.message
+    );
     let originals: Vec<String> = failed
         .images
         .iter()
@@ -546,10 +638,13 @@ async fn a_job_adopted_after_a_restart_fails_clearly_instead_of_delivering_unpro
         })),
         last: Mutex::new(None),
     });
-    let second = backend_full(&sim, BackendOptions {
-        job_store: Some(store.clone()),
-        ..fast_options()
-    })
+    let second = backend_full(
+        &sim,
+        BackendOptions {
+            job_store: Some(store.clone()),
+            ..fast_options()
+        },
+    )
     .await;
     let mut adopted = None;
     tokio::time::timeout(BOUND, async {

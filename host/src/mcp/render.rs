@@ -303,4 +303,38 @@ mod tests {
         assert_eq!(v["error"]["node_type"], "VAEDecode");
         assert_eq!(v["error"]["message"], "boom");
     }
+
+    #[test]
+    fn post_processed_jobs_report_the_stage_and_each_image_s_steps() {
+        use comfyui::postprocess::{ImagePostprocess, PostprocessProgress, PostprocessStep};
+        let plain = job_json(&job(JobState::Completed));
+        assert!(plain.get("postprocess_ms").is_none() && plain.get("postprocessing").is_none());
+        assert!(plain["images"][0].get("postprocess").is_none());
+        let mut j = job(JobState::Running);
+        j.postprocessing = Some(PostprocessProgress { done: 0, total: 1 });
+        let running = job_json(&j);
+        assert_eq!(running["postprocessing"], json!({"done": 0, "total": 1}));
+        assert_eq!(running["postprocess_ms"], Value::Null, "not run yet");
+        j.state = JobState::Completed;
+        j.postprocessing = Some(PostprocessProgress { done: 1, total: 1 });
+        j.postprocess_ms = Some(8.5);
+        j.files[0].postprocess = Some(ImagePostprocess {
+            steps: vec![PostprocessStep {
+                name: "palette".into(),
+                detail: "16 colours".into(),
+            }],
+            ms: 8.0,
+            processor_ms: 5.0,
+            source_width: 128,
+            source_height: 64,
+            raw_filename: None,
+        });
+        let done = job_json(&j);
+        assert_eq!(done["postprocess_ms"], 8.5);
+        assert_eq!(
+            done["images"][0]["postprocess"],
+            json!({"steps": [{"name": "palette", "detail": "16 colours"}], "ms": 8.0,
+                   "processor_ms": 5.0, "source_width": 128, "source_height": 64})
+        );
+    }
 }

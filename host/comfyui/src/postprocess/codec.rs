@@ -73,7 +73,14 @@ pub fn decode_rgba(bytes: &[u8], max_pixels: u64) -> Result<RgbaImage, DecodeErr
     let mut buf = vec![0u8; size];
     let frame = reader.next_frame(&mut buf)?;
     buf.truncate(frame.buffer_size());
-    let rgba = expand(&buf, frame.color_type, frame.bit_depth, frame.line_size, width, height)?;
+    let rgba = expand(
+        &buf,
+        frame.color_type,
+        frame.bit_depth,
+        frame.line_size,
+        width,
+        height,
+    )?;
     Ok(RgbaImage {
         width,
         height,
@@ -205,7 +212,10 @@ mod tests {
             [10, 10, 10, 255, 200, 200, 200, 255]
         );
         let gray_alpha = plain(1, 1, GrayscaleAlpha, Eight, &[7, 128]);
-        assert_eq!(decode_rgba(&gray_alpha, CAP).unwrap().pixels, [7, 7, 7, 128]);
+        assert_eq!(
+            decode_rgba(&gray_alpha, CAP).unwrap().pixels,
+            [7, 7, 7, 128]
+        );
         let rgb = plain(1, 2, Rgb, Eight, &[1, 2, 3, 4, 5, 6]);
         assert_eq!(
             decode_rgba(&rgb, CAP).unwrap().pixels,
@@ -284,7 +294,13 @@ mod tests {
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = decode_rgba(&png, CAP).unwrap_err();
         assert!(
-            matches!(err, DecodeError::TooManyPixels { pixels: 10_000_000_000, .. }),
+            matches!(
+                err,
+                DecodeError::TooManyPixels {
+                    pixels: 10_000_000_000,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -54,7 +54,9 @@ pub enum ResultError {
         limit: u64,
     },
     /// The buffer does not hold exactly `width * height * 4` bytes.
-    #[error("its pixel buffer holds {got} bytes, but {width}x{height} RGBA8 needs exactly {expected}")]
+    #[error(
+        "its pixel buffer holds {got} bytes, but {width}x{height} RGBA8 needs exactly {expected}"
+    )]
     BufferSize {
         /// Width returned.
         width: u32,
@@ -236,7 +238,10 @@ pub async fn run(
             options,
             dir,
         };
-        match image.process(file, slots, &mut raws[index], &mut taken).await {
+        match image
+            .process(file, slots, &mut raws[index], &mut taken)
+            .await
+        {
             Ok(saved) => done.push(saved),
             Err(cause) => {
                 tracing::warn!(file = %file.filename, error = %cause, "post-processing failed");
@@ -280,7 +285,9 @@ async fn discard(
             let name = outputs::raw_name(&file.filename, taken);
             match outputs::move_within(dir, &file.path, &name).await {
                 Ok(path) => *raw = Some(path),
-                Err(e) => tracing::warn!(file = %file.filename, error = %e, "could not keep ComfyUI's original"),
+                Err(e) => {
+                    tracing::warn!(file = %file.filename, error = %e, "could not keep ComfyUI's original")
+                }
             }
         }
         if let Err(e) = tokio::fs::remove_file(&file.path).await
@@ -390,6 +397,9 @@ mod tests {
         );
         // A claimed size whose byte count overflows 32 bits is measured in 64 bits.
         let huge = check_result(&image(u32::MAX, u32::MAX, 4), u64::MAX).unwrap_err();
-        assert!(matches!(huge, ResultError::BufferSize { got: 4, .. }), "{huge}");
+        assert!(
+            matches!(huge, ResultError::BufferSize { got: 4, .. }),
+            "{huge}"
+        );
     }
 }
