@@ -128,6 +128,8 @@ fn job(prompt_id: String, names: Vec<String>) -> JobSnapshot {
         progress: 0.99,
         queue_position: None,
         execution_time: None,
+        postprocess_ms: None,
+        postprocessing: None,
         images: names
             .into_iter()
             .map(|filename| ImageRef {

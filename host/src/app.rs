@@ -215,6 +215,7 @@ impl App {
             },
             parameters: Value::Object(built.params.to_json()),
             metadata,
+            postprocess: None,
         };
         self.comfy
             .submit(request)
@@ -257,6 +258,7 @@ impl App {
             origin: loaded.origin,
             parameters: Value::Object(applied.applied.clone()),
             metadata: Value::Object(metadata),
+            postprocess: None,
         };
         let job = self
             .comfy

@@ -72,6 +72,7 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
     let mut backend = comfyui::BackendOptions::for_config(&comfy_config);
     backend.job_store = open_job_store(settings).await?;
     backend.persist = settings.persist_options();
+    backend.postprocess = settings.postprocess_options();
     let comfy =
         comfyui::ComfyUi::connect_with(comfy_config.clone(), backend).with_context(|| {
             format!(

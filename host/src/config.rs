@@ -423,6 +423,33 @@ pub struct Settings {
         global = true
     )]
     pub max_image_mb: u64,
+    // --- Post-processing of output images (2.x packs with a postprocessor) ---
+    /// Largest image, in pixels, decoded for a pack's post-processor or accepted from it.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_POSTPROCESS_MAX_PIXELS",
+        default_value_t = comfyui::postprocess::DEFAULT_MAX_PIXELS,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub postprocess_max_pixels: u64,
+    /// Output images post-processed at once, across all jobs.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_POSTPROCESS_CONCURRENCY",
+        default_value_t = comfyui::postprocess::DEFAULT_CONCURRENCY,
+        value_parser = positive_count,
+        global = true
+    )]
+    pub postprocess_concurrency: usize,
+    /// Keep ComfyUI's original of each post-processed image as `<name>.orig.png`.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_KEEP_RAW_OUTPUTS",
+        default_value_t = false,
+        global = true
+    )]
+    pub keep_raw_outputs: bool,
     // --- Prompts and models (MCP prompts, list_models, comfyui://models, missing-model errors) ---
     /// Most file names list_models and comfyui://models/{folder} give per folder (the rest are counted).
     #[arg(
@@ -670,6 +697,15 @@ impl Settings {
             .with_max_finished_jobs(self.max_finished_jobs)
             .with_body_limits(self.body_limits()?);
         Ok(config)
+    }
+
+    /// The post-processing stage's settings.
+    pub fn postprocess_options(&self) -> comfyui::PostprocessOptions {
+        comfyui::PostprocessOptions {
+            max_pixels: self.postprocess_max_pixels,
+            concurrency: self.postprocess_concurrency,
+            keep_raw: self.keep_raw_outputs,
+        }
     }
 
     /// The job store file, or `None` for `COMFYUI_MCP_DB=off`.

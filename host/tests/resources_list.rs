@@ -39,6 +39,7 @@ fn job(i: usize) -> JobRequest {
         },
         parameters: json!({}),
         metadata: json!({}),
+        postprocess: None,
     }
 }
 

@@ -34,6 +34,7 @@ fn request(i: u64) -> JobRequest {
         },
         parameters: json!({}),
         metadata: json!({}),
+        postprocess: None,
     }
 }
 

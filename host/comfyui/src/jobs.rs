@@ -48,7 +48,8 @@ use crate::events::Event;
 use crate::nodes::NodeCatalog;
 use crate::outputs::{self, ProvenanceContext};
 use crate::persist::{PersistOptions, Persistence, Tracked};
-use crate::snapshot::{JobFailure, JobRequest, JobSnapshot, JobState, now_unix};
+use crate::postprocess::{PostprocessOptions, stage};
+use crate::snapshot::{JobFailure, JobRequest, JobSnapshot, JobState, SavedImage, now_unix};
 use crate::store::{JobPage, JobQuery, JobStore, StoreError, StoredJob, Update};
 use crate::tracker::{Action, JobTable};
 use crate::watchdog;
@@ -151,6 +152,8 @@ pub struct BackendOptions {
     pub job_store: Option<Arc<dyn JobStore>>,
     /// How the store is driven (call budget, heartbeat, retention period).
     pub persist: PersistOptions,
+    /// The post-processing stage's pixel cap, concurrency and raw-output keeping.
+    pub postprocess: PostprocessOptions,
 }
 
 impl BackendOptions {
@@ -165,6 +168,7 @@ impl BackendOptions {
             history_retry_delay: DEFAULT_HISTORY_RETRY_DELAY,
             job_store: None,
             persist: PersistOptions::default(),
+            postprocess: PostprocessOptions::default(),
         }
     }
 }
@@ -182,6 +186,8 @@ struct Inner {
     queue: SharedCache<Arc<QueueSnapshot>>,
     reconcile: Notify,
     persist: Option<Arc<Persistence>>,
+    /// Images being post-processed at once, across jobs.
+    postprocess_slots: tokio::sync::Semaphore,
     token: CancellationToken,
 }
 
@@ -230,6 +236,7 @@ impl ComfyUi {
             .map(|store| Arc::new(Persistence::new(store, options.persist.clone())));
         let inner = Arc::new(Inner {
             persist,
+            postprocess_slots: tokio::sync::Semaphore::new(options.postprocess.concurrency.max(1)),
             token: token.clone(),
             table: Mutex::new(JobTable::new(cfg.max_finished_jobs)),
             cfg,
@@ -1005,14 +1012,24 @@ impl Inner {
         }
         snap.images = images.clone();
         ending.images = Some(images);
-        let stored = outputs::download_job_images(&self.client, &snap, &self.cfg.output_dir).await;
+        let stored =
+            match outputs::download_job_images(&self.client, &snap, &self.cfg.output_dir).await {
+                Ok(files) => self.postprocess(&prompt_id, files).await,
+                Err(e) => Err(Undelivered::Output(e)),
+            };
         match stored {
-            Ok(files) => {
+            Ok((files, postprocess_ms)) => {
                 snap.files = files.clone();
                 snap.state = JobState::Completed;
                 snap.started_at = snap.started_at.or(ending.started_at);
                 snap.finished_at = Some(ending.finished_at);
                 snap.execution_time = ending.execution_time;
+                snap.postprocess_ms = postprocess_ms;
+                snap.postprocessing = self
+                    .lock()
+                    .snapshot(&prompt_id)
+                    .and_then(|s| s.postprocessing);
+                ending.postprocess_ms = postprocess_ms;
                 let ctx = ProvenanceContext {
                     graph_sha256: graph_sha,
                     comfyui_version: self.comfyui_version().await,
@@ -1024,7 +1041,16 @@ impl Inner {
                 ending.files = Some(files);
                 tracing::info!(prompt_id = %prompt_id, images = snap.files.len(), "job completed");
             }
-            Err(e) => {
+            Err(Undelivered::Postprocess(failure)) => {
+                tracing::error!(prompt_id = %prompt_id, error = %failure.message, "job finished in ComfyUI but its post-processing failed");
+                ending.state = JobState::Failed;
+                ending.error = Some(failure);
+            }
+            Err(Undelivered::Cancelled) => {
+                tracing::info!(prompt_id = %prompt_id, "job cancelled during post-processing");
+                ending.state = JobState::Cancelled;
+            }
+            Err(Undelivered::Output(e)) => {
                 tracing::error!(prompt_id = %prompt_id, error = %e, "job finished but its images could not be stored");
                 ending.state = JobState::Failed;
                 ending.error = Some(JobFailure::message(
@@ -1034,6 +1060,79 @@ impl Inner {
             }
         }
         self.lock().finish(&prompt_id, ending);
+    }
+
+    /// Runs the job's post-processing over its downloaded `files` (see
+    /// [`crate::postprocess`]); returns them as delivered and the stage's time. A job without
+    /// post-processing passes through untouched; one that needs it but has no processor (it
+    /// was adopted after a restart) fails, its unprocessed images withheld.
+    async fn postprocess(
+        &self,
+        prompt_id: &str,
+        files: Vec<SavedImage>,
+    ) -> Result<(Vec<SavedImage>, Option<f64>), Undelivered> {
+        let (needed, processor) = {
+            let table = self.lock();
+            let needed = table
+                .snapshot(prompt_id)
+                .is_some_and(|s| s.postprocessing.is_some());
+            (
+                needed,
+                table.run(prompt_id).and_then(|r| r.processor.clone()),
+            )
+        };
+        if !needed {
+            return Ok((files, None));
+        }
+        let options = self.options.postprocess;
+        let dir = outputs::job_dir(&self.cfg.output_dir, prompt_id);
+        let Some(processor) = processor else {
+            stage::withhold(&files, options.keep_raw, &dir).await;
+            return Err(Undelivered::Postprocess(stage::adopted_failure()));
+        };
+        let observer = JobObserver {
+            inner: self,
+            prompt_id,
+        };
+        let slots = &self.postprocess_slots;
+        match stage::run(processor, options, slots, &dir, files, &observer).await {
+            Ok(done) => Ok((done.files, Some(done.ms))),
+            Err(stage::StageError::Cancelled) => Err(Undelivered::Cancelled),
+            Err(stage::StageError::Failed(failure)) => {
+                Err(Undelivered::Postprocess(failure.job_failure()))
+            }
+        }
+    }
+}
+
+/// Why a job that succeeded in ComfyUI delivers no images.
+enum Undelivered {
+    /// Downloading or storing ComfyUI's images failed.
+    Output(outputs::OutputError),
+    /// Post-processing failed (or could not run).
+    Postprocess(JobFailure),
+    /// A cancel arrived during post-processing.
+    Cancelled,
+}
+
+/// What the post-processing stage sees of its job in the table.
+struct JobObserver<'a> {
+    inner: &'a Inner,
+    prompt_id: &'a str,
+}
+
+impl stage::StageObserver for JobObserver<'_> {
+    fn progress(&self, done: u32, total: u32) {
+        self.inner
+            .lock()
+            .postprocess_progress(self.prompt_id, done, total);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.inner
+            .lock()
+            .run(self.prompt_id)
+            .is_some_and(|r| r.cancel_requested)
     }
 }
 

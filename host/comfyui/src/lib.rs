@@ -5,7 +5,8 @@
 //! Module map: `config` (connection settings), `error` (error types), `types` (shared wire
 //! types), `cache` (single-flight caches), `client` (HTTP API), `events` (websocket messages), `ws` (websocket task),
 //! `snapshot` (public job view), `tracker` (job state machine, no I/O), `jobs` (the backend
-//! service), `outputs` (downloads and provenance), `store` (the job store interface and job listing),
+//! service), `outputs` (downloads and provenance), `postprocess` (the post-processing stage: contract,
+//! PNG codec, per-job run), `store` (the job store interface and job listing),
 //! `persist` (drives the job store), `nodes` (object_info catalog), `graph`
 //! (graph checker), `policy` (which node classes a graph may use), `watchdog` (the execution timeout).
 
@@ -20,6 +21,7 @@ pub mod nodes;
 pub mod outputs;
 pub mod persist;
 pub mod policy;
+pub mod postprocess;
 pub mod snapshot;
 pub mod store;
 pub mod tracker;
@@ -35,6 +37,10 @@ pub use error::{CancelError, ClientError, ConfigError};
 pub use events::Event;
 pub use jobs::{BackendOptions, CancelOutcome, ComfyUi, ConnectionState, ModelSnapshot};
 pub use outputs::OutputError;
+pub use postprocess::{
+    OutputProcessor, PostprocessError, PostprocessOptions, PostprocessStep, Postprocessed,
+    RgbaImage,
+};
 pub use snapshot::{
     FailureKind, JobFailure, JobOrigin, JobRequest, JobSnapshot, JobState, SavedImage,
 };

@@ -1,5 +1,7 @@
 //! Job outputs on local disk: downloads a job's images from `/view` into
-//! `<output_dir>/<prompt_id>/`, checks they are PNGs, and writes `provenance.json` beside them.
+//! `<output_dir>/<prompt_id>/`, checks they are PNGs, and writes `provenance.json` beside them
+//! (with, for a post-processed job, the stage's time and each image's steps and time). Also
+//! the atomic-write and naming helpers the post-processing stage writes its results with.
 //!
 //! Invariants: nothing is ever written outside `<output_dir>/<sanitised prompt_id>/` — file
 //! names coming from ComfyUI are reduced to one safe path component
@@ -17,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::client::ComfyClient;
 use crate::error::ClientError;
+use crate::postprocess::ImagePostprocess;
 use crate::snapshot::{JobOrigin, JobSnapshot, SavedImage};
 use crate::types::ImageRef;
 
@@ -95,6 +98,8 @@ struct Provenance<'a> {
     started_at: Option<f64>,
     finished_at: Option<f64>,
     execution_time: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postprocess_ms: Option<f64>,
     images: Vec<ProvenanceImage<'a>>,
 }
 
@@ -107,6 +112,8 @@ struct ProvenanceImage<'a> {
     width: u32,
     height: u32,
     bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postprocess: Option<&'a ImagePostprocess>,
 }
 
 /// `<output_dir>/<sanitised prompt_id>`.
@@ -144,6 +151,7 @@ pub async fn download_job_images(
                 width,
                 height,
                 bytes,
+                postprocess: None,
             })
         }
         .await;
@@ -186,6 +194,7 @@ pub async fn write_provenance(
         started_at: job.started_at,
         finished_at: job.finished_at,
         execution_time: job.execution_time,
+        postprocess_ms: job.postprocess_ms,
         images: job
             .images
             .iter()
@@ -197,6 +206,7 @@ pub async fn write_provenance(
                 width: f.width,
                 height: f.height,
                 bytes: f.bytes,
+                postprocess: f.postprocess.as_ref(),
             })
             .collect(),
     };
@@ -213,6 +223,61 @@ pub async fn write_provenance(
     }
     rename(&tmp, &dest).await?;
     Ok(dest)
+}
+
+/// Writes `bytes` to `dest` (a file inside `dir`) atomically: a hidden temp file in `dir`,
+/// then a rename over `dest`. The temp file is removed when anything fails.
+pub(crate) async fn write_atomically(
+    dir: &Path,
+    dest: &Path,
+    bytes: &[u8],
+) -> Result<(), OutputError> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dest = checked_path(dir, &name)?;
+    let tmp = temp_path(dir, &name);
+    if let Err(source) = tokio::fs::write(&tmp, bytes).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(OutputError::Io {
+            action: "write",
+            path: tmp,
+            source,
+        });
+    }
+    if let Err(e) = rename(&tmp, &dest).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Moves `from` to `to` (both inside `dir`) by a rename.
+pub(crate) async fn move_within(
+    dir: &Path,
+    from: &Path,
+    to_name: &str,
+) -> Result<PathBuf, OutputError> {
+    let to = checked_path(dir, to_name)?;
+    rename(from, &to).await?;
+    Ok(to)
+}
+
+/// The name under which ComfyUI's original of `filename` is kept (`<stem>.orig<ext>`), not
+/// colliding (case-insensitively) with any name in `taken`, which it joins.
+pub(crate) fn raw_name(filename: &str, taken: &mut HashSet<String>) -> String {
+    let (stem, ext) = split_extension(filename);
+    let room = MAX_FILENAME_BYTES.saturating_sub(ext.len() + ".orig".len());
+    let wanted = format!("{}.orig{ext}", cut(stem, room));
+    unique_name(&wanted, taken)
+}
+
+/// The names a job directory's files already take: the delivered images and the provenance.
+pub(crate) fn taken_names<'a>(names: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
+    let mut taken: HashSet<String> = HashSet::from([PROVENANCE_FILE.to_owned()]);
+    taken.extend(names.into_iter().map(str::to_lowercase));
+    taken
 }
 
 /// Reduces a name from ComfyUI to one safe file-name component: directory parts (`/`, `\`),

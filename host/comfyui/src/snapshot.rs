@@ -5,10 +5,12 @@
 //! once the job runs or has finished; times are unix seconds (f64).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::postprocess::{ImagePostprocess, OutputProcessor, PostprocessProgress};
 use crate::types::ImageRef;
 
 /// Where a job's graph came from (recorded in the provenance file).
@@ -61,6 +63,8 @@ pub struct JobRequest {
     pub parameters: Value,
     /// Caller metadata, reported back unchanged.
     pub metadata: Value,
+    /// Transforms each output image before the job completes (see [`crate::postprocess`]).
+    pub postprocess: Option<Arc<dyn OutputProcessor>>,
 }
 
 /// Life-cycle state of a job.
@@ -117,6 +121,10 @@ pub enum FailureKind {
     /// The job executed longer than the execution timeout (`COMFYUI_TIMEOUT`) and was
     /// interrupted by this server.
     ExecutionTimeout,
+    /// An output image could not be post-processed (processor error, invalid result, pixel
+    /// cap, …), or the job was adopted after a restart and its processor is gone.
+    #[serde(rename = "postprocess_failed")]
+    Postprocess,
 }
 
 /// Why a job failed.
@@ -161,6 +169,9 @@ pub struct SavedImage {
     pub height: u32,
     /// File size.
     pub bytes: u64,
+    /// What post-processing did to it (`None`: delivered as ComfyUI made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocess: Option<ImagePostprocess>,
 }
 
 /// Everything known about a job at one moment.
@@ -176,6 +187,14 @@ pub struct JobSnapshot {
     pub queue_position: Option<u32>,
     /// Seconds from execution start to end.
     pub execution_time: Option<f64>,
+    /// Milliseconds the post-processing stage took (all images, waits for a free slot
+    /// included); `None` when the job has no post-processing or it has not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocess_ms: Option<f64>,
+    /// Present for a job that post-processes its images: how many are done. While it counts,
+    /// the job is `running` with its ComfyUI execution finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessing: Option<PostprocessProgress>,
     /// ComfyUI's references to every output image.
     pub images: Vec<ImageRef>,
     /// The downloaded files.

@@ -14,11 +14,15 @@ use tokio::sync::watch;
 
 use crate::client::{HistoryEntry, HistoryOutcome, QueueSnapshot, SubmitAccepted};
 use crate::events::{Event, ExecutionErrorInfo};
+use crate::postprocess::{OutputProcessor, PostprocessProgress};
 use crate::snapshot::{JobFailure, JobRequest, JobSnapshot, JobState, now_unix};
 use crate::types::ImageRef;
 
 /// Progress shown until the job is really complete (images downloaded).
 const MAX_OPEN_PROGRESS: f64 = 0.99;
+/// Where ComfyUI's execution stops counting for a job that post-processes its images: the
+/// rest, up to [`MAX_OPEN_PROGRESS`], is the post-processing stage's.
+const POSTPROCESS_PROGRESS_START: f64 = 0.9;
 /// Cap on images remembered from `executed` events per job.
 const MAX_EVENT_IMAGES: usize = 10_000;
 
@@ -56,6 +60,10 @@ pub(crate) struct RunTrack {
     /// ComfyUI clock (ms) of execution start / end.
     pub start_ts: Option<f64>,
     pub end_ts: Option<f64>,
+    /// The request's post-processor (never for an adopted job: it lived in its gone server).
+    pub processor: Option<std::sync::Arc<dyn OutputProcessor>>,
+    /// The job post-processes its images (it has a processor, or had one before adoption).
+    postprocesses: bool,
 }
 
 impl RunTrack {
@@ -68,7 +76,12 @@ impl RunTrack {
         {
             done += self.current_frac.clamp(0.0, 1.0);
         }
-        (done / total).clamp(0.0, MAX_OPEN_PROGRESS)
+        let max = if self.postprocesses {
+            POSTPROCESS_PROGRESS_START
+        } else {
+            MAX_OPEN_PROGRESS
+        };
+        (done / total).clamp(0.0, max)
     }
 
     fn mark_done(&mut self, node: &str) {
@@ -112,6 +125,8 @@ pub(crate) struct Ending {
     pub files: Option<Vec<crate::snapshot::SavedImage>>,
     pub finished_at: f64,
     pub execution_time: Option<f64>,
+    /// Milliseconds of the post-processing stage, when it ran to the end.
+    pub postprocess_ms: Option<f64>,
     pub started_at: Option<f64>,
     /// Added to the snapshot's warnings.
     pub warnings: Vec<String>,
@@ -144,6 +159,8 @@ impl JobTable {
             progress: 0.0,
             queue_position: None,
             execution_time: None,
+            postprocess_ms: None,
+            postprocessing: req.postprocess.is_some().then(PostprocessProgress::default),
             images: Vec::new(),
             files: Vec::new(),
             error: None,
@@ -175,6 +192,8 @@ impl JobTable {
                     graph_sha256,
                     start_ts: None,
                     end_ts: None,
+                    processor: req.postprocess.clone(),
+                    postprocesses: req.postprocess.is_some(),
                 })),
             },
         );
@@ -203,6 +222,8 @@ impl JobTable {
             graph_sha256: job.graph_sha256.clone(),
             start_ts: None,
             end_ts: None,
+            processor: None,
+            postprocesses: job.snapshot.postprocessing.is_some(),
         };
         self.jobs.insert(
             id.clone(),
@@ -315,6 +336,29 @@ impl JobTable {
         self.jobs
             .values()
             .any(|e| e.run.is_some() && e.tx.borrow().state == JobState::Queued)
+    }
+
+    /// Records how far a finalising job's post-processing is (`done` of `total` images) and
+    /// moves its progress through the stage's share (from 0.9, the image being processed
+    /// counting half, to 0.99 when all are done). Unlike event updates this applies while the
+    /// job is being finalised, and only then.
+    pub fn postprocess_progress(&mut self, prompt_id: &str, done: u32, total: u32) {
+        let Some(entry) = self.jobs.get_mut(prompt_id) else {
+            return;
+        };
+        if !entry.run.as_deref().is_some_and(|r| r.finalizing) {
+            return;
+        }
+        let now = PostprocessProgress { done, total };
+        let share = f64::from(2 * done.min(total) + 1) / f64::from(2 * total + 1);
+        let progress =
+            POSTPROCESS_PROGRESS_START + (MAX_OPEN_PROGRESS - POSTPROCESS_PROGRESS_START) * share;
+        entry.tx.send_if_modified(|s| {
+            let changed = s.postprocessing != Some(now) || progress > s.progress;
+            s.postprocessing = Some(now);
+            s.progress = s.progress.max(progress).min(MAX_OPEN_PROGRESS);
+            changed
+        });
     }
 
     /// Marks a cancel request; false when the job is unknown or already finished.
@@ -599,6 +643,7 @@ impl JobTable {
             files: None,
             finished_at,
             execution_time,
+            postprocess_ms: None,
             started_at,
             warnings: Vec::new(),
         }
@@ -629,6 +674,7 @@ impl JobTable {
             s.started_at = s.started_at.or(ending.started_at);
             s.finished_at = Some(ending.finished_at);
             s.execution_time = ending.execution_time;
+            s.postprocess_ms = ending.postprocess_ms.or(s.postprocess_ms);
             s.warnings.extend(ending.warnings);
         });
         self.finished.push_back(prompt_id.to_owned());
@@ -784,6 +830,7 @@ mod tests {
             },
             parameters: json!({"seed": 1}),
             metadata: json!({}),
+            postprocess: None,
         }
     }
 

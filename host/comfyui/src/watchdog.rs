@@ -179,6 +179,7 @@ mod tests {
             },
             parameters: json!({}),
             metadata: json!({}),
+            postprocess: None,
         };
         let mut snap = JobTable::new(1).register("p1", &request, String::new());
         snap.state = state;

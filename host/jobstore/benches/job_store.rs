@@ -113,6 +113,8 @@ fn stored_job(i: usize, now: f64) -> StoredJob {
         progress: 0.0,
         queue_position: None,
         execution_time: None,
+        postprocess_ms: None,
+        postprocessing: None,
         images: vec![comfyui::ImageRef::output(
             format!("ComfyUI_{i:05}_.png"),
             "",
@@ -134,6 +136,7 @@ fn stored_job(i: usize, now: f64) -> StoredJob {
         width: 64,
         height: 64,
         bytes: 4_000,
+        postprocess: None,
     });
     StoredJob {
         snapshot,

@@ -16,7 +16,8 @@ use crate::error::StoreError;
 /// The columns [`read_job`] reads, in order.
 pub const COLUMNS: &str = "prompt_id, origin, parameters, metadata, graph_sha256, graph_nodes, \
      state, progress, queue_position, submitted_at, started_at, finished_at, execution_time, \
-     error, node_errors, warnings, images, files, backend, cancel_requested";
+     error, node_errors, warnings, images, files, backend, cancel_requested, postprocess_ms, \
+     postprocessing";
 
 /// The rank of a state in the forward-only order.
 pub fn rank(state: JobState) -> i64 {
@@ -60,6 +61,8 @@ pub struct RawJob {
     execution_time: Option<f64>,
     backend: String,
     cancel_requested: bool,
+    postprocess_ms: Option<f64>,
+    postprocessing: Option<String>,
 }
 
 /// Reads a row selected with [`COLUMNS`].
@@ -87,6 +90,8 @@ pub fn read_raw(row: &Row<'_>) -> rusqlite::Result<RawJob> {
         error: row.get(13)?,
         backend: row.get(18)?,
         cancel_requested: row.get(19)?,
+        postprocess_ms: row.get(20)?,
+        postprocessing: row.get(21)?,
     })
 }
 
@@ -137,12 +142,25 @@ impl RawJob {
             ),
             None => None,
         };
+        let postprocessing = match &self.postprocessing {
+            Some(text) => Some(
+                Field {
+                    path,
+                    id: &id,
+                    column: "postprocessing",
+                }
+                .parse(text)?,
+            ),
+            None => None,
+        };
         let snapshot = JobSnapshot {
             prompt_id: self.prompt_id,
             state,
             progress: self.progress,
             queue_position: self.queue_position,
             execution_time: self.execution_time,
+            postprocess_ms: self.postprocess_ms,
+            postprocessing,
             images: field(6).parse(images)?,
             files: field(7).parse(files)?,
             error,

@@ -12,15 +12,18 @@
 //! 2. Several processes and backends: `jobs.backend`, `jobs.owner`, `jobs.cancel_requested`,
 //!    the `owners` table (process id, host, lease), the `transitions` table (each state a job
 //!    reached, with its time; existing jobs get their current state back-filled).
+//! 3. Post-processing: `jobs.postprocess_ms` (the stage's time) and `jobs.postprocessing`
+//!    (JSON `{done, total}`, NULL for a job without post-processing). Existing jobs get NULL
+//!    in both: they had none.
 
 use rusqlite::{Connection, Transaction};
 
 /// The version this build writes.
-pub const CURRENT_VERSION: i64 = 2;
+pub const CURRENT_VERSION: i64 = 3;
 
 /// The steps, in order: `STEPS[i]` migrates version `i` to `i + 1`.
 const STEPS: [fn(&Transaction<'_>) -> rusqlite::Result<()>; CURRENT_VERSION as usize] =
-    [to_v1_jobs, to_v2_owners_transitions];
+    [to_v1_jobs, to_v2_owners_transitions, to_v3_postprocess];
 
 /// The file's schema version.
 pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -88,6 +91,13 @@ fn to_v1_jobs(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         CREATE INDEX jobs_by_time ON jobs (submitted_at DESC, prompt_id DESC);
         CREATE INDEX jobs_by_template ON jobs (template_id, submitted_at DESC);
         CREATE INDEX jobs_ended ON jobs (rank, finished_at);",
+    )
+}
+
+fn to_v3_postprocess(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE jobs ADD COLUMN postprocess_ms REAL;
+        ALTER TABLE jobs ADD COLUMN postprocessing TEXT;",
     )
 }
 

@@ -226,7 +226,8 @@ impl SqliteJobStore {
                         queue_position = ?5, started_at = COALESCE(started_at, ?6),
                         finished_at = ?7, execution_time = ?8, error = ?9, node_errors = ?10,
                         warnings = ?11, images = ?12, files = ?13, updated_at = ?14,
-                        cancel_requested = MAX(cancel_requested, ?15)
+                        cancel_requested = MAX(cancel_requested, ?15),
+                        postprocess_ms = ?16, postprocessing = ?17
                      WHERE prompt_id = ?1 AND (rank < ?3 OR (rank = ?3 AND rank < 2))",
                     params![
                         snap.prompt_id,
@@ -244,6 +245,8 @@ impl SqliteJobStore {
                         json(&snap.files),
                         now,
                         kind == Write::Cancel,
+                        snap.postprocess_ms,
+                        snap.postprocessing.as_ref().map(json),
                     ],
                 )
                 .map_err(|e| self.err(e))?;
@@ -268,9 +271,10 @@ impl SqliteJobStore {
                 "INSERT INTO jobs (prompt_id, origin, template_id, parameters, metadata,
                     graph_sha256, graph_nodes, state, rank, progress, queue_position,
                     submitted_at, started_at, finished_at, execution_time, error, node_errors,
-                    warnings, images, files, updated_at, backend, owner, cancel_requested)
+                    warnings, images, files, updated_at, backend, owner, cancel_requested,
+                    postprocess_ms, postprocessing)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
                 params![
                     s.prompt_id,
                     json(&s.origin),
@@ -296,6 +300,8 @@ impl SqliteJobStore {
                     job.backend,
                     me.id,
                     job.cancel_requested,
+                    s.postprocess_ms,
+                    s.postprocessing.as_ref().map(json),
                 ],
             )
             .map_err(|e| self.err(e))?;

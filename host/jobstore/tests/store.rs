@@ -20,6 +20,8 @@ fn snapshot(id: &str, template: &str, submitted_at: f64) -> JobSnapshot {
         progress: 0.0,
         queue_position: None,
         execution_time: None,
+        postprocess_ms: None,
+        postprocessing: None,
         images: vec![],
         files: vec![],
         error: None,
@@ -438,4 +440,64 @@ fn a_newer_schema_is_refused() {
     let err = SqliteJobStore::open(&path, StoreOptions::default()).unwrap_err();
     assert!(matches!(err, StoreError::Schema { .. }), "{err:?}");
     assert!(err.to_string().contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn post_processing_records_survive_the_store_and_a_version_2_file_gains_them() {
+    use comfyui::postprocess::{ImagePostprocess, PostprocessProgress, PostprocessStep};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.sqlite3");
+    {
+        // A version-2 file, migrated on open.
+        let mut conn = Connection::open(&path).unwrap();
+        schema::migrate_to(&mut conn, 2).unwrap();
+    }
+    let store = open(&path);
+    let plain = job("plain", "t", now_unix());
+    store.insert(&plain).unwrap();
+    let got = store.get("plain").unwrap().unwrap().snapshot;
+    assert_eq!((got.postprocess_ms, got.postprocessing), (None, None));
+    // A post-processing job: the phase while it runs, the times and steps once completed.
+    let mut j = job("post", "t", now_unix());
+    j.snapshot.postprocessing = Some(PostprocessProgress::default());
+    store.insert(&j).unwrap();
+    assert_eq!(
+        store.get("post").unwrap().unwrap().snapshot.postprocessing,
+        Some(PostprocessProgress { done: 0, total: 0 })
+    );
+    let mut running = with_state(j.snapshot.clone(), JobState::Running);
+    running.postprocessing = Some(PostprocessProgress { done: 1, total: 2 });
+    store.update(&running).unwrap();
+    assert_eq!(
+        store.get("post").unwrap().unwrap().snapshot.postprocessing,
+        Some(PostprocessProgress { done: 1, total: 2 })
+    );
+    let mut done = with_state(running, JobState::Completed);
+    done.postprocessing = Some(PostprocessProgress { done: 2, total: 2 });
+    done.postprocess_ms = Some(12.5);
+    done.files.push(comfyui::SavedImage {
+        path: "/out/post/a.png".into(),
+        filename: "a.png".into(),
+        width: 32,
+        height: 16,
+        bytes: 99,
+        postprocess: Some(ImagePostprocess {
+            steps: vec![PostprocessStep {
+                name: "palette".into(),
+                detail: "16 colours".into(),
+            }],
+            ms: 6.0,
+            processor_ms: 4.0,
+            source_width: 64,
+            source_height: 64,
+            raw_filename: Some("a.orig.png".into()),
+        }),
+    });
+    store.update(&done).unwrap();
+    let back = store.get("post").unwrap().unwrap().snapshot;
+    assert_eq!(back.postprocess_ms, Some(12.5));
+    assert_eq!(back.postprocessing, done.postprocessing);
+    assert_eq!(back.files, done.files);
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::version(&conn).unwrap(), 3);
 }

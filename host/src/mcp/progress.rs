@@ -107,7 +107,12 @@ pub fn progress_message(job: &JobSnapshot) -> String {
             Some(0) | None => "queued".to_owned(),
             Some(n) => format!("queued, {n} job(s) ahead"),
         },
-        JobState::Running => format!("running, {:.0}%", job.progress.clamp(0.0, 1.0) * 100.0),
+        JobState::Running => match job.postprocessing {
+            Some(p) if p.total > 0 => {
+                format!("postprocessing {}/{}", (p.done + 1).min(p.total), p.total)
+            }
+            _ => format!("running, {:.0}%", job.progress.clamp(0.0, 1.0) * 100.0),
+        },
         JobState::Completed => format!("completed, {} image(s)", job.files.len()),
         JobState::Failed => match &job.error {
             Some(e) => format!("failed: {}", e.message),
@@ -218,6 +223,8 @@ mod tests {
             progress,
             queue_position: Some(2),
             execution_time: None,
+            postprocess_ms: None,
+            postprocessing: None,
             images: vec![],
             files: vec![],
             error: None,
@@ -257,5 +264,21 @@ mod tests {
             progress_message(&job(JobState::Cancelled, 0.5)),
             "cancelled"
         );
+    }
+
+    #[test]
+    fn post_processing_is_named_with_the_image_in_hand() {
+        use comfyui::postprocess::PostprocessProgress;
+        let mut j = job(JobState::Running, 0.92);
+        j.postprocessing = Some(PostprocessProgress { done: 0, total: 0 });
+        assert_eq!(progress_message(&j), "running, 92%", "images not known yet");
+        for (done, want) in [
+            (0, "postprocessing 1/4"),
+            (3, "postprocessing 4/4"),
+            (4, "postprocessing 4/4"),
+        ] {
+            j.postprocessing = Some(PostprocessProgress { done, total: 4 });
+            assert_eq!(progress_message(&j), want);
+        }
     }
 }

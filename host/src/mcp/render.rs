@@ -21,7 +21,9 @@ use super::uris;
 /// report it: `prompt_id`, `state`, `progress` (0..1), `queue_position`, `execution_time`
 /// (seconds, `null` until known), `images` (see [`image_entries`]), `metadata`,
 /// `parameters`, timestamps, and `error` (`{kind, node_id, node_type, exception_type,
-/// message}`; `kind` is `execution` or `execution_timeout`) when it failed.
+/// message}`; `kind` is `execution`, `execution_timeout` or `postprocess_failed`) when it
+/// failed. A job whose template post-processes its images also has `postprocessing`
+/// (`{done, total}` images) and, once the stage ran, `postprocess_ms`.
 pub fn job_json(job: &JobSnapshot) -> Value {
     let mut out = Map::new();
     out.insert("prompt_id".into(), json!(job.prompt_id));
@@ -29,6 +31,10 @@ pub fn job_json(job: &JobSnapshot) -> Value {
     out.insert("progress".into(), json!(job.progress.clamp(0.0, 1.0)));
     out.insert("queue_position".into(), json!(job.queue_position));
     out.insert("execution_time".into(), json!(job.execution_time));
+    if let Some(stage) = &job.postprocessing {
+        out.insert("postprocessing".into(), json!(stage));
+        out.insert("postprocess_ms".into(), json!(job.postprocess_ms));
+    }
     out.insert("images".into(), Value::Array(image_entries(job)));
     let metadata = match &job.metadata {
         Value::Object(m) => Value::Object(m.clone()),
@@ -72,7 +78,8 @@ pub fn generation_json(job: &JobSnapshot) -> Value {
 
 /// One entry per image ComfyUI reported, in order: `{filename, subfolder, type}` and, once
 /// the file is on disk, `path` (absolute), `uri` (`comfyui://images/<prompt_id>/<file>`),
-/// `width`, `height` and `bytes`.
+/// `width`, `height`, `bytes` and, for a post-processed image, `postprocess` (`{steps:
+/// [{name, detail}], ms, processor_ms, source_width, source_height, raw_filename?}`).
 pub fn image_entries(job: &JobSnapshot) -> Vec<Value> {
     job.images
         .iter()
@@ -89,6 +96,9 @@ pub fn image_entries(job: &JobSnapshot) -> Vec<Value> {
                 entry["width"] = json!(file.width);
                 entry["height"] = json!(file.height);
                 entry["bytes"] = json!(file.bytes);
+                if let Some(post) = &file.postprocess {
+                    entry["postprocess"] = json!(post);
+                }
             }
             entry
         })
@@ -226,6 +236,8 @@ mod tests {
             progress: 0.5,
             queue_position: Some(0),
             execution_time: None,
+            postprocess_ms: None,
+            postprocessing: None,
             images: vec![ImageRef {
                 filename: "a.png".into(),
                 subfolder: String::new(),
@@ -237,6 +249,7 @@ mod tests {
                 width: 64,
                 height: 32,
                 bytes: 100,
+                postprocess: None,
             }],
             error: None,
             node_errors: json!({}),
@@ -289,5 +302,39 @@ mod tests {
         assert_eq!(v["error"]["node_id"], "8");
         assert_eq!(v["error"]["node_type"], "VAEDecode");
         assert_eq!(v["error"]["message"], "boom");
+    }
+
+    #[test]
+    fn post_processed_jobs_report_the_stage_and_each_image_s_steps() {
+        use comfyui::postprocess::{ImagePostprocess, PostprocessProgress, PostprocessStep};
+        let plain = job_json(&job(JobState::Completed));
+        assert!(plain.get("postprocess_ms").is_none() && plain.get("postprocessing").is_none());
+        assert!(plain["images"][0].get("postprocess").is_none());
+        let mut j = job(JobState::Running);
+        j.postprocessing = Some(PostprocessProgress { done: 0, total: 1 });
+        let running = job_json(&j);
+        assert_eq!(running["postprocessing"], json!({"done": 0, "total": 1}));
+        assert_eq!(running["postprocess_ms"], Value::Null, "not run yet");
+        j.state = JobState::Completed;
+        j.postprocessing = Some(PostprocessProgress { done: 1, total: 1 });
+        j.postprocess_ms = Some(8.5);
+        j.files[0].postprocess = Some(ImagePostprocess {
+            steps: vec![PostprocessStep {
+                name: "palette".into(),
+                detail: "16 colours".into(),
+            }],
+            ms: 8.0,
+            processor_ms: 5.0,
+            source_width: 128,
+            source_height: 64,
+            raw_filename: None,
+        });
+        let done = job_json(&j);
+        assert_eq!(done["postprocess_ms"], 8.5);
+        assert_eq!(
+            done["images"][0]["postprocess"],
+            json!({"steps": [{"name": "palette", "detail": "16 colours"}], "ms": 8.0,
+                   "processor_ms": 5.0, "source_width": 128, "source_height": 64})
+        );
     }
 }

@@ -27,6 +27,7 @@ pub fn request(i: usize) -> JobRequest {
         },
         parameters: json!({"seed": i, "width": 64, "height": 64, "prompt": "a benchmark image"}),
         metadata: json!({"run": i}),
+        postprocess: None,
     }
 }
 

@@ -118,6 +118,7 @@ pub fn request(graph: Value) -> JobRequest {
         },
         parameters: json!({"seed": 42, "width": 64}),
         metadata: json!({"caller": "tests"}),
+        postprocess: None,
     }
 }
 
