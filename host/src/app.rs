@@ -26,6 +26,7 @@ use crate::graph_gate::GraphGate;
 use crate::loader::{LiveComfy, PackLoader, admission_key};
 use crate::missing_model::{self, ModelLimits};
 use crate::packs::PackSet;
+use crate::postprocess::PackPostprocessor;
 use crate::selftest::CatalogHost;
 use crate::workflow_file::{WorkflowDirs, WorkflowSource};
 
@@ -191,10 +192,11 @@ impl App {
         });
         let runner = entry.runner.clone();
         let id = entry.info.id.clone();
+        let build_host = host.clone();
         let built = self
             .admission()
             .run(&admission_key(&entry.pack.path), Wait::Bounded, move || {
-                runner.build_resolved(&id, resolved, host)
+                runner.build_resolved(&id, resolved, build_host)
             })
             .await
             .map_err(AppError::from_admission)?
@@ -205,6 +207,17 @@ impl App {
             .await
             .map_err(|e| self.explain_missing(e, &nodes, &models))?;
         let metadata = template_metadata(&entry.info.id, &built.params, &graph);
+        // The pack post-processes each output image of a flagged template (ABI 2.x).
+        let postprocess = entry.info.postprocess.then(|| {
+            Arc::new(PackPostprocessor::new(
+                entry.runner.clone(),
+                entry.info.id.clone(),
+                built.params.clone(),
+                self.admission().clone(),
+                admission_key(&entry.pack.path),
+                host,
+            )) as Arc<dyn comfyui::postprocess::OutputProcessor>
+        });
         let request = JobRequest {
             graph,
             origin: JobOrigin::Template {
@@ -215,7 +228,7 @@ impl App {
             },
             parameters: Value::Object(built.params.to_json()),
             metadata,
-            postprocess: None,
+            postprocess,
         };
         self.comfy
             .submit(request)

@@ -313,9 +313,6 @@ pub struct Settings {
     /// Bytes one wasi:random request of a pack may ask for.
     #[arg(long, env = "COMFYUI_MCP_PACK_RANDOM_BYTES", default_value_t = pack_runtime::Limits::default().max_random_bytes, global = true)]
     pub pack_random_bytes: u64,
-    /// Most pixels (width x height) of an image passed to or returned by a pack's postprocessor.
-    #[arg(long, env = "COMFYUI_MCP_POSTPROCESS_MAX_PIXELS", default_value_t = pack_runtime::Limits::default().max_postprocess_pixels, global = true)]
-    pub postprocess_max_pixels: u64,
     /// Steps kept from one post-processing call.
     #[arg(long, env = "COMFYUI_MCP_POSTPROCESS_MAX_STEPS", default_value_t = pack_runtime::Limits::default().max_postprocess_steps, global = true)]
     pub postprocess_max_steps: usize,
@@ -424,7 +421,8 @@ pub struct Settings {
     )]
     pub max_image_mb: u64,
     // --- Post-processing of output images (2.x packs with a postprocessor) ---
-    /// Largest image, in pixels, decoded for a pack's post-processor or accepted from it.
+    /// Largest image, in pixels, decoded for a pack's post-processor or accepted from it
+    /// (one setting for both sides: the job pipeline and the pack call's limits).
     #[arg(
         long,
         env = "COMFYUI_MCP_POSTPROCESS_MAX_PIXELS",

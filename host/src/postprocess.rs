@@ -29,56 +29,8 @@ use pack_runtime::{HostView, Pack, ResolvedParams};
 
 use crate::admission::{Admission, Wait};
 
-/// The job pipeline's side of post-processing.
-///
-/// TODO(integrator): these definitions mirror `comfyui::postprocess` (owned
-/// by the job pipeline); once it lands, replace this module with
-/// `pub use comfyui::postprocess as contract;`.
-pub mod contract {
-    use std::future::Future;
-    use std::pin::Pin;
-
-    /// A decoded image: 8-bit RGBA, row-major, no padding.
-    pub struct RgbaImage {
-        /// Width in pixels.
-        pub width: u32,
-        /// Height in pixels.
-        pub height: u32,
-        /// `width * height * 4` bytes.
-        pub pixels: Vec<u8>,
-    }
-
-    /// One step a post-processor applied.
-    pub struct PostprocessStep {
-        /// Short stable name.
-        pub name: String,
-        /// What it did.
-        pub detail: String,
-    }
-
-    /// The processed image and what was done to it.
-    pub struct Postprocessed {
-        /// The image to deliver.
-        pub image: RgbaImage,
-        /// The steps applied, in order.
-        pub steps: Vec<PostprocessStep>,
-    }
-
-    /// Why post-processing failed; the job fails with `FailureKind::Postprocess`.
-    pub struct PostprocessError {
-        /// What went wrong, for the client.
-        pub message: String,
-    }
-
-    /// Post-processes one output image of a job.
-    pub trait OutputProcessor: Send + Sync + 'static {
-        /// Processes `image`.
-        fn process(
-            &self,
-            image: RgbaImage,
-        ) -> Pin<Box<dyn Future<Output = Result<Postprocessed, PostprocessError>> + Send>>;
-    }
-}
+/// The job pipeline's side of post-processing (`comfyui::postprocess`).
+pub use comfyui::postprocess as contract;
 
 use contract::{OutputProcessor, PostprocessError, PostprocessStep, Postprocessed, RgbaImage};
 
