@@ -9,6 +9,7 @@
 //! Invariants: `build` never panics on any input (every problem is a `build-error`),
 //! and the same template id + parameters + installed checkpoints give byte-identical JSON.
 
+pub mod imaging;
 mod checkpoint;
 mod comfy;
 mod graph;

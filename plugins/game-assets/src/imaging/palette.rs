@@ -1,0 +1,421 @@
+//! Median-cut colour quantization for `pixel-art`'s `palette_colors`.
+//!
+//! Algorithm (all integer, deterministic):
+//! 1. The image's distinct RGBA colours with their pixel counts (sort + dedup of the
+//!    packed `u32` colours: O(pixels) memory).
+//! 2. Median cut: start with one box holding every distinct colour; repeatedly split the
+//!    box with the largest `channel range x pixel count` along its widest channel at the
+//!    pixel-weighted median, until there are `max_colours` boxes or no box holds more than
+//!    one colour. Each box's palette entry is the pixel-weighted mean of its colours.
+//! 3. Every pixel is mapped to the nearest palette entry (squared RGBA distance, ties to
+//!    the lower entry), found once per distinct colour with a search over the palette
+//!    sorted by red that stops when the red gap alone exceeds the best distance.
+//!    With ordered dithering (off by default) each pixel's RGB is first offset by a 4x4
+//!    Bayer threshold scaled to the palette's typical spacing, and mapped per pixel.
+//!
+//! Guarantee: the result has at most `max_colours` distinct RGBA colours. An image that
+//! already has no more than `max_colours` colours is left alone ([`quantize`] says so).
+
+use super::RgbaImage;
+
+/// Smallest and largest palette size accepted (the `palette_colors` bounds).
+pub const MIN_COLOURS: u32 = 2;
+/// See [`MIN_COLOURS`].
+pub const MAX_COLOURS: u32 = 256;
+
+/// What [`quantize`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quantized {
+    /// The mapped image.
+    pub image: RgbaImage,
+    /// Distinct colours before.
+    pub colours_before: usize,
+    /// Distinct palette entries used for the mapping (at most the requested number).
+    pub palette_len: usize,
+    /// Whether ordered dithering was applied.
+    pub dithered: bool,
+}
+
+/// Quantizes `img` to at most `max_colours` (clamped to 2..=256) colours, or `None` when
+/// it already has no more than that many (nothing to do).
+pub fn quantize(img: &RgbaImage, max_colours: u32, dither: bool) -> Option<Quantized> {
+    let k = max_colours.clamp(MIN_COLOURS, MAX_COLOURS) as usize;
+    let histogram = Histogram::of(img);
+    if histogram.colours.len() <= k {
+        return None;
+    }
+    let palette = median_cut(&histogram, k);
+    let nearest = Nearest::new(&palette);
+    let mut out = img.pixels().to_vec();
+    if dither {
+        let spread = typical_spacing(&palette);
+        for (i, px) in out.chunks_exact_mut(4).enumerate() {
+            let x = i % img.width() as usize;
+            let y = i / img.width() as usize;
+            let t = i32::from(BAYER[y % 4][x % 4]) * 2 - 15; // -15..=15
+            let shifted = [
+                offset(px[0], t, spread),
+                offset(px[1], t, spread),
+                offset(px[2], t, spread),
+                px[3],
+            ];
+            px.copy_from_slice(&nearest.find(shifted));
+        }
+    } else {
+        // One search per distinct colour, then a binary search per pixel.
+        let mapped: Vec<[u8; 4]> = histogram
+            .colours
+            .iter()
+            .map(|&(c, _)| nearest.find(c.to_be_bytes()))
+            .collect();
+        for px in out.chunks_exact_mut(4) {
+            let c = u32::from_be_bytes([px[0], px[1], px[2], px[3]]);
+            if let Ok(j) = histogram.colours.binary_search_by_key(&c, |&(c, _)| c) {
+                px.copy_from_slice(&mapped[j]);
+            }
+        }
+    }
+    let image = RgbaImage::new(img.width(), img.height(), out).ok()?;
+    Some(Quantized {
+        image,
+        colours_before: histogram.colours.len(),
+        palette_len: nearest.entries.len(),
+        dithered: dither,
+    })
+}
+
+/// 4x4 Bayer matrix (threshold order).
+const BAYER: [[u8; 4]; 4] = [[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]];
+
+/// `v + t * spread / 32`, clamped to a byte (`t` in -15..=15 keeps it within half a spacing).
+fn offset(v: u8, t: i32, spread: i32) -> u8 {
+    (i32::from(v) + t * spread / 32).clamp(0, 255) as u8
+}
+
+/// Distinct colours (packed big-endian RGBA) with pixel counts, sorted by colour.
+struct Histogram {
+    colours: Vec<(u32, u32)>,
+}
+
+impl Histogram {
+    fn of(img: &RgbaImage) -> Self {
+        let mut packed: Vec<u32> = img
+            .pixels()
+            .chunks_exact(4)
+            .map(|p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+            .collect();
+        packed.sort_unstable();
+        let mut colours: Vec<(u32, u32)> = Vec::new();
+        for c in packed {
+            match colours.last_mut() {
+                Some((last, n)) if *last == c => *n += 1,
+                _ => colours.push((c, 1)),
+            }
+        }
+        Self { colours }
+    }
+}
+
+/// Channel `ch` (0 = red .. 3 = alpha) of a packed colour.
+fn channel(c: u32, ch: usize) -> u8 {
+    c.to_be_bytes()[ch]
+}
+
+/// A median-cut box: a range of the working colour list.
+struct CutBox {
+    start: usize,
+    end: usize,
+    pixels: u64,
+    widest: usize,
+    range: u8,
+}
+
+impl CutBox {
+    fn new(colours: &[(u32, u32)], start: usize, end: usize) -> Self {
+        let mut lo = [u8::MAX; 4];
+        let mut hi = [0u8; 4];
+        let mut pixels = 0u64;
+        for &(c, n) in &colours[start..end] {
+            for ch in 0..4 {
+                lo[ch] = lo[ch].min(channel(c, ch));
+                hi[ch] = hi[ch].max(channel(c, ch));
+            }
+            pixels += u64::from(n);
+        }
+        let (widest, range) = (0..4)
+            .map(|ch| (ch, hi[ch] - lo[ch]))
+            // First widest channel wins ties (`max_by_key` keeps the last, so reverse).
+            .rev()
+            .max_by_key(|&(_, r)| r)
+            .unwrap_or((0, 0));
+        Self {
+            start,
+            end,
+            pixels,
+            widest,
+            range,
+        }
+    }
+
+    fn score(&self) -> u64 {
+        if self.end - self.start < 2 {
+            0
+        } else {
+            u64::from(self.range) * self.pixels
+        }
+    }
+
+    /// Pixel-weighted mean colour of the box.
+    fn mean(&self, colours: &[(u32, u32)]) -> [u8; 4] {
+        let mut sums = [0u64; 4];
+        for &(c, n) in &colours[self.start..self.end] {
+            for (ch, s) in sums.iter_mut().enumerate() {
+                *s += u64::from(channel(c, ch)) * u64::from(n);
+            }
+        }
+        let total = self.pixels.max(1);
+        sums.map(|s| ((s + total / 2) / total) as u8)
+    }
+}
+
+/// The palette of at most `k` entries (k >= 2) for `histogram`.
+fn median_cut(histogram: &Histogram, k: usize) -> Vec<[u8; 4]> {
+    let mut colours = histogram.colours.clone();
+    let mut boxes = vec![CutBox::new(&colours, 0, colours.len())];
+    while boxes.len() < k {
+        let Some((i, best)) = boxes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i, b.score()))
+            .rev()
+            .max_by_key(|&(_, s)| s)
+        else {
+            break;
+        };
+        if best == 0 {
+            break;
+        }
+        let b = boxes.swap_remove(i);
+        let ch = b.widest;
+        let slice = &mut colours[b.start..b.end];
+        // Keys are unique (colours are distinct), so the order is fully determined.
+        slice.sort_unstable_by_key(|&(c, _)| (channel(c, ch), c));
+        let half = b.pixels.div_ceil(2);
+        let mut acc = 0u64;
+        let mut cut = 1;
+        for (j, &(_, n)) in slice.iter().enumerate() {
+            acc += u64::from(n);
+            if acc >= half {
+                cut = j + 1;
+                break;
+            }
+        }
+        // Both halves non-empty.
+        let cut = cut.clamp(1, slice.len() - 1);
+        let mid = b.start + cut;
+        boxes.push(CutBox::new(&colours, b.start, mid));
+        boxes.push(CutBox::new(&colours, mid, b.end));
+        // Keep the box order independent of `swap_remove`'s shuffling.
+        boxes.sort_by_key(|b| b.start);
+    }
+    boxes.iter().map(|b| b.mean(&colours)).collect()
+}
+
+/// Nearest-palette-entry search over entries sorted by red.
+struct Nearest {
+    entries: Vec<[u8; 4]>,
+}
+
+impl Nearest {
+    fn new(palette: &[[u8; 4]]) -> Self {
+        let mut entries = palette.to_vec();
+        entries.sort_unstable();
+        entries.dedup();
+        Self { entries }
+    }
+
+    fn find(&self, c: [u8; 4]) -> [u8; 4] {
+        let dist = |e: &[u8; 4]| -> u32 {
+            (0..4)
+                .map(|ch| {
+                    let d = i32::from(e[ch]) - i32::from(c[ch]);
+                    (d * d) as u32
+                })
+                .sum()
+        };
+        let start = self.entries.partition_point(|e| e[0] < c[0]);
+        let mut best = (u32::MAX, usize::MAX);
+        let red_gap = |j: usize| {
+            let d = i32::from(self.entries[j][0]) - i32::from(c[0]);
+            (d * d) as u32
+        };
+        let upward = start..self.entries.len();
+        let downward = (0..start).rev();
+        for range in [upward.collect::<Vec<_>>(), downward.collect::<Vec<_>>()] {
+            for j in range {
+                if red_gap(j) > best.0 {
+                    break;
+                }
+                let d = dist(&self.entries[j]);
+                if (d, j) < best {
+                    best = (d, j);
+                }
+            }
+        }
+        self.entries.get(best.1).copied().unwrap_or(c)
+    }
+}
+
+/// Median distance from each palette entry to its nearest other entry (RGB), at least 8:
+/// the amplitude of the dithering threshold.
+fn typical_spacing(palette: &[[u8; 4]]) -> i32 {
+    let mut gaps: Vec<u32> = palette
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            palette
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, b)| {
+                    (0..3)
+                        .map(|ch| {
+                            let d = i32::from(a[ch]) - i32::from(b[ch]);
+                            (d * d) as u32
+                        })
+                        .sum::<u32>()
+                })
+                .min()
+                .unwrap_or(0)
+        })
+        .collect();
+    gaps.sort_unstable();
+    let median_sq = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+    (f64::from(median_sq).sqrt() as i32).max(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imaging::synth;
+
+    #[test]
+    fn colour_count_is_at_most_the_requested_number() {
+        let inputs = [
+            synth::white_noise(97, 61, 1),
+            synth::value_noise(128, 128, 16, 2),
+            synth::gradient(200, 50, [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]),
+        ];
+        for img in &inputs {
+            assert!(img.distinct_colours() > 256);
+            for k in [2, 16, 256] {
+                for dither in [false, true] {
+                    let q = quantize(img, k, dither).expect("too many colours");
+                    let got = q.image.distinct_colours();
+                    assert!(got <= k as usize, "k={k} dither={dither}: {got} colours");
+                    assert!(got >= 2, "k={k}: a colourful image keeps several colours");
+                    assert_eq!(q.colours_before, img.distinct_colours());
+                    assert!(q.palette_len <= k as usize);
+                    assert_eq!(
+                        (q.image.width(), q.image.height()),
+                        (img.width(), img.height())
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sixteen_colours_stay_close_to_the_original() {
+        // A real quantizer: it beats a fixed 16-colour palette (2 levels of red, green and
+        // blue, 2 of alpha... here alpha is constant, so 8 used) by a wide margin.
+        let img = synth::value_noise(128, 128, 16, 3);
+        let q = quantize(&img, 16, false).expect("quantized");
+        let err: u64 = img
+            .pixels()
+            .iter()
+            .zip(q.image.pixels())
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        let fixed: u64 = img
+            .pixels()
+            .iter()
+            .map(|&v| u64::from(v.abs_diff(if v < 128 { 64 } else { 192 })))
+            .sum();
+        assert!(err * 3 < fixed * 2, "median cut {err} vs fixed {fixed}");
+    }
+
+    #[test]
+    fn two_colour_images_keep_their_colours_exactly() {
+        let img = RgbaImage::from_fn(8, 8, |x, _| {
+            if x < 4 {
+                [10, 20, 30, 255]
+            } else {
+                [200, 100, 0, 255]
+            }
+        });
+        assert_eq!(quantize(&img, 2, false), None, "already within the palette");
+        // Three clusters into two: each pixel goes to the nearer mean.
+        let img = RgbaImage::from_fn(9, 1, |x, _| match x {
+            0..=3 => [0, 0, 0, 255],
+            4 => [10, 10, 10, 255],
+            _ => [250, 250, 250, 255],
+        });
+        let q = quantize(&img, 2, false).expect("3 > 2");
+        assert_eq!(q.image.distinct_colours(), 2);
+        assert_eq!(q.image.get(4, 0), q.image.get(0, 0));
+        assert_eq!(q.image.get(8, 0), [250, 250, 250, 255]);
+    }
+
+    #[test]
+    fn alpha_is_a_quantized_channel() {
+        let img = RgbaImage::from_fn(16, 16, |x, y| [128, 128, 128, (x * 16 + y) as u8]);
+        let q = quantize(&img, 4, false).expect("256 alphas");
+        assert!(q.image.distinct_colours() <= 4);
+        assert!(q.image.pixels().chunks_exact(4).all(|p| p[0] == 128));
+    }
+
+    #[test]
+    fn tiny_images_and_out_of_range_counts_do_not_panic() {
+        let one = RgbaImage::filled(1, 1, [1, 2, 3, 4]);
+        assert_eq!(quantize(&one, 2, true), None);
+        let column = synth::white_noise(1, 40, 5);
+        let q = quantize(&column, 0, false).expect("clamped to 2");
+        assert!(q.image.distinct_colours() <= 2);
+        let row = synth::white_noise(40, 1, 6);
+        let q = quantize(&row, 10_000, true);
+        assert_eq!(q, None, "40 colours <= 256");
+        let q = quantize(&row, 3, true).expect("40 > 3");
+        assert!(q.image.distinct_colours() <= 3);
+    }
+
+    #[test]
+    fn quantizing_is_deterministic() {
+        let img = synth::white_noise(64, 64, 9);
+        for dither in [false, true] {
+            let a = quantize(&img, 16, dither).expect("q");
+            let b = quantize(&img.clone(), 16, dither).expect("q");
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn dithering_mixes_palette_entries_in_flat_mid_tones() {
+        // A horizontal grey ramp into 2 colours: without dithering each column is one
+        // colour; with dithering the middle columns mix both entries.
+        let img = RgbaImage::from_fn(64, 8, |x, _| {
+            let v = (x * 4) as u8;
+            [v, v, v, 255]
+        });
+        let plain = quantize(&img, 2, false).expect("q").image;
+        let dithered = quantize(&img, 2, true).expect("q").image;
+        let column_colours = |im: &RgbaImage, x: u32| {
+            let mut c: Vec<[u8; 4]> = (0..8).map(|y| im.get(x, y)).collect();
+            c.sort_unstable();
+            c.dedup();
+            c.len()
+        };
+        assert!((0..64).all(|x| column_colours(&plain, x) == 1));
+        assert!((24..40).any(|x| column_colours(&dithered, x) == 2));
+    }
+}
