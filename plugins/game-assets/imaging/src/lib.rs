@@ -1,5 +1,6 @@
-//! Pure image post-processors for the game-assets templates, independent of the WIT
-//! bindings so they run (and are unit-tested and benchmarked) on the native target.
+//! Pure image post-processors of the game-assets pack, independent of the WIT bindings
+//! so they run (and are unit-tested and benchmarked) on the native target; the pack
+//! (`plugins/game-assets`) calls them from its `postprocessor` export.
 //!
 //! - [`palette`]: median-cut colour quantization (pixel-art `palette_colors`);
 //! - [`seamless`]: four-copy half-offset blend making a texture tile, and the

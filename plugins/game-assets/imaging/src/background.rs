@@ -214,7 +214,7 @@ fn lower_median(hist: &[u32; 256], n: u32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imaging::synth;
+    use crate::synth;
 
     fn alpha(img: &RgbaImage, x: u32, y: u32) -> u8 {
         img.get(x, y)[3]

@@ -297,7 +297,7 @@ fn typical_spacing(palette: &[[u8; 4]]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imaging::synth;
+    use crate::synth;
 
     #[test]
     fn colour_count_is_at_most_the_requested_number() {

@@ -197,7 +197,7 @@ fn direction_ratio(seam: impl Iterator<Item = u64>, interior: impl Iterator<Item
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imaging::synth;
+    use crate::synth;
 
     fn inputs() -> Vec<(String, RgbaImage)> {
         let mut v = Vec::new();
