@@ -31,13 +31,18 @@ pub fn apply(post: Post, settings: &Settings, image: RgbaImage) -> (RgbaImage, V
 }
 
 fn palette_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Step>) {
-    match palette::quantize(&image, settings.palette_colors, settings.dither) {
-        None => (image, Vec::new()),
-        Some(q) => {
+    match palette::quantize(image, settings.palette_colors, settings.dither) {
+        (image, None) => (image, Vec::new()),
+        (image, Some(q)) => {
             let detail = format!(
-                "quantized {} colours to {} (median cut{})",
+                "quantized {} colours to {} (median cut{}{})",
                 q.colours_before,
                 q.palette_len,
+                if q.bucketed {
+                    " of 5-bit buckets"
+                } else {
+                    ""
+                },
                 if q.dithered {
                     ", ordered dithering"
                 } else {
@@ -45,7 +50,7 @@ fn palette_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Step>)
                 }
             );
             (
-                q.image,
+                image,
                 vec![Step {
                     name: "palette",
                     detail,
@@ -56,13 +61,16 @@ fn palette_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Step>)
 }
 
 fn seamless_step(image: RgbaImage) -> (RgbaImage, Vec<Step>) {
-    let out = seamless::make_seamless(&image);
     let ratio = |img: &RgbaImage| {
         seamless::seam_ratio(img).map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}"))
     };
+    let before = ratio(&image);
+    let out = seamless::make_seamless(&image);
+    // The input is dropped before the result is measured and returned: at most two
+    // images are alive at once.
+    drop(image);
     let detail = format!(
-        "four-copy half-offset blend; wrap seam ratio {} -> {} (seamless <= {})",
-        ratio(&image),
+        "four-copy half-offset blend; wrap seam ratio {before} -> {} (seamless <= {})",
         ratio(&out),
         seamless::SEAMLESS_MAX_RATIO
     );
@@ -79,11 +87,11 @@ fn background_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Ste
     if !settings.transparent_background {
         return (image, Vec::new());
     }
-    match background::remove_background(&image) {
-        None => (image, Vec::new()),
-        Some(cut) => {
+    match background::remove_background(image) {
+        (image, None) => (image, Vec::new()),
+        (image, Some(cut)) => {
             let [r, g, b] = cut.background;
-            let percent = cut.cleared as f64 * 100.0 / cut.image.len() as f64;
+            let percent = cut.cleared as f64 * 100.0 / image.len() as f64;
             let mut detail = format!(
                 "background rgb({r}, {g}, {b}) within {} made transparent: {percent:.1}% of pixels",
                 cut.tolerance
@@ -92,7 +100,7 @@ fn background_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Ste
                 detail.push_str("; centre kept opaque (the background colour reached nearly everything)");
             }
             (
-                cut.image,
+                image,
                 vec![Step {
                     name: "background",
                     detail,

@@ -1,7 +1,8 @@
 //! Makes an icon's plain background transparent (`item-icon`'s `transparent_background`).
 //!
-//! Rules, in order (all integer, deterministic, O(pixels) memory: one state byte and at
-//! most one queued `u32` per pixel):
+//! Rules, in order (all integer, deterministic; the image is changed in place and the
+//! fill holds one state byte and at most one stacked `u32` per pixel: at most 24 MiB
+//! besides the image at 2048x2048):
 //! 1. Images with a side under 3 pixels have no interior to separate from a border: they
 //!    are returned unchanged ([`remove_background`] gives `None`).
 //! 2. Background colour `B`: the per-channel median RGB of the 1-pixel border ring.
@@ -19,8 +20,6 @@
 //!    background get a soft edge: alpha `255 * d / (2T)` clamped to 128..=255, where `d`
 //!    is their distance from `B`. All other pixels keep their alpha.
 
-use std::collections::VecDeque;
-
 use super::RgbaImage;
 
 /// Smallest and largest flood-fill tolerance (Chebyshev RGB distance).
@@ -37,8 +36,6 @@ const RETRIES: u32 = 3;
 /// What [`remove_background`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cutout {
-    /// The image with the background transparent.
-    pub image: RgbaImage,
     /// Estimated background colour.
     pub background: [u8; 3],
     /// Tolerance of the fill that was kept.
@@ -53,19 +50,33 @@ pub struct Cutout {
 const SUBJECT: u8 = 0;
 const BACKGROUND: u8 = 1;
 
-/// The cut-out of `img`, or `None` for images without an interior (a side under 3 px).
-pub fn remove_background(img: &RgbaImage) -> Option<Cutout> {
+/// Cuts `img` out in place; the report is `None` (and the image untouched) for images
+/// without an interior (a side under 3 px).
+pub fn remove_background(img: RgbaImage) -> (RgbaImage, Option<Cutout>) {
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w < 3 || h < 3 {
-        return None;
+        return (img, None);
     }
+    let (width, height) = (img.width(), img.height());
+    let mut pixels = img.into_pixels();
+    let cut = cut_out(&mut pixels, w, h);
+    match RgbaImage::new(width, height, pixels) {
+        Ok(image) => (image, Some(cut)),
+        // Unreachable: the buffer keeps its length.
+        Err(_) => (RgbaImage::filled(width, height, [0; 4]), Some(cut)),
+    }
+}
+
+/// The work of [`remove_background`] on a `w x h` buffer (`w, h >= 3`).
+fn cut_out(pixels: &mut [u8], w: usize, h: usize) -> Cutout {
     let ring = ring_indices(w, h);
-    let rgb = |i: usize| {
-        let p = &img.pixels()[i * 4..i * 4 + 3];
-        [p[0], p[1], p[2]]
-    };
-    let background = median_rgb(ring.iter().map(|&i| rgb(i)));
-    let distance = |i: usize| chebyshev(rgb(i), background);
+    let rgb = |px: &[u8], i: usize| [px[i * 4], px[i * 4 + 1], px[i * 4 + 2]];
+    let background = median_rgb(ring.iter().map(|&i| rgb(pixels, i)));
+    // Distances of every pixel from the background, one byte each (Chebyshev <= 255).
+    let distances: Vec<u8> = (0..w * h)
+        .map(|i| chebyshev(rgb(pixels, i), background) as u8)
+        .collect();
+    let distance = |i: usize| u32::from(distances[i]);
     let spread = median(ring.iter().map(|&i| distance(i)));
     let mut tolerance = (2 * spread + MIN_TOLERANCE).clamp(MIN_TOLERANCE, MAX_TOLERANCE);
     let total = w * h;
@@ -89,7 +100,6 @@ pub fn remove_background(img: &RgbaImage) -> Option<Cutout> {
             state[i] = BACKGROUND;
         }
     }
-    let mut pixels = img.pixels().to_vec();
     let mut cleared = 0;
     for i in 0..total {
         let alpha = if state[i] == BACKGROUND {
@@ -103,13 +113,12 @@ pub fn remove_background(img: &RgbaImage) -> Option<Cutout> {
         let a = &mut pixels[i * 4 + 3];
         *a = (*a).min(alpha);
     }
-    Some(Cutout {
-        image: RgbaImage::new(img.width(), img.height(), pixels).ok()?,
+    Cutout {
         background,
         tolerance,
         cleared,
         centre_kept,
-    })
+    }
 }
 
 /// Indices of the 1-pixel border ring (each once), for `w, h >= 3`.
@@ -120,7 +129,7 @@ fn ring_indices(w: usize, h: usize) -> Vec<usize> {
     ring
 }
 
-/// Breadth-first fill from the ring through pixels within `tolerance` of the background.
+/// Fill from the ring through pixels within `tolerance` of the background.
 fn fill(
     w: usize,
     h: usize,
@@ -129,12 +138,14 @@ fn fill(
     distance: &impl Fn(usize) -> u32,
 ) -> Vec<u8> {
     let mut state = vec![SUBJECT; w * h];
-    let mut queue: VecDeque<usize> = VecDeque::with_capacity(ring.len());
+    // A stack, not a queue: the filled region is the same in any visiting order.
+    let mut stack: Vec<u32> = Vec::with_capacity(ring.len());
     for &i in ring {
         state[i] = BACKGROUND;
-        queue.push_back(i);
+        stack.push(i as u32);
     }
-    while let Some(i) = queue.pop_front() {
+    while let Some(i) = stack.pop() {
+        let i = i as usize;
         let (x, y) = (i % w, i / w);
         let neighbours = [
             (x > 0).then(|| i - 1),
@@ -145,7 +156,7 @@ fn fill(
         for j in neighbours.into_iter().flatten() {
             if state[j] == SUBJECT && distance(j) <= tolerance {
                 state[j] = BACKGROUND;
-                queue.push_back(j);
+                stack.push(j as u32);
             }
         }
     }
@@ -216,6 +227,32 @@ mod tests {
     use super::*;
     use crate::synth;
 
+    #[derive(Debug, PartialEq)]
+    struct Res {
+        image: RgbaImage,
+        background: [u8; 3],
+        tolerance: u32,
+        cleared: usize,
+        centre_kept: bool,
+    }
+
+    fn remove(img: &RgbaImage) -> Option<Res> {
+        let (image, report) = remove_background(img.clone());
+        match report {
+            None => {
+                assert_eq!(&image, img, "untouched");
+                None
+            }
+            Some(c) => Some(Res {
+                image,
+                background: c.background,
+                tolerance: c.tolerance,
+                cleared: c.cleared,
+                centre_kept: c.centre_kept,
+            }),
+        }
+    }
+
     fn alpha(img: &RgbaImage, x: u32, y: u32) -> u8 {
         img.get(x, y)[3]
     }
@@ -249,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_plain_background_becomes_transparent_and_the_item_stays() {
-        let cut = remove_background(&icon()).expect("has an interior");
+        let cut = remove(&icon()).expect("has an interior");
         let img = &cut.image;
         assert!(!cut.centre_kept);
         assert!(cut.background[0] >= 230 && cut.background[0] <= 236, "{:?}", cut.background);
@@ -282,7 +319,7 @@ mod tests {
             let r2 = dx * dx + dy * dy;
             if (36..=144).contains(&r2) { [0, 0, 200, 255] } else { [255, 255, 255, 255] }
         });
-        let cut = remove_background(&img).expect("cut");
+        let cut = remove(&img).expect("cut");
         assert_eq!(alpha(&cut.image, 20, 20), 255);
         assert_eq!(alpha(&cut.image, 1, 1), 0);
     }
@@ -291,7 +328,7 @@ mod tests {
     fn noise_keeps_a_transparent_ring_and_an_opaque_centre() {
         for seed in 0..4 {
             for img in [synth::white_noise(64, 48, seed), synth::value_noise(96, 96, 12, seed)] {
-                let cut = remove_background(&img).expect("cut");
+                let cut = remove(&img).expect("cut");
                 assert!(ring_is_transparent(&cut.image), "seed {seed}");
                 let opaque = opaque_interior(&cut.image);
                 assert!(opaque >= img.len() / 32, "seed {seed}: {opaque} opaque");
@@ -308,13 +345,13 @@ mod tests {
             [[0, 0, 0], [255, 255, 255], [255, 255, 255], [0, 0, 0]],
         ] {
             let img = synth::gradient(128, 128, corners);
-            let cut = remove_background(&img).expect("cut");
+            let cut = remove(&img).expect("cut");
             assert!(ring_is_transparent(&cut.image), "{corners:?}");
             assert!(opaque_interior(&cut.image) >= 128 * 128 / 32, "{corners:?}");
         }
         // A flat image is all "background": the leak guard keeps the centre.
         let flat = RgbaImage::filled(32, 32, [9, 9, 9, 255]);
-        let cut = remove_background(&flat).expect("cut");
+        let cut = remove(&flat).expect("cut");
         assert!(cut.centre_kept);
         assert_eq!(alpha(&cut.image, 16, 16), 255);
         assert!(ring_is_transparent(&cut.image));
@@ -323,9 +360,9 @@ mod tests {
     #[test]
     fn tiny_images_are_left_alone_and_3x3_keeps_its_centre() {
         for (w, h) in [(1, 1), (1, 50), (50, 1), (2, 2), (2, 9)] {
-            assert_eq!(remove_background(&synth::white_noise(w, h, 1)), None, "{w}x{h}");
+            assert_eq!(remove(&synth::white_noise(w, h, 1)), None, "{w}x{h}");
         }
-        let cut = remove_background(&RgbaImage::filled(3, 3, [0, 0, 0, 255])).expect("3x3");
+        let cut = remove(&RgbaImage::filled(3, 3, [0, 0, 0, 255])).expect("3x3");
         assert!(alpha(&cut.image, 1, 1) >= 128, "kept, with a soft edge");
         assert_eq!(cut.cleared, 8);
     }
@@ -336,8 +373,8 @@ mod tests {
         let mut px = img.clone().into_pixels();
         px[(32 * 64 + 32) * 4 + 3] = 10;
         img = RgbaImage::new(64, 64, px).expect("same size");
-        let a = remove_background(&img).expect("cut");
+        let a = remove(&img).expect("cut");
         assert_eq!(alpha(&a.image, 32, 32), 10);
-        assert_eq!(a, remove_background(&img.clone()).expect("cut"));
+        assert_eq!(a, remove(&img.clone()).expect("cut"));
     }
 }

@@ -1,17 +1,24 @@
 //! Median-cut colour quantization for `pixel-art`'s `palette_colors`.
 //!
 //! Algorithm (all integer, deterministic):
-//! 1. The image's distinct RGBA colours with their pixel counts (sort + dedup of the
-//!    packed `u32` colours: O(pixels) memory).
-//! 2. Median cut: start with one box holding every distinct colour; repeatedly split the
+//! 1. The image's distinct RGBA colours with their pixel counts: the packed `u32`
+//!    colours, sorted and counted. When there are more than [`EXACT_COLOURS`] distinct
+//!    colours, each colour is first reduced to 5 bits per channel (the palette means
+//!    are then those of the buckets' centres, within 4 levels of the exact ones): this
+//!    bounds the working list to 2^20 entries.
+//! 2. Median cut: start with one box holding every listed colour; repeatedly split the
 //!    box with the largest `channel range x pixel count` along its widest channel at the
 //!    pixel-weighted median, until there are `max_colours` boxes or no box holds more than
 //!    one colour. Each box's palette entry is the pixel-weighted mean of its colours.
 //! 3. Every pixel is mapped to the nearest palette entry (squared RGBA distance, ties to
-//!    the lower entry), found once per distinct colour with a search over the palette
+//!    the lower entry), found once per listed colour with a search over the palette
 //!    sorted by red that stops when the red gap alone exceeds the best distance.
 //!    With ordered dithering (off by default) each pixel's RGB is first offset by a 4x4
 //!    Bayer threshold scaled to the palette's typical spacing, and mapped per pixel.
+//!
+//! Memory: the image is mapped in place; besides it the quantizer holds one `u32` per
+//! pixel (the sorted colours) and one `u64` per listed colour (at most 2^20): 40 MiB
+//! for a 2048x2048 image, under the host's default 64 MiB per call.
 //!
 //! Guarantee: the result has at most `max_colours` distinct RGBA colours. An image that
 //! already has no more than `max_colours` colours is left alone ([`quantize`] says so).
@@ -23,35 +30,52 @@ pub const MIN_COLOURS: u32 = 2;
 /// See [`MIN_COLOURS`].
 pub const MAX_COLOURS: u32 = 256;
 
+/// Most distinct colours median cut works on exactly; above, colours are bucketed.
+pub const EXACT_COLOURS: usize = 1 << 20;
+
 /// What [`quantize`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quantized {
-    /// The mapped image.
-    pub image: RgbaImage,
     /// Distinct colours before.
     pub colours_before: usize,
     /// Distinct palette entries used for the mapping (at most the requested number).
     pub palette_len: usize,
     /// Whether ordered dithering was applied.
     pub dithered: bool,
+    /// Whether colours were bucketed to 5 bits per channel first (see the module docs).
+    pub bucketed: bool,
 }
 
-/// Quantizes `img` to at most `max_colours` (clamped to 2..=256) colours, or `None` when
-/// it already has no more than that many (nothing to do).
-pub fn quantize(img: &RgbaImage, max_colours: u32, dither: bool) -> Option<Quantized> {
+/// Quantizes `img` to at most `max_colours` (clamped to 2..=256) colours, in place.
+/// The report is `None` (and the image untouched) when it already has no more colours
+/// than that.
+pub fn quantize(img: RgbaImage, max_colours: u32, dither: bool) -> (RgbaImage, Option<Quantized>) {
     let k = max_colours.clamp(MIN_COLOURS, MAX_COLOURS) as usize;
-    let histogram = Histogram::of(img);
-    if histogram.colours.len() <= k {
-        return None;
+    let mut packed: Vec<u32> = img.pixels().chunks_exact(4).map(pack).collect();
+    packed.sort_unstable();
+    let colours_before = count_runs(&packed);
+    if colours_before <= k {
+        return (img, None);
     }
-    let palette = median_cut(&histogram, k);
+    let bucketed = colours_before > EXACT_COLOURS;
+    if bucketed {
+        for c in &mut packed {
+            *c = bucket(*c);
+        }
+        packed.sort_unstable();
+    }
+    let mut list = runs(&packed);
+    drop(packed);
+    let palette = median_cut(&mut list, k, bucketed);
     let nearest = Nearest::new(&palette);
-    let mut out = img.pixels().to_vec();
+    let key = |c: u32| if bucketed { bucket(c) } else { c };
+    let (width, height) = (img.width(), img.height());
+    let mut pixels = img.into_pixels();
     if dither {
         let spread = typical_spacing(&palette);
-        for (i, px) in out.chunks_exact_mut(4).enumerate() {
-            let x = i % img.width() as usize;
-            let y = i / img.width() as usize;
+        for (i, px) in pixels.chunks_exact_mut(4).enumerate() {
+            let x = i % width as usize;
+            let y = i / width as usize;
             let t = i32::from(BAYER[y % 4][x % 4]) * 2 - 15; // -15..=15
             let shifted = [
                 offset(px[0], t, spread),
@@ -62,26 +86,31 @@ pub fn quantize(img: &RgbaImage, max_colours: u32, dither: bool) -> Option<Quant
             px.copy_from_slice(&nearest.find(shifted));
         }
     } else {
-        // One search per distinct colour, then a binary search per pixel.
-        let mapped: Vec<[u8; 4]> = histogram
-            .colours
-            .iter()
-            .map(|&(c, _)| nearest.find(c.to_be_bytes()))
-            .collect();
-        for px in out.chunks_exact_mut(4) {
-            let c = u32::from_be_bytes([px[0], px[1], px[2], px[3]]);
-            if let Ok(j) = histogram.colours.binary_search_by_key(&c, |&(c, _)| c) {
-                px.copy_from_slice(&mapped[j]);
+        // One search per listed colour (its count slot now holds the entry), then a
+        // binary search per pixel.
+        list.sort_unstable_by_key(|&e| colour_of(e));
+        for e in &mut list {
+            let entry = nearest.index(unpack(bucket_centre(colour_of(*e), bucketed)));
+            *e = (u64::from(colour_of(*e)) << 32) | entry as u64;
+        }
+        for px in pixels.chunks_exact_mut(4) {
+            let c = key(pack(px));
+            if let Ok(j) = list.binary_search_by_key(&c, |&e| colour_of(e)) {
+                px.copy_from_slice(&nearest.entries[(list[j] & 0xffff_ffff) as usize]);
             }
         }
     }
-    let image = RgbaImage::new(img.width(), img.height(), out).ok()?;
-    Some(Quantized {
-        image,
-        colours_before: histogram.colours.len(),
+    let report = Quantized {
+        colours_before,
         palette_len: nearest.entries.len(),
         dithered: dither,
-    })
+        bucketed,
+    };
+    match RgbaImage::new(width, height, pixels) {
+        Ok(image) => (image, Some(report)),
+        // Unreachable: the buffer keeps its length. Keep the type honest anyway.
+        Err(_) => (RgbaImage::filled(width, height, [0; 4]), Some(report)),
+    }
 }
 
 /// 4x4 Bayer matrix (threshold order).
@@ -92,33 +121,52 @@ fn offset(v: u8, t: i32, spread: i32) -> u8 {
     (i32::from(v) + t * spread / 32).clamp(0, 255) as u8
 }
 
-/// Distinct colours (packed big-endian RGBA) with pixel counts, sorted by colour.
-struct Histogram {
-    colours: Vec<(u32, u32)>,
+fn pack(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[0], p[1], p[2], p[3]])
 }
 
-impl Histogram {
-    fn of(img: &RgbaImage) -> Self {
-        let mut packed: Vec<u32> = img
-            .pixels()
-            .chunks_exact(4)
-            .map(|p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
-            .collect();
-        packed.sort_unstable();
-        let mut colours: Vec<(u32, u32)> = Vec::new();
-        for c in packed {
-            match colours.last_mut() {
-                Some((last, n)) if *last == c => *n += 1,
-                _ => colours.push((c, 1)),
-            }
+fn unpack(c: u32) -> [u8; 4] {
+    c.to_be_bytes()
+}
+
+/// The colour reduced to 5 bits per channel (low 3 bits cleared).
+fn bucket(c: u32) -> u32 {
+    c & 0xf8f8_f8f8
+}
+
+/// A bucketed colour's centre (low bits set to the middle of the bucket).
+fn bucket_centre(c: u32, bucketed: bool) -> u32 {
+    if bucketed { c | 0x0404_0404 } else { c }
+}
+
+/// Number of distinct values in a sorted slice.
+fn count_runs(sorted: &[u32]) -> usize {
+    sorted.windows(2).filter(|w| w[0] != w[1]).count() + usize::from(!sorted.is_empty())
+}
+
+/// Distinct values of a sorted slice with their counts, as `colour << 32 | count`.
+fn runs(sorted: &[u32]) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::with_capacity(count_runs(sorted));
+    for &c in sorted {
+        match out.last_mut() {
+            Some(last) if colour_of(*last) == c => *last += 1,
+            _ => out.push((u64::from(c) << 32) | 1),
         }
-        Self { colours }
     }
+    out
+}
+
+fn colour_of(e: u64) -> u32 {
+    (e >> 32) as u32
+}
+
+fn count_of(e: u64) -> u64 {
+    e & 0xffff_ffff
 }
 
 /// Channel `ch` (0 = red .. 3 = alpha) of a packed colour.
 fn channel(c: u32, ch: usize) -> u8 {
-    c.to_be_bytes()[ch]
+    unpack(c)[ch]
 }
 
 /// A median-cut box: a range of the working colour list.
@@ -131,16 +179,17 @@ struct CutBox {
 }
 
 impl CutBox {
-    fn new(colours: &[(u32, u32)], start: usize, end: usize) -> Self {
+    fn new(list: &[u64], start: usize, end: usize) -> Self {
         let mut lo = [u8::MAX; 4];
         let mut hi = [0u8; 4];
         let mut pixels = 0u64;
-        for &(c, n) in &colours[start..end] {
+        for &e in &list[start..end] {
+            let c = colour_of(e);
             for ch in 0..4 {
                 lo[ch] = lo[ch].min(channel(c, ch));
                 hi[ch] = hi[ch].max(channel(c, ch));
             }
-            pixels += u64::from(n);
+            pixels += count_of(e);
         }
         let (widest, range) = (0..4)
             .map(|ch| (ch, hi[ch] - lo[ch]))
@@ -166,11 +215,12 @@ impl CutBox {
     }
 
     /// Pixel-weighted mean colour of the box.
-    fn mean(&self, colours: &[(u32, u32)]) -> [u8; 4] {
+    fn mean(&self, list: &[u64], bucketed: bool) -> [u8; 4] {
         let mut sums = [0u64; 4];
-        for &(c, n) in &colours[self.start..self.end] {
+        for &e in &list[self.start..self.end] {
+            let c = bucket_centre(colour_of(e), bucketed);
             for (ch, s) in sums.iter_mut().enumerate() {
-                *s += u64::from(channel(c, ch)) * u64::from(n);
+                *s += u64::from(channel(c, ch)) * count_of(e);
             }
         }
         let total = self.pixels.max(1);
@@ -178,10 +228,9 @@ impl CutBox {
     }
 }
 
-/// The palette of at most `k` entries (k >= 2) for `histogram`.
-fn median_cut(histogram: &Histogram, k: usize) -> Vec<[u8; 4]> {
-    let mut colours = histogram.colours.clone();
-    let mut boxes = vec![CutBox::new(&colours, 0, colours.len())];
+/// The palette of at most `k` entries (k >= 2) for the colour list (reordered).
+fn median_cut(list: &mut [u64], k: usize, bucketed: bool) -> Vec<[u8; 4]> {
+    let mut boxes = vec![CutBox::new(list, 0, list.len())];
     while boxes.len() < k {
         let Some((i, best)) = boxes
             .iter()
@@ -197,14 +246,14 @@ fn median_cut(histogram: &Histogram, k: usize) -> Vec<[u8; 4]> {
         }
         let b = boxes.swap_remove(i);
         let ch = b.widest;
-        let slice = &mut colours[b.start..b.end];
+        let slice = &mut list[b.start..b.end];
         // Keys are unique (colours are distinct), so the order is fully determined.
-        slice.sort_unstable_by_key(|&(c, _)| (channel(c, ch), c));
+        slice.sort_unstable_by_key(|&e| (channel(colour_of(e), ch), colour_of(e)));
         let half = b.pixels.div_ceil(2);
         let mut acc = 0u64;
         let mut cut = 1;
-        for (j, &(_, n)) in slice.iter().enumerate() {
-            acc += u64::from(n);
+        for (j, &e) in slice.iter().enumerate() {
+            acc += count_of(e);
             if acc >= half {
                 cut = j + 1;
                 break;
@@ -213,12 +262,12 @@ fn median_cut(histogram: &Histogram, k: usize) -> Vec<[u8; 4]> {
         // Both halves non-empty.
         let cut = cut.clamp(1, slice.len() - 1);
         let mid = b.start + cut;
-        boxes.push(CutBox::new(&colours, b.start, mid));
-        boxes.push(CutBox::new(&colours, mid, b.end));
+        boxes.push(CutBox::new(list, b.start, mid));
+        boxes.push(CutBox::new(list, mid, b.end));
         // Keep the box order independent of `swap_remove`'s shuffling.
         boxes.sort_by_key(|b| b.start);
     }
-    boxes.iter().map(|b| b.mean(&colours)).collect()
+    boxes.iter().map(|b| b.mean(list, bucketed)).collect()
 }
 
 /// Nearest-palette-entry search over entries sorted by red.
@@ -235,6 +284,10 @@ impl Nearest {
     }
 
     fn find(&self, c: [u8; 4]) -> [u8; 4] {
+        self.entries.get(self.index(c)).copied().unwrap_or(c)
+    }
+
+    fn index(&self, c: [u8; 4]) -> usize {
         let dist = |e: &[u8; 4]| -> u32 {
             (0..4)
                 .map(|ch| {
@@ -249,20 +302,25 @@ impl Nearest {
             let d = i32::from(self.entries[j][0]) - i32::from(c[0]);
             (d * d) as u32
         };
-        let upward = start..self.entries.len();
-        let downward = (0..start).rev();
-        for range in [upward.collect::<Vec<_>>(), downward.collect::<Vec<_>>()] {
-            for j in range {
-                if red_gap(j) > best.0 {
-                    break;
-                }
-                let d = dist(&self.entries[j]);
-                if (d, j) < best {
-                    best = (d, j);
-                }
+        for j in start..self.entries.len() {
+            if red_gap(j) > best.0 {
+                break;
+            }
+            let d = dist(&self.entries[j]);
+            if (d, j) < best {
+                best = (d, j);
             }
         }
-        self.entries.get(best.1).copied().unwrap_or(c)
+        for j in (0..start).rev() {
+            if red_gap(j) > best.0 {
+                break;
+            }
+            let d = dist(&self.entries[j]);
+            if (d, j) < best {
+                best = (d, j);
+            }
+        }
+        best.1
     }
 }
 
@@ -299,6 +357,44 @@ mod tests {
     use super::*;
     use crate::synth;
 
+    #[derive(Debug, PartialEq)]
+    struct Out {
+        image: RgbaImage,
+        colours_before: usize,
+        palette_len: usize,
+        bucketed: bool,
+    }
+
+    fn quantize_ref(img: &RgbaImage, k: u32, dither: bool) -> Option<Out> {
+        let (image, report) = quantize(img.clone(), k, dither);
+        match report {
+            None => {
+                assert_eq!(&image, img, "unchanged when there is nothing to do");
+                None
+            }
+            Some(r) => {
+                assert_eq!(r.dithered, dither);
+                Some(Out {
+                    image,
+                    colours_before: r.colours_before,
+                    palette_len: r.palette_len,
+                    bucketed: r.bucketed,
+                })
+            }
+        }
+    }
+
+    #[test]
+    fn more_than_a_million_colours_are_bucketed_and_still_limited() {
+        let img = synth::white_noise(1100, 1000, 8);
+        assert!(img.distinct_colours() > EXACT_COLOURS);
+        let q = quantize_ref(&img, 16, false).expect("quantized");
+        assert!(q.bucketed);
+        assert!(q.image.distinct_colours() <= 16);
+        let small = synth::white_noise(300, 300, 8);
+        assert!(!quantize_ref(&small, 16, false).expect("quantized").bucketed);
+    }
+
     #[test]
     fn colour_count_is_at_most_the_requested_number() {
         let inputs = [
@@ -310,7 +406,7 @@ mod tests {
             assert!(img.distinct_colours() > 256);
             for k in [2, 16, 256] {
                 for dither in [false, true] {
-                    let q = quantize(img, k, dither).expect("too many colours");
+                    let q = quantize_ref(img, k, dither).expect("too many colours");
                     let got = q.image.distinct_colours();
                     assert!(got <= k as usize, "k={k} dither={dither}: {got} colours");
                     assert!(got >= 2, "k={k}: a colourful image keeps several colours");
@@ -330,7 +426,7 @@ mod tests {
         // A real quantizer: it beats a fixed 16-colour palette (2 levels of red, green and
         // blue, 2 of alpha... here alpha is constant, so 8 used) by a wide margin.
         let img = synth::value_noise(128, 128, 16, 3);
-        let q = quantize(&img, 16, false).expect("quantized");
+        let q = quantize_ref(&img, 16, false).expect("quantized");
         let err: u64 = img
             .pixels()
             .iter()
@@ -354,14 +450,14 @@ mod tests {
                 [200, 100, 0, 255]
             }
         });
-        assert_eq!(quantize(&img, 2, false), None, "already within the palette");
+        assert_eq!(quantize_ref(&img, 2, false), None, "already within the palette");
         // Three clusters into two: each pixel goes to the nearer mean.
         let img = RgbaImage::from_fn(9, 1, |x, _| match x {
             0..=3 => [0, 0, 0, 255],
             4 => [10, 10, 10, 255],
             _ => [250, 250, 250, 255],
         });
-        let q = quantize(&img, 2, false).expect("3 > 2");
+        let q = quantize_ref(&img, 2, false).expect("3 > 2");
         assert_eq!(q.image.distinct_colours(), 2);
         assert_eq!(q.image.get(4, 0), q.image.get(0, 0));
         assert_eq!(q.image.get(8, 0), [250, 250, 250, 255]);
@@ -370,7 +466,7 @@ mod tests {
     #[test]
     fn alpha_is_a_quantized_channel() {
         let img = RgbaImage::from_fn(16, 16, |x, y| [128, 128, 128, (x * 16 + y) as u8]);
-        let q = quantize(&img, 4, false).expect("256 alphas");
+        let q = quantize_ref(&img, 4, false).expect("256 alphas");
         assert!(q.image.distinct_colours() <= 4);
         assert!(q.image.pixels().chunks_exact(4).all(|p| p[0] == 128));
     }
@@ -378,14 +474,14 @@ mod tests {
     #[test]
     fn tiny_images_and_out_of_range_counts_do_not_panic() {
         let one = RgbaImage::filled(1, 1, [1, 2, 3, 4]);
-        assert_eq!(quantize(&one, 2, true), None);
+        assert_eq!(quantize_ref(&one, 2, true), None);
         let column = synth::white_noise(1, 40, 5);
-        let q = quantize(&column, 0, false).expect("clamped to 2");
+        let q = quantize_ref(&column, 0, false).expect("clamped to 2");
         assert!(q.image.distinct_colours() <= 2);
         let row = synth::white_noise(40, 1, 6);
-        let q = quantize(&row, 10_000, true);
+        let q = quantize_ref(&row, 10_000, true);
         assert_eq!(q, None, "40 colours <= 256");
-        let q = quantize(&row, 3, true).expect("40 > 3");
+        let q = quantize_ref(&row, 3, true).expect("40 > 3");
         assert!(q.image.distinct_colours() <= 3);
     }
 
@@ -393,8 +489,8 @@ mod tests {
     fn quantizing_is_deterministic() {
         let img = synth::white_noise(64, 64, 9);
         for dither in [false, true] {
-            let a = quantize(&img, 16, dither).expect("q");
-            let b = quantize(&img.clone(), 16, dither).expect("q");
+            let a = quantize_ref(&img, 16, dither).expect("q");
+            let b = quantize_ref(&img.clone(), 16, dither).expect("q");
             assert_eq!(a, b);
         }
     }
@@ -407,8 +503,8 @@ mod tests {
             let v = (x * 4) as u8;
             [v, v, v, 255]
         });
-        let plain = quantize(&img, 2, false).expect("q").image;
-        let dithered = quantize(&img, 2, true).expect("q").image;
+        let plain = quantize_ref(&img, 2, false).expect("q").image;
+        let dithered = quantize_ref(&img, 2, true).expect("q").image;
         let column_colours = |im: &RgbaImage, x: u32| {
             let mut c: Vec<[u8; 4]> = (0..8).map(|y| im.get(x, y)).collect();
             c.sort_unstable();
