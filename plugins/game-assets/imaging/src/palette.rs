@@ -8,13 +8,13 @@
 //!    bounds the working list to 2^20 entries.
 //! 2. Median cut: start with one box holding every listed colour; repeatedly split the
 //!    box with the largest `channel range x pixel count` along its widest channel at the
-//!    pixel-weighted median, until there are `max_colours` boxes or no box holds more than
+//!    pixel-weighted median value (an in-place partition, O(colours) per split), until there are `max_colours` boxes or no box holds more than
 //!    one colour. Each box's palette entry is the pixel-weighted mean of its colours.
 //! 3. Every pixel is mapped to the nearest palette entry (squared RGBA distance, ties to
-//!    the lower entry), found once per listed colour with a search over the palette
-//!    sorted by red that stops when the red gap alone exceeds the best distance.
+//!    the lower entry), by a search over the palette sorted by red that stops when the
+//!    red gap alone exceeds the best distance, behind a small direct-mapped cache.
 //!    With ordered dithering (off by default) each pixel's RGB is first offset by a 4x4
-//!    Bayer threshold scaled to the palette's typical spacing, and mapped per pixel.
+//!    Bayer threshold scaled to the palette's typical spacing.
 //!
 //! Memory: the image is mapped in place; besides it the quantizer holds one `u32` per
 //! pixel (the sorted colours) and one `u64` per listed colour (at most 2^20): 40 MiB
@@ -67,38 +67,27 @@ pub fn quantize(img: RgbaImage, max_colours: u32, dither: bool) -> (RgbaImage, O
     let mut list = runs(&packed);
     drop(packed);
     let palette = median_cut(&mut list, k, bucketed);
+    drop(list);
     let nearest = Nearest::new(&palette);
-    let key = |c: u32| if bucketed { bucket(c) } else { c };
     let (width, height) = (img.width(), img.height());
     let mut pixels = img.into_pixels();
-    if dither {
-        let spread = typical_spacing(&palette);
-        for (i, px) in pixels.chunks_exact_mut(4).enumerate() {
+    let spread = if dither { typical_spacing(&palette) } else { 0 };
+    let mut cache = Cache::new();
+    for (i, px) in pixels.chunks_exact_mut(4).enumerate() {
+        let query = if dither {
             let x = i % width as usize;
             let y = i / width as usize;
             let t = i32::from(BAYER[y % 4][x % 4]) * 2 - 15; // -15..=15
-            let shifted = [
+            [
                 offset(px[0], t, spread),
                 offset(px[1], t, spread),
                 offset(px[2], t, spread),
                 px[3],
-            ];
-            px.copy_from_slice(&nearest.find(shifted));
-        }
-    } else {
-        // One search per listed colour (its count slot now holds the entry), then a
-        // binary search per pixel.
-        list.sort_unstable_by_key(|&e| colour_of(e));
-        for e in &mut list {
-            let entry = nearest.index(unpack(bucket_centre(colour_of(*e), bucketed)));
-            *e = (u64::from(colour_of(*e)) << 32) | entry as u64;
-        }
-        for px in pixels.chunks_exact_mut(4) {
-            let c = key(pack(px));
-            if let Ok(j) = list.binary_search_by_key(&c, |&e| colour_of(e)) {
-                px.copy_from_slice(&nearest.entries[(list[j] & 0xffff_ffff) as usize]);
-            }
-        }
+            ]
+        } else {
+            [px[0], px[1], px[2], px[3]]
+        };
+        px.copy_from_slice(&cache.nearest(&nearest, query));
     }
     let report = Quantized {
         colours_before,
@@ -110,6 +99,36 @@ pub fn quantize(img: RgbaImage, max_colours: u32, dither: bool) -> (RgbaImage, O
         Ok(image) => (image, Some(report)),
         // Unreachable: the buffer keeps its length. Keep the type honest anyway.
         Err(_) => (RgbaImage::filled(width, height, [0; 4]), Some(report)),
+    }
+}
+
+/// A direct-mapped cache of nearest-entry answers (4096 slots, 32 KiB): neighbouring
+/// pixels often share a colour, so most look-ups skip the search.
+struct Cache {
+    slots: Vec<(u32, [u8; 4])>,
+    filled: Vec<bool>,
+}
+
+impl Cache {
+    const SLOTS: usize = 4096;
+
+    fn new() -> Self {
+        Self {
+            slots: vec![(0, [0; 4]); Self::SLOTS],
+            filled: vec![false; Self::SLOTS],
+        }
+    }
+
+    fn nearest(&mut self, nearest: &Nearest, c: [u8; 4]) -> [u8; 4] {
+        let key = u32::from_be_bytes(c);
+        let slot = (key.wrapping_mul(0x9e37_79b1) >> 20) as usize % Self::SLOTS;
+        if self.filled[slot] && self.slots[slot].0 == key {
+            return self.slots[slot].1;
+        }
+        let found = nearest.find(c);
+        self.slots[slot] = (key, found);
+        self.filled[slot] = true;
+        found
     }
 }
 
@@ -245,29 +264,46 @@ fn median_cut(list: &mut [u64], k: usize, bucketed: bool) -> Vec<[u8; 4]> {
             break;
         }
         let b = boxes.swap_remove(i);
-        let ch = b.widest;
-        let slice = &mut list[b.start..b.end];
-        // Keys are unique (colours are distinct), so the order is fully determined.
-        slice.sort_unstable_by_key(|&e| (channel(colour_of(e), ch), colour_of(e)));
-        let half = b.pixels.div_ceil(2);
-        let mut acc = 0u64;
-        let mut cut = 1;
-        for (j, &e) in slice.iter().enumerate() {
-            acc += count_of(e);
-            if acc >= half {
-                cut = j + 1;
-                break;
-            }
-        }
-        // Both halves non-empty.
-        let cut = cut.clamp(1, slice.len() - 1);
-        let mid = b.start + cut;
+        let mid = b.start + split(&mut list[b.start..b.end], b.widest, b.pixels);
         boxes.push(CutBox::new(list, b.start, mid));
         boxes.push(CutBox::new(list, mid, b.end));
         // Keep the box order independent of `swap_remove`'s shuffling.
         boxes.sort_by_key(|b| b.start);
     }
     boxes.iter().map(|b| b.mean(list, bucketed)).collect()
+}
+
+/// Splits a box's colours (at least two distinct ones) along channel `ch` at the
+/// pixel-weighted median value `v`: colours with `ch <= v` first (or `< v` when that
+/// would take them all), in place, in O(len); returns the size of the first part, which
+/// is always in `1..len`.
+fn split(slice: &mut [u64], ch: usize, pixels: u64) -> usize {
+    let mut hist = [0u64; 256];
+    for &e in slice.iter() {
+        hist[channel(colour_of(e), ch) as usize] += count_of(e);
+    }
+    let half = pixels.div_ceil(2);
+    let mut acc = 0;
+    let mut median = 255;
+    for (v, &n) in hist.iter().enumerate() {
+        acc += n;
+        if acc >= half {
+            median = v as u8;
+            break;
+        }
+    }
+    let lo = slice.iter().map(|&e| channel(colour_of(e), ch)).min().unwrap_or(0);
+    // `<= median` would leave the second part empty when the median is the maximum.
+    let hi = slice.iter().map(|&e| channel(colour_of(e), ch)).max().unwrap_or(0);
+    let limit = if median >= hi { median.max(lo + 1) - 1 } else { median };
+    let mut first = 0;
+    for j in 0..slice.len() {
+        if channel(colour_of(slice[j]), ch) <= limit {
+            slice.swap(first, j);
+            first += 1;
+        }
+    }
+    first.clamp(1, slice.len().saturating_sub(1).max(1))
 }
 
 /// Nearest-palette-entry search over entries sorted by red.
