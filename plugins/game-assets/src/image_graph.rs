@@ -222,15 +222,31 @@ mod tests {
 
     #[test]
     fn variation_encodes_the_image_and_samples_with_its_denoise() {
-        let g = graph_of("image-variation", &[("image", upload("comfyui-mcp/in.png", 512, 768))]);
+        let g = graph_of(
+            "image-variation",
+            &[("image", upload("comfyui-mcp/in.png", 512, 768))],
+        );
         check_against_catalog(&g, &catalog());
-        assert_eq!(g["4"], json!({"class_type": "LoadImage", "inputs": {"image": "comfyui-mcp/in.png"}}));
+        assert_eq!(
+            g["4"],
+            json!({"class_type": "LoadImage", "inputs": {"image": "comfyui-mcp/in.png"}})
+        );
         assert!(g.get("5").is_none(), "512x768 needs no scaling");
-        assert_eq!(g["6"]["inputs"], json!({"pixels": ["4", 0], "vae": ["1", 2]}));
+        assert_eq!(
+            g["6"]["inputs"],
+            json!({"pixels": ["4", 0], "vae": ["1", 2]})
+        );
         assert_eq!(g["11"]["inputs"]["latent_image"], json!(["6", 0]));
-        assert_eq!(g["11"]["inputs"]["denoise"], json!(0.6), "the template's default");
+        assert_eq!(
+            g["11"]["inputs"]["denoise"],
+            json!(0.6),
+            "the template's default"
+        );
         assert_eq!(g["12"]["inputs"]["samples"], json!(["11", 0]));
-        assert_eq!(g["13"]["inputs"], json!({"images": ["12", 0], "filename_prefix": "comfyui-mcp/image-variation"}));
+        assert_eq!(
+            g["13"]["inputs"],
+            json!({"images": ["12", 0], "filename_prefix": "comfyui-mcp/image-variation"})
+        );
         let ids: Vec<&String> = g.as_object().expect("object").keys().collect();
         assert_eq!(ids, ["1", "2", "3", "4", "6", "11", "12", "13"]);
         // Nothing of the inpaint branch.
@@ -253,7 +269,10 @@ mod tests {
             json!({"image": ["4", 0], "upscale_method": "lanczos", "width": 2048, "height": 1536, "crop": "disabled"})
         );
         assert_eq!(g["6"]["inputs"]["pixels"], json!(["5", 0]));
-        assert_eq!(g["10"], json!({"class_type": "RepeatLatentBatch", "inputs": {"samples": ["6", 0], "amount": 3}}));
+        assert_eq!(
+            g["10"],
+            json!({"class_type": "RepeatLatentBatch", "inputs": {"samples": ["6", 0], "amount": 3}})
+        );
         assert_eq!(g["11"]["inputs"]["latent_image"], json!(["10", 0]));
         assert_eq!(g["11"]["inputs"]["denoise"], json!(0.25));
     }
@@ -274,8 +293,14 @@ mod tests {
             g["7"],
             json!({"class_type": "LoadImageMask", "inputs": {"image": "comfyui-mcp/mask.png", "channel": "red"}})
         );
-        assert_eq!(g["8"]["inputs"], json!({"mask": ["7", 0], "expand": 6, "tapered_corners": true}));
-        assert_eq!(g["9"]["inputs"], json!({"samples": ["6", 0], "mask": ["8", 0]}));
+        assert_eq!(
+            g["8"]["inputs"],
+            json!({"mask": ["7", 0], "expand": 6, "tapered_corners": true})
+        );
+        assert_eq!(
+            g["9"]["inputs"],
+            json!({"samples": ["6", 0], "mask": ["8", 0]})
+        );
         assert_eq!(g["11"]["inputs"]["latent_image"], json!(["9", 0]));
         assert_eq!(g["11"]["inputs"]["denoise"], json!(1.0));
 
@@ -317,8 +342,17 @@ mod tests {
             Err(BuildError::InvalidParams(e)) => e,
             other => panic!("expected invalid-params, got {other:?}"),
         };
-        let got: Vec<(&str, &str)> = errors.iter().map(|e| (e.param.as_str(), e.message.as_str())).collect();
-        assert_eq!(got, [("image", "expected an image, got text"), ("mask", "is required")]);
+        let got: Vec<(&str, &str)> = errors
+            .iter()
+            .map(|e| (e.param.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("image", "expected an image, got text"),
+                ("mask", "is required")
+            ]
+        );
         // Text templates know no `image`.
         let portrait = find("character-portrait").expect("template");
         assert!(Settings::decode(portrait, &params(&[("image", upload("a.png", 8, 8))])).is_err());
@@ -327,7 +361,10 @@ mod tests {
         assert!(
             Settings::decode(
                 variation,
-                &params(&[("image", upload("a.png", 64, 64)), ("width", Value::Integer(64))])
+                &params(&[
+                    ("image", upload("a.png", 64, 64)),
+                    ("width", Value::Integer(64))
+                ])
             )
             .is_err()
         );
@@ -340,11 +377,17 @@ mod tests {
         assert_eq!(sampling_size(4096, 1024), (2048, 512));
         assert_eq!(sampling_size(32, 16), (128, 64));
         assert_eq!(sampling_size(1, 1), (64, 64));
-        assert_eq!(sampling_size(10_000, 10), (2048, 64), "squeezed, not refused");
+        assert_eq!(
+            sampling_size(10_000, 10),
+            (2048, 64),
+            "squeezed, not refused"
+        );
         assert_eq!(sampling_size(u32::MAX, u32::MAX), (2048, 2048));
         for (w, h) in [(100, 37), (2049, 3), (777, 2222), (64, 2048)] {
             let (a, b) = sampling_size(w, h);
-            assert!(a % 8 == 0 && b % 8 == 0 && (64..=2048).contains(&a) && (64..=2048).contains(&b));
+            assert!(
+                a % 8 == 0 && b % 8 == 0 && (64..=2048).contains(&a) && (64..=2048).contains(&b)
+            );
         }
     }
 }

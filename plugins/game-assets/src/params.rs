@@ -13,8 +13,8 @@ use crate::comfy::{SAMPLER_ALIASES, SAMPLERS, SCHEDULERS};
 use crate::comfyui::workflow::types::{
     Alias, BuildError, FieldError, Param, ParamSpec, Value, ValueKind,
 };
-use imaging::palette;
 use crate::templates::{Input, Post, TemplateDef};
+use imaging::palette;
 
 /// Largest seed accepted: 2^53 - 1, the largest integer every JSON client holds exactly.
 pub const MAX_SEED: i64 = (1 << 53) - 1;
@@ -480,10 +480,7 @@ impl Settings {
             .image
             .as_ref()
             .and_then(|d| d.decode(given(d.name), e));
-        let mask = decls
-            .mask
-            .as_ref()
-            .and_then(|d| d.decode(given(d.name), e));
+        let mask = decls.mask.as_ref().and_then(|d| d.decode(given(d.name), e));
         let (width, height) = match (&decls.size, &image) {
             (Some((w, h)), _) => (w.decode(given(w.name), e), h.decode(given(h.name), e)),
             (None, Some(img)) => (i64::from(img.width), i64::from(img.height)),
@@ -501,10 +498,12 @@ impl Settings {
             .grow_mask_by
             .as_ref()
             .map_or(0, |d| d.decode(given(d.name), e));
-        let (palette_colors, dither) = decls.palette.as_ref().map_or(
-            (PALETTE_COLORS.default, DITHER.default),
-            |(c, d)| (c.decode(given(c.name), e), d.decode(given(d.name), e)),
-        );
+        let (palette_colors, dither) = decls
+            .palette
+            .as_ref()
+            .map_or((PALETTE_COLORS.default, DITHER.default), |(c, d)| {
+                (c.decode(given(c.name), e), d.decode(given(d.name), e))
+            });
         let transparent_background = decls
             .transparent_background
             .as_ref()
@@ -814,7 +813,10 @@ impl ImageDecl {
             Some(Value::Image(img)) if img.width == 0 || img.height == 0 => {
                 errors.push(field_error(
                     self.name,
-                    format!("the upload is {}x{}; an image has at least 1x1 pixels", img.width, img.height),
+                    format!(
+                        "the upload is {}x{}; an image has at least 1x1 pixels",
+                        img.width, img.height
+                    ),
                 ));
                 None
             }
@@ -962,11 +964,18 @@ mod tests {
                 .collect()
         };
         let icon = names("item-icon");
-        assert_eq!(icon.last().map(String::as_str), Some("transparent_background"));
+        assert_eq!(
+            icon.last().map(String::as_str),
+            Some("transparent_background")
+        );
         assert!(!icon.contains(&"palette_colors".to_string()));
         let portrait = names("character-portrait");
         assert_eq!(portrait.len(), 12, "no extras: {portrait:?}");
-        assert_eq!(names("environment-texture"), portrait, "seamless has no knobs");
+        assert_eq!(
+            names("environment-texture"),
+            portrait,
+            "seamless has no knobs"
+        );
         assert_eq!(
             names("inpaint"),
             [
@@ -989,7 +998,10 @@ mod tests {
         let image = variation.iter().find(|s| s.name == "image").expect("image");
         assert!(image.required && image.default.is_none() && image.examples.is_empty());
         assert!(matches!(image.kind, ValueKind::Image));
-        let denoise = variation.iter().find(|s| s.name == "denoise").expect("denoise");
+        let denoise = variation
+            .iter()
+            .find(|s| s.name == "denoise")
+            .expect("denoise");
         assert!(matches!(denoise.default, Some(Value::Number(d)) if d == 0.6));
         let mask_kind = specs(find("inpaint").expect("template"))
             .into_iter()
@@ -1003,7 +1015,11 @@ mod tests {
         let def = find("pixel-art").expect("template exists");
         let s = Settings::decode(
             def,
-            &[text("prompt", "cat"), int("seed", 1), int("palette_colors", 2)],
+            &[
+                text("prompt", "cat"),
+                int("seed", 1),
+                int("palette_colors", 2),
+            ],
         )
         .expect("valid");
         assert_eq!((s.palette_colors, s.dither), (2, false));
@@ -1086,12 +1102,21 @@ mod tests {
         assert_eq!(by_name("seed").minimum, Some(-1.0));
         assert_eq!(by_name("seed").maximum, Some(9_007_199_254_740_991.0));
         assert!(by_name("checkpoint").default.is_none() && !by_name("checkpoint").required);
-        assert!(matches!(by_name("palette_colors").default, Some(Value::Integer(16))));
+        assert!(matches!(
+            by_name("palette_colors").default,
+            Some(Value::Integer(16))
+        ));
         assert_eq!(
-            (by_name("palette_colors").minimum, by_name("palette_colors").maximum),
+            (
+                by_name("palette_colors").minimum,
+                by_name("palette_colors").maximum
+            ),
             (Some(2.0), Some(256.0))
         );
-        assert!(matches!(by_name("dither").default, Some(Value::Boolean(false))));
+        assert!(matches!(
+            by_name("dither").default,
+            Some(Value::Boolean(false))
+        ));
         assert!(matches!(by_name("dither").kind, ValueKind::Boolean));
         assert_eq!(by_name("prompt").examples.len(), 2);
         for alias in &by_name("sampler").aliases {

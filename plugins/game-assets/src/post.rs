@@ -7,9 +7,9 @@
 //! that already has few enough colours, an image too small to have an interior) the
 //! image comes back unchanged with no step.
 
-use imaging::{RgbaImage, background, palette, seamless};
 use crate::params::Settings;
 use crate::templates::Post;
+use imaging::{RgbaImage, background, palette, seamless};
 
 /// One step applied to an image, for the job's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +38,7 @@ fn palette_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Step>)
                 "quantized {} colours to {} (median cut{}{})",
                 q.colours_before,
                 q.palette_len,
-                if q.bucketed {
-                    " of 5-bit buckets"
-                } else {
-                    ""
-                },
+                if q.bucketed { " of 5-bit buckets" } else { "" },
                 if q.dithered {
                     ", ordered dithering"
                 } else {
@@ -97,7 +93,9 @@ fn background_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Ste
                 cut.tolerance
             );
             if cut.centre_kept {
-                detail.push_str("; centre kept opaque (the background colour reached nearly everything)");
+                detail.push_str(
+                    "; centre kept opaque (the background colour reached nearly everything)",
+                );
             }
             (
                 image,
@@ -114,8 +112,8 @@ fn background_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Ste
 mod tests {
     use super::*;
     use crate::comfyui::workflow::types::{Param, Value};
-    use imaging::synth;
     use crate::templates::find;
+    use imaging::synth;
 
     fn settings(id: &str, extra: &[(&str, Value)]) -> Settings {
         let mut params = vec![
@@ -154,7 +152,11 @@ mod tests {
         );
         let (out, steps) = apply(Post::Palette, &s, img);
         assert!(out.distinct_colours() <= 2);
-        assert!(steps[0].detail.ends_with("(median cut, ordered dithering)"), "{}", steps[0].detail);
+        assert!(
+            steps[0].detail.ends_with("(median cut, ordered dithering)"),
+            "{}",
+            steps[0].detail
+        );
         // Few colours already: unchanged, no step.
         let flat = RgbaImage::filled(8, 8, [1, 2, 3, 255]);
         assert_eq!(apply(Post::Palette, &s, flat.clone()), (flat, vec![]));
@@ -166,15 +168,29 @@ mod tests {
         let (out, steps) = apply(Post::Seamless, &settings("environment-texture", &[]), img);
         assert!(seamless::seam_ratio(&out).expect("ratio") <= seamless::SEAMLESS_MAX_RATIO);
         assert_eq!(steps[0].name, "seamless");
-        assert!(steps[0].detail.starts_with("four-copy half-offset blend; wrap seam ratio "), "{}", steps[0].detail);
-        let (_, steps) = apply(Post::Seamless, &settings("environment-texture", &[]), RgbaImage::filled(1, 1, [0; 4]));
+        assert!(
+            steps[0]
+                .detail
+                .starts_with("four-copy half-offset blend; wrap seam ratio "),
+            "{}",
+            steps[0].detail
+        );
+        let (_, steps) = apply(
+            Post::Seamless,
+            &settings("environment-texture", &[]),
+            RgbaImage::filled(1, 1, [0; 4]),
+        );
         assert!(steps[0].detail.contains("n/a -> n/a"));
     }
 
     #[test]
     fn icons_lose_their_background_unless_switched_off() {
         let img = RgbaImage::from_fn(32, 32, |x, y| {
-            if (8..24).contains(&x) && (8..24).contains(&y) { [250, 0, 0, 255] } else { [0, 0, 250, 255] }
+            if (8..24).contains(&x) && (8..24).contains(&y) {
+                [250, 0, 0, 255]
+            } else {
+                [0, 0, 250, 255]
+            }
         });
         let on = settings("item-icon", &[]);
         assert!(on.transparent_background, "default true");
@@ -186,8 +202,14 @@ mod tests {
             steps[0].detail,
             "background rgb(0, 0, 250) within 16 made transparent: 75.0% of pixels"
         );
-        let off = settings("item-icon", &[("transparent_background", Value::Boolean(false))]);
-        assert_eq!(apply(Post::Background, &off, img.clone()), (img.clone(), vec![]));
+        let off = settings(
+            "item-icon",
+            &[("transparent_background", Value::Boolean(false))],
+        );
+        assert_eq!(
+            apply(Post::Background, &off, img.clone()),
+            (img.clone(), vec![])
+        );
         // Other templates: nothing.
         assert_eq!(apply(Post::None, &on, img.clone()), (img, vec![]));
     }

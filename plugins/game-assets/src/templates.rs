@@ -89,7 +89,10 @@ pub const TEMPLATES: [TemplateDef; 6] = [
         tags: &["portrait", "character", "rpg"],
         default_width: 512,
         default_height: 512,
-        prompt_examples: &["elf ranger with a green hood", "grizzled dwarf blacksmith with a braided beard"],
+        prompt_examples: &[
+            "elf ranger with a green hood",
+            "grizzled dwarf blacksmith with a braided beard",
+        ],
         prompt_hint: "Character description, e.g. `elf ranger with a green hood`.",
         positive: "character portrait of {prompt}, head and shoulders, detailed face, \
                    expressive eyes, centered composition, soft studio lighting, \
@@ -110,7 +113,10 @@ pub const TEMPLATES: [TemplateDef; 6] = [
         tags: &["icon", "item", "ui"],
         default_width: 512,
         default_height: 512,
-        prompt_examples: &["glowing blue health potion", "rusty iron sword with a leather grip"],
+        prompt_examples: &[
+            "glowing blue health potion",
+            "rusty iron sword with a leather grip",
+        ],
         prompt_hint: "The item, e.g. `glowing blue health potion`.",
         positive: "{prompt}, single centered game item icon, plain solid background, \
                    clean silhouette, crisp edges, soft lighting, high detail, game asset",
@@ -168,7 +174,10 @@ pub const TEMPLATES: [TemplateDef; 6] = [
         tags: &["img2img", "variation", "edit"],
         default_width: 512,
         default_height: 512,
-        prompt_examples: &["the same scene at sunset", "hand-painted fantasy game art style"],
+        prompt_examples: &[
+            "the same scene at sunset",
+            "hand-painted fantasy game art style",
+        ],
         prompt_hint: "What the variation should show or look like, e.g. `the same castle in winter`.",
         positive: "{prompt}, high quality, detailed, game art",
         negative: "blurry, low quality, deformed, jpeg artifacts, text, watermark, signature",

@@ -289,7 +289,11 @@ mod tests {
         let cut = remove(&icon()).expect("has an interior");
         let img = &cut.image;
         assert!(!cut.centre_kept);
-        assert!(cut.background[0] >= 230 && cut.background[0] <= 236, "{:?}", cut.background);
+        assert!(
+            cut.background[0] >= 230 && cut.background[0] <= 236,
+            "{:?}",
+            cut.background
+        );
         assert!((16..=24).contains(&cut.tolerance), "{}", cut.tolerance);
         // Every background pixel cleared, every disc pixel not on the rim fully opaque.
         for y in 0..64u32 {
@@ -307,7 +311,12 @@ mod tests {
         }
         // Colours are kept.
         assert_eq!(&img.get(32, 32)[..3], &[200, 30, 40]);
-        assert_eq!(cut.cleared, (0..64 * 64).filter(|&i| img.pixels()[i * 4 + 3] == 0).count());
+        assert_eq!(
+            cut.cleared,
+            (0..64 * 64)
+                .filter(|&i| img.pixels()[i * 4 + 3] == 0)
+                .count()
+        );
     }
 
     #[test]
@@ -317,7 +326,11 @@ mod tests {
         let img = RgbaImage::from_fn(40, 40, |x, y| {
             let (dx, dy) = (x as i32 - 20, y as i32 - 20);
             let r2 = dx * dx + dy * dy;
-            if (36..=144).contains(&r2) { [0, 0, 200, 255] } else { [255, 255, 255, 255] }
+            if (36..=144).contains(&r2) {
+                [0, 0, 200, 255]
+            } else {
+                [255, 255, 255, 255]
+            }
         });
         let cut = remove(&img).expect("cut");
         assert_eq!(alpha(&cut.image, 20, 20), 255);
@@ -327,7 +340,10 @@ mod tests {
     #[test]
     fn noise_keeps_a_transparent_ring_and_an_opaque_centre() {
         for seed in 0..4 {
-            for img in [synth::white_noise(64, 48, seed), synth::value_noise(96, 96, 12, seed)] {
+            for img in [
+                synth::white_noise(64, 48, seed),
+                synth::value_noise(96, 96, 12, seed),
+            ] {
                 let cut = remove(&img).expect("cut");
                 assert!(ring_is_transparent(&cut.image), "seed {seed}");
                 let opaque = opaque_interior(&cut.image);
@@ -341,7 +357,12 @@ mod tests {
         // The simulator's sampler output: a smooth four-corner gradient.
         for corners in [
             [[200, 40, 90], [20, 180, 60], [90, 90, 250], [250, 240, 10]],
-            [[128, 128, 128], [130, 128, 128], [128, 130, 128], [129, 129, 129]],
+            [
+                [128, 128, 128],
+                [130, 128, 128],
+                [128, 130, 128],
+                [129, 129, 129],
+            ],
             [[0, 0, 0], [255, 255, 255], [255, 255, 255], [0, 0, 0]],
         ] {
             let img = synth::gradient(128, 128, corners);

@@ -45,7 +45,10 @@ impl fmt::Display for ImageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImageError::Empty { width, height } => {
-                write!(f, "image is {width}x{height}; both sides must be at least 1")
+                write!(
+                    f,
+                    "image is {width}x{height}; both sides must be at least 1"
+                )
             }
             ImageError::WrongLength {
                 width,
@@ -235,10 +238,7 @@ pub mod synth {
 
     /// A bilinear gradient between four corner colours, opaque.
     pub fn gradient(width: u32, height: u32, corners: [[u8; 3]; 4]) -> RgbaImage {
-        let (wd, hd) = (
-            f64::from(width.max(2) - 1),
-            f64::from(height.max(2) - 1),
-        );
+        let (wd, hd) = (f64::from(width.max(2) - 1), f64::from(height.max(2) - 1));
         RgbaImage::from_fn(width, height, |x, y| {
             let (u, v) = (f64::from(x) / wd, f64::from(y) / hd);
             let mut out = [255u8; 4];
@@ -267,10 +267,7 @@ mod tests {
             })
         );
         let err = RgbaImage::new(2, 2, vec![0; 15]).expect_err("short");
-        assert_eq!(
-            err.to_string(),
-            "a 2x2 RGBA image needs 16 bytes, got 15"
-        );
+        assert_eq!(err.to_string(), "a 2x2 RGBA image needs 16 bytes, got 15");
         // No overflow on the largest sizes.
         assert!(RgbaImage::new(u32::MAX, u32::MAX, vec![]).is_err());
     }

@@ -292,10 +292,22 @@ fn split(slice: &mut [u64], ch: usize, pixels: u64) -> usize {
             break;
         }
     }
-    let lo = slice.iter().map(|&e| channel(colour_of(e), ch)).min().unwrap_or(0);
+    let lo = slice
+        .iter()
+        .map(|&e| channel(colour_of(e), ch))
+        .min()
+        .unwrap_or(0);
     // `<= median` would leave the second part empty when the median is the maximum.
-    let hi = slice.iter().map(|&e| channel(colour_of(e), ch)).max().unwrap_or(0);
-    let limit = if median >= hi { median.max(lo + 1) - 1 } else { median };
+    let hi = slice
+        .iter()
+        .map(|&e| channel(colour_of(e), ch))
+        .max()
+        .unwrap_or(0);
+    let limit = if median >= hi {
+        median.max(lo + 1) - 1
+    } else {
+        median
+    };
     let mut first = 0;
     for j in 0..slice.len() {
         if channel(colour_of(slice[j]), ch) <= limit {
@@ -486,7 +498,11 @@ mod tests {
                 [200, 100, 0, 255]
             }
         });
-        assert_eq!(quantize_ref(&img, 2, false), None, "already within the palette");
+        assert_eq!(
+            quantize_ref(&img, 2, false),
+            None,
+            "already within the palette"
+        );
         // Three clusters into two: each pixel goes to the nearer mean.
         let img = RgbaImage::from_fn(9, 1, |x, _| match x {
             0..=3 => [0, 0, 0, 255],

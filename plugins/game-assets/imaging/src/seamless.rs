@@ -211,7 +211,11 @@ mod tests {
         }
         v.push((
             "gradient".into(),
-            synth::gradient(128, 96, [[0, 0, 0], [255, 0, 0], [0, 255, 0], [255, 255, 255]]),
+            synth::gradient(
+                128,
+                96,
+                [[0, 0, 0], [255, 0, 0], [0, 255, 0], [255, 255, 255]],
+            ),
         ));
         v.push((
             "simulator-like gradient".into(),
@@ -263,7 +267,11 @@ mod tests {
         );
         // One odd border column: the seam step is 7 times the mean of the 7 interior steps.
         let odd = RgbaImage::from_fn(8, 8, |x, _| {
-            if x == 7 { [9, 9, 9, 255] } else { [0, 0, 0, 255] }
+            if x == 7 {
+                [9, 9, 9, 255]
+            } else {
+                [0, 0, 0, 255]
+            }
         });
         assert_eq!(seam_ratio(&odd), Some(7.0));
     }
