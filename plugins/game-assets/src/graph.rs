@@ -1,6 +1,11 @@
 //! Turns a template and decoded settings into a ComfyUI API-format graph (JSON text).
 //!
-//! Shape (node ids are fixed strings, so graphs are diffable and provenance is stable):
+//! Text-to-image templates are built here; templates that start from an input image
+//! (`Input::Image`, `Input::Inpaint`) are built by `image_graph.rs`, which shares the
+//! prompt and save nodes below.
+//!
+//! Text-to-image shape (node ids are fixed strings, so graphs are diffable and provenance
+//! is stable):
 //!
 //! ```text
 //! "1" CheckpointLoaderSimple ─MODEL(0)──────────────────────────▶ "5" KSampler
@@ -20,8 +25,9 @@
 use serde_json::{Value as Json, json};
 
 use crate::comfyui::workflow::types::BuildError;
+use crate::image_graph;
 use crate::params::Settings;
-use crate::templates::{Style, TemplateDef};
+use crate::templates::{Input, Style, TemplateDef};
 
 /// Largest side, in pixels, the pixel-art sampler renders at.
 pub const PIXEL_ART_MAX_RENDER_SIDE: u32 = 1024;
@@ -31,14 +37,17 @@ pub const PIXEL_ART_MAX_FACTOR: u32 = 4;
 
 /// Builds the graph for `def` with `settings`, loading checkpoint `ckpt`.
 pub fn build(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Result<String, BuildError> {
-    let (latent_width, latent_height) = match def.style {
-        Style::Direct => (settings.width, settings.height),
-        Style::PixelArt => {
-            let k = render_scale(settings.width, settings.height);
-            (settings.width * k, settings.height * k)
-        }
+    let graph = match def.input {
+        Input::Text => text_graph(def, settings, ckpt),
+        Input::Image | Input::Inpaint => image_graph::graph(def, settings, ckpt)?,
     };
-    let mut graph = json!({
+    serde_json::to_string(&graph)
+        .map_err(|e| BuildError::Failed(format!("could not serialise the graph: {e}")))
+}
+
+/// Nodes "1" to "3": the checkpoint and the two prompts.
+pub fn head(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Json {
+    json!({
         "1": {
             "class_type": "CheckpointLoaderSimple",
             "inputs": { "ckpt_name": ckpt }
@@ -50,7 +59,21 @@ pub fn build(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Result<Strin
         "3": {
             "class_type": "CLIPTextEncode",
             "inputs": { "text": def.negative_prompt(&settings.negative_prompt), "clip": ["1", 1] }
-        },
+        }
+    })
+}
+
+/// The text-to-image graph.
+fn text_graph(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Json {
+    let (latent_width, latent_height) = match def.style {
+        Style::Direct => (settings.width, settings.height),
+        Style::PixelArt => {
+            let k = render_scale(settings.width, settings.height);
+            (settings.width * k, settings.height * k)
+        }
+    };
+    let mut graph = head(def, settings, ckpt);
+    let body = json!({
         "4": {
             "class_type": "EmptyLatentImage",
             "inputs": {
@@ -79,7 +102,7 @@ pub fn build(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Result<Strin
             "inputs": { "samples": ["5", 0], "vae": ["1", 2] }
         }
     });
-    let prefix = format!("comfyui-mcp/{}", def.id);
+    let prefix = save_prefix(def);
     let tail = match def.style {
         Style::Direct => vec![("7", save_image("6", &prefix))],
         Style::PixelArt => vec![
@@ -99,17 +122,22 @@ pub fn build(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Result<Strin
             ("8", save_image("7", &prefix)),
         ],
     };
-    if let Json::Object(nodes) = &mut graph {
+    if let (Json::Object(nodes), Json::Object(body)) = (&mut graph, body) {
+        nodes.extend(body);
         for (id, node) in tail {
             nodes.insert(id.to_string(), node);
         }
     }
-    serde_json::to_string(&graph)
-        .map_err(|e| BuildError::Failed(format!("could not serialise the graph: {e}")))
+    graph
+}
+
+/// `SaveImage.filename_prefix` of a template's outputs.
+pub fn save_prefix(def: &TemplateDef) -> String {
+    format!("comfyui-mcp/{}", def.id)
 }
 
 /// A SaveImage node fed by the IMAGE output (index 0) of node `from`.
-fn save_image(from: &str, prefix: &str) -> Json {
+pub fn save_image(from: &str, prefix: &str) -> Json {
     json!({
         "class_type": "SaveImage",
         "inputs": { "images": [from, 0], "filename_prefix": prefix }
@@ -126,10 +154,10 @@ pub fn render_scale(width: u32, height: u32) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::comfyui::workflow::types::{Param, Value};
-    use crate::templates::{TEMPLATES, find};
+    use crate::templates::{Input, TEMPLATES, find};
     use std::path::Path;
 
     fn settings(def: &TemplateDef, extra: &[(&str, Value)]) -> Settings {
@@ -156,7 +184,7 @@ mod tests {
         serde_json::from_str(&text).expect("valid JSON")
     }
 
-    fn object_info() -> Json {
+    pub(crate) fn object_info() -> Json {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../host/comfyui/data/object_info.json");
         let text = std::fs::read_to_string(&path).expect("bundled object_info.json");
@@ -167,7 +195,7 @@ mod tests {
     /// known classes, only declared inputs, every required input present, links to
     /// existing nodes with a matching output type, combo values in their lists, and
     /// numbers within bounds; and at least one output node.
-    fn check_against_catalog(graph: &Json, catalog: &Json) {
+    pub(crate) fn check_against_catalog(graph: &Json, catalog: &Json) {
         let nodes = graph.as_object().expect("graph is an object");
         let mut has_output = false;
         for (id, node) in nodes {
@@ -210,6 +238,7 @@ mod tests {
                         );
                     }
                     Json::String(_) => assert_eq!(kind, "STRING", "node {id}.{name}"),
+                    Json::Bool(_) => assert_eq!(kind, "BOOLEAN", "node {id}.{name}"),
                     Json::Number(n) => {
                         assert!(kind == "INT" || kind == "FLOAT", "node {id}.{name}: {kind}");
                         if kind == "INT" {
@@ -236,7 +265,7 @@ mod tests {
         // The bundled catalog comes from a ComfyUI without models; install ours.
         catalog["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] =
             json!(["model.safetensors"]);
-        for def in &TEMPLATES {
+        for def in TEMPLATES.iter().filter(|t| t.input == Input::Text) {
             for extra in [
                 vec![],
                 vec![
@@ -254,6 +283,56 @@ mod tests {
                 check_against_catalog(&g, &catalog);
             }
         }
+    }
+
+    /// The host's golden files (`tests/golden/<template>/<case>.json`) pin the graphs of
+    /// the text templates; 2.0 must build exactly the same graphs from the same params.
+    #[test]
+    fn text_templates_still_build_the_golden_graphs() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+        let installed = [
+            "tiny-random-sd15.safetensors".to_string(),
+            "random-sd15-full.safetensors".to_string(),
+        ];
+        let mut checked = 0;
+        for def in TEMPLATES.iter().filter(|t| t.input == Input::Text) {
+            let dir = root.join(def.id);
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.expect("entry").path())
+                .collect();
+            files.sort();
+            for path in files {
+                let golden: Json =
+                    serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+                        .expect("golden JSON");
+                let params: Vec<Param> = golden["params"]
+                    .as_object()
+                    .expect("params")
+                    .iter()
+                    .map(|(name, v)| Param {
+                        name: name.clone(),
+                        value: match v {
+                            Json::String(s) => Value::Text(s.clone()),
+                            Json::Bool(b) => Value::Boolean(*b),
+                            Json::Number(n) if n.is_i64() => {
+                                Value::Integer(n.as_i64().expect("i64"))
+                            }
+                            Json::Number(n) => Value::Number(n.as_f64().expect("f64")),
+                            other => panic!("{}: unexpected {other}", path.display()),
+                        },
+                    })
+                    .collect();
+                let s = Settings::decode(def, &params).expect("valid golden params");
+                let ckpt = crate::checkpoint::choose(s.checkpoint.as_deref(), &installed)
+                    .expect("checkpoint");
+                let built: Json =
+                    serde_json::from_str(&build(def, &s, &ckpt).expect("builds")).expect("JSON");
+                assert_eq!(built, golden["graph"], "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 13);
     }
 
     #[test]

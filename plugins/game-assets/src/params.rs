@@ -13,7 +13,8 @@ use crate::comfy::{SAMPLER_ALIASES, SAMPLERS, SCHEDULERS};
 use crate::comfyui::workflow::types::{
     Alias, BuildError, FieldError, Param, ParamSpec, Value, ValueKind,
 };
-use crate::templates::TemplateDef;
+use crate::templates::{Input, Post, TemplateDef};
+use imaging::palette;
 
 /// Largest seed accepted: 2^53 - 1, the largest integer every JSON client holds exactly.
 pub const MAX_SEED: i64 = (1 << 53) - 1;
@@ -32,6 +33,8 @@ pub struct TextDecl {
     pub choices: &'static [&'static str],
     /// Other accepted spellings of choices: `(alias, choice)`.
     pub aliases: &'static [(&'static str, &'static str)],
+    /// Typical values shown to callers.
+    pub examples: &'static [&'static str],
 }
 
 /// An integer parameter with inclusive bounds.
@@ -48,6 +51,37 @@ pub struct IntDecl {
     pub max: i64,
     /// Values must be a multiple of this, if set.
     pub multiple_of: Option<u32>,
+    /// Typical values shown to callers.
+    pub examples: &'static [i64],
+}
+
+/// A boolean parameter.
+pub struct BoolDecl {
+    /// Name callers use.
+    pub name: &'static str,
+    /// One line for humans and agents.
+    pub description: &'static str,
+    /// Value used when omitted.
+    pub default: bool,
+}
+
+/// A required image or mask parameter (uploaded by the host; no default).
+pub struct ImageDecl {
+    /// Name callers use.
+    pub name: &'static str,
+    /// One line for humans and agents.
+    pub description: &'static str,
+    /// `image` or `mask`.
+    pub kind: ImageKind,
+}
+
+/// Which of the two upload kinds an [`ImageDecl`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// An RGB(A) picture, loaded with `LoadImage`.
+    Image,
+    /// A single-channel mask (white = repaint), loaded with `LoadImageMask` (red).
+    Mask,
 }
 
 /// A real-number parameter with inclusive bounds.
@@ -72,6 +106,7 @@ pub const PROMPT: TextDecl = TextDecl {
     default: None,
     choices: &[],
     aliases: &[],
+    examples: &[],
 };
 
 /// `negative_prompt`, appended to the template's own negative prompt.
@@ -82,6 +117,7 @@ pub const NEGATIVE_PROMPT: TextDecl = TextDecl {
     default: Some(""),
     choices: &[],
     aliases: &[],
+    examples: &["text, watermark", "dark, gloomy"],
 };
 
 /// `width`; the default is the template's.
@@ -92,6 +128,7 @@ pub const WIDTH: IntDecl = IntDecl {
     min: 64,
     max: 2048,
     multiple_of: Some(8),
+    examples: &[],
 };
 
 /// `height`; the default is the template's.
@@ -102,6 +139,7 @@ pub const HEIGHT: IntDecl = IntDecl {
     min: 64,
     max: 2048,
     multiple_of: Some(8),
+    examples: &[],
 };
 
 /// `steps`.
@@ -112,6 +150,7 @@ pub const STEPS: IntDecl = IntDecl {
     min: 1,
     max: 150,
     multiple_of: None,
+    examples: &[],
 };
 
 /// `cfg_scale`.
@@ -131,6 +170,7 @@ pub const SEED: IntDecl = IntDecl {
     min: -1,
     max: MAX_SEED,
     multiple_of: None,
+    examples: &[],
 };
 
 /// `sampler`.
@@ -141,6 +181,7 @@ pub const SAMPLER: TextDecl = TextDecl {
     default: Some("euler"),
     choices: SAMPLERS,
     aliases: SAMPLER_ALIASES,
+    examples: &["euler", "dpmpp_2m"],
 };
 
 /// `scheduler`.
@@ -151,6 +192,7 @@ pub const SCHEDULER: TextDecl = TextDecl {
     default: Some("normal"),
     choices: SCHEDULERS,
     aliases: &[],
+    examples: &[],
 };
 
 /// `denoise`.
@@ -170,6 +212,7 @@ pub const BATCH_SIZE: IntDecl = IntDecl {
     min: 1,
     max: 4,
     multiple_of: None,
+    examples: &[],
 };
 
 /// `checkpoint`: optional, no default (absent = the first installed checkpoint).
@@ -181,14 +224,92 @@ pub const CHECKPOINT: TextDecl = TextDecl {
     default: None,
     choices: &[],
     aliases: &[],
+    examples: &[],
+};
+
+/// `denoise` of `image-variation`: how far the result may drift from the input.
+pub const VARIATION_DENOISE: NumberDecl = NumberDecl {
+    name: "denoise",
+    description: "How much of the input image is repainted: 0 keeps it, 1 ignores it.",
+    default: 0.6,
+    min: 0.0,
+    max: 1.0,
+};
+
+/// `denoise` of `inpaint`: how much of the masked region is repainted.
+pub const INPAINT_DENOISE: NumberDecl = NumberDecl {
+    name: "denoise",
+    description: "Denoising strength inside the mask: 1.0 repaints it from scratch, lower \
+                  values keep more of what is there.",
+    default: 1.0,
+    min: 0.0,
+    max: 1.0,
+};
+
+/// `image`: the input picture of `image-variation` and `inpaint`.
+pub const IMAGE: ImageDecl = ImageDecl {
+    name: "image",
+    description: "The input image (PNG, JPEG or WebP). The result has its size, scaled to \
+                  fit 64..2048 px per side and rounded down to multiples of 8.",
+    kind: ImageKind::Image,
+};
+
+/// `mask`: the region `inpaint` repaints.
+pub const MASK: ImageDecl = ImageDecl {
+    name: "mask",
+    description: "Mask of the region to repaint (white = repaint, black = keep); same size \
+                  as `image`.",
+    kind: ImageKind::Mask,
+};
+
+/// `grow_mask_by`: widening of the inpaint mask (ComfyUI `GrowMask`).
+pub const GROW_MASK_BY: IntDecl = IntDecl {
+    name: "grow_mask_by",
+    description: "Widen the mask by this many pixels (tapered corners) so the repainted \
+                  region blends into its surroundings; 0 = use the mask as it is.",
+    default: 6,
+    min: 0,
+    max: 64,
+    multiple_of: None,
+    examples: &[],
+};
+
+/// `palette_colors`: pixel-art palette size.
+pub const PALETTE_COLORS: IntDecl = IntDecl {
+    name: "palette_colors",
+    description: "Largest number of distinct colours in the delivered sprite (median-cut \
+                  palette, every pixel mapped to its nearest entry).",
+    default: 16,
+    min: palette::MIN_COLOURS as i64,
+    max: palette::MAX_COLOURS as i64,
+    multiple_of: None,
+    examples: &[4, 16, 32],
+};
+
+/// `dither`: ordered dithering for the pixel-art palette.
+pub const DITHER: BoolDecl = BoolDecl {
+    name: "dither",
+    description: "Ordered (4x4 Bayer) dithering when mapping to the palette: smoother \
+                  gradients, noisier flat areas.",
+    default: false,
+};
+
+/// `transparent_background`: item-icon background removal.
+pub const TRANSPARENT_BACKGROUND: BoolDecl = BoolDecl {
+    name: "transparent_background",
+    description: "Make the plain background transparent (RGBA PNG): flood fill from the \
+                  border through the background colour, soft 1-px edge.",
+    default: true,
 };
 
 /// Every parameter of one template, in the order they are listed.
 struct Decls {
     prompt: TextDecl,
     negative_prompt: TextDecl,
-    width: IntDecl,
-    height: IntDecl,
+    image: Option<ImageDecl>,
+    mask: Option<ImageDecl>,
+    /// Text-to-image templates only (image templates take the input's size).
+    size: Option<(IntDecl, IntDecl)>,
     steps: IntDecl,
     cfg_scale: NumberDecl,
     seed: IntDecl,
@@ -197,41 +318,62 @@ struct Decls {
     denoise: NumberDecl,
     batch_size: IntDecl,
     checkpoint: TextDecl,
+    grow_mask_by: Option<IntDecl>,
+    palette: Option<(IntDecl, BoolDecl)>,
+    transparent_background: Option<BoolDecl>,
 }
 
 impl Decls {
     fn for_template(def: &TemplateDef) -> Self {
+        let text = def.input == Input::Text;
         Decls {
             prompt: TextDecl {
                 description: def.prompt_hint,
+                examples: def.prompt_examples,
                 ..PROMPT
             },
             negative_prompt: NEGATIVE_PROMPT,
-            width: IntDecl {
-                default: i64::from(def.default_width),
-                ..WIDTH
-            },
-            height: IntDecl {
-                default: i64::from(def.default_height),
-                ..HEIGHT
-            },
+            image: (!text).then_some(IMAGE),
+            mask: (def.input == Input::Inpaint).then_some(MASK),
+            size: text.then(|| {
+                (
+                    IntDecl {
+                        default: i64::from(def.default_width),
+                        ..WIDTH
+                    },
+                    IntDecl {
+                        default: i64::from(def.default_height),
+                        ..HEIGHT
+                    },
+                )
+            }),
             steps: STEPS,
             cfg_scale: CFG_SCALE,
             seed: SEED,
             sampler: SAMPLER,
             scheduler: SCHEDULER,
-            denoise: DENOISE,
+            denoise: match def.input {
+                Input::Text => DENOISE,
+                Input::Image => VARIATION_DENOISE,
+                Input::Inpaint => INPAINT_DENOISE,
+            },
             batch_size: BATCH_SIZE,
             checkpoint: CHECKPOINT,
+            grow_mask_by: (def.input == Input::Inpaint).then_some(GROW_MASK_BY),
+            palette: (def.post == Post::Palette).then_some((PALETTE_COLORS, DITHER)),
+            transparent_background: (def.post == Post::Background)
+                .then_some(TRANSPARENT_BACKGROUND),
         }
     }
 
     fn specs(&self) -> Vec<ParamSpec> {
-        vec![
-            self.prompt.spec(),
-            self.negative_prompt.spec(),
-            self.width.spec(),
-            self.height.spec(),
+        let mut specs = vec![self.prompt.spec(), self.negative_prompt.spec()];
+        specs.extend(self.image.iter().map(ImageDecl::spec));
+        specs.extend(self.mask.iter().map(ImageDecl::spec));
+        if let Some((w, h)) = &self.size {
+            specs.extend([w.spec(), h.spec()]);
+        }
+        specs.extend([
             self.steps.spec(),
             self.cfg_scale.spec(),
             self.seed.spec(),
@@ -240,7 +382,13 @@ impl Decls {
             self.denoise.spec(),
             self.batch_size.spec(),
             self.checkpoint.spec(),
-        ]
+        ]);
+        specs.extend(self.grow_mask_by.iter().map(IntDecl::spec));
+        if let Some((colours, dither)) = &self.palette {
+            specs.extend([colours.spec(), dither.spec()]);
+        }
+        specs.extend(self.transparent_background.iter().map(BoolDecl::spec));
+        specs
     }
 }
 
@@ -256,9 +404,10 @@ pub struct Settings {
     pub prompt: String,
     /// The caller's negative prompt, trimmed (may be empty).
     pub negative_prompt: String,
-    /// Output width in pixels (64..=2048, multiple of 8).
+    /// Output width in pixels (64..=2048, multiple of 8); for image templates the input
+    /// image's width (the graph derives the sampling size from it).
     pub width: u32,
-    /// Output height in pixels (64..=2048, multiple of 8).
+    /// Output height, like `width`.
     pub height: u32,
     /// Sampling steps.
     pub steps: u32,
@@ -276,6 +425,29 @@ pub struct Settings {
     pub batch_size: u32,
     /// The requested checkpoint, if any (blank counts as absent).
     pub checkpoint: Option<String>,
+    /// The input image (image templates only).
+    pub image: Option<Upload>,
+    /// The inpaint mask (`inpaint` only; same size as `image`).
+    pub mask: Option<Upload>,
+    /// Mask widening in pixels (`inpaint`; 0 elsewhere).
+    pub grow_mask_by: u32,
+    /// Palette size (`pixel-art`; the declared default elsewhere, unused).
+    pub palette_colors: u32,
+    /// Ordered dithering (`pixel-art`).
+    pub dither: bool,
+    /// Background removal (`item-icon`).
+    pub transparent_background: bool,
+}
+
+/// An uploaded image as the host describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The name `LoadImage` / `LoadImageMask` takes.
+    pub name: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
 }
 
 impl Settings {
@@ -304,8 +476,16 @@ impl Settings {
         let negative_prompt = decls
             .negative_prompt
             .decode(given(decls.negative_prompt.name), e);
-        let width = decls.width.decode(given(decls.width.name), e);
-        let height = decls.height.decode(given(decls.height.name), e);
+        let image = decls
+            .image
+            .as_ref()
+            .and_then(|d| d.decode(given(d.name), e));
+        let mask = decls.mask.as_ref().and_then(|d| d.decode(given(d.name), e));
+        let (width, height) = match (&decls.size, &image) {
+            (Some((w, h)), _) => (w.decode(given(w.name), e), h.decode(given(h.name), e)),
+            (None, Some(img)) => (i64::from(img.width), i64::from(img.height)),
+            (None, None) => (0, 0),
+        };
         let steps = decls.steps.decode(given(decls.steps.name), e);
         let cfg_scale = decls.cfg_scale.decode(given(decls.cfg_scale.name), e);
         let seed = decls.seed.decode(given(decls.seed.name), e);
@@ -314,6 +494,31 @@ impl Settings {
         let denoise = decls.denoise.decode(given(decls.denoise.name), e);
         let batch_size = decls.batch_size.decode(given(decls.batch_size.name), e);
         let checkpoint = decls.checkpoint.decode(given(decls.checkpoint.name), e);
+        let grow_mask_by = decls
+            .grow_mask_by
+            .as_ref()
+            .map_or(0, |d| d.decode(given(d.name), e));
+        let (palette_colors, dither) = decls
+            .palette
+            .as_ref()
+            .map_or((PALETTE_COLORS.default, DITHER.default), |(c, d)| {
+                (c.decode(given(c.name), e), d.decode(given(d.name), e))
+            });
+        let transparent_background = decls
+            .transparent_background
+            .as_ref()
+            .is_some_and(|d| d.decode(given(d.name), e));
+        if let (Some(img), Some(m)) = (&image, &mask)
+            && (img.width, img.height) != (m.width, m.height)
+        {
+            e.push(field_error(
+                MASK.name,
+                format!(
+                    "the mask is {}x{} but the image is {}x{}; they must have the same size",
+                    m.width, m.height, img.width, img.height
+                ),
+            ));
+        }
 
         // The host makes "-1 = random" concrete before `build`; a graph needs a real seed.
         let seed = u64::try_from(seed).unwrap_or_else(|_| {
@@ -343,6 +548,12 @@ impl Settings {
             denoise,
             batch_size: in_u32(batch_size),
             checkpoint: checkpoint.filter(|c| !c.is_empty()),
+            image,
+            mask,
+            grow_mask_by: in_u32(grow_mask_by),
+            palette_colors: in_u32(palette_colors),
+            dither,
+            transparent_background,
         })
     }
 }
@@ -365,6 +576,7 @@ fn kind_name(value: &Value) -> &'static str {
         Value::Integer(_) => "integer",
         Value::Number(_) => "number",
         Value::Boolean(_) => "boolean",
+        Value::Image(_) => "image",
     }
 }
 
@@ -387,6 +599,11 @@ impl TextDecl {
                     name: name.to_string(),
                     target: target.to_string(),
                 })
+                .collect(),
+            examples: self
+                .examples
+                .iter()
+                .map(|x| Value::Text(x.to_string()))
                 .collect(),
         }
     }
@@ -444,6 +661,7 @@ impl IntDecl {
             multiple_of: self.multiple_of,
             choices: Vec::new(),
             aliases: Vec::new(),
+            examples: self.examples.iter().map(|&x| Value::Integer(x)).collect(),
         }
     }
 
@@ -495,6 +713,7 @@ impl NumberDecl {
             multiple_of: None,
             choices: Vec::new(),
             aliases: Vec::new(),
+            examples: Vec::new(),
         }
     }
 
@@ -521,6 +740,99 @@ impl NumberDecl {
             return self.default;
         }
         value
+    }
+}
+
+impl BoolDecl {
+    fn spec(&self) -> ParamSpec {
+        ParamSpec {
+            name: self.name.to_string(),
+            kind: ValueKind::Boolean,
+            description: self.description.to_string(),
+            required: false,
+            default: Some(Value::Boolean(self.default)),
+            minimum: None,
+            maximum: None,
+            multiple_of: None,
+            choices: Vec::new(),
+            aliases: Vec::new(),
+            examples: Vec::new(),
+        }
+    }
+
+    /// The flag if given as a boolean, else the default (after recording why).
+    fn decode(&self, given: Option<&Value>, errors: &mut Vec<FieldError>) -> bool {
+        match given {
+            None => self.default,
+            Some(Value::Boolean(b)) => *b,
+            Some(other) => {
+                errors.push(field_error(
+                    self.name,
+                    format!("expected a boolean, got {}", kind_name(other)),
+                ));
+                self.default
+            }
+        }
+    }
+}
+
+impl ImageDecl {
+    fn spec(&self) -> ParamSpec {
+        ParamSpec {
+            name: self.name.to_string(),
+            kind: match self.kind {
+                ImageKind::Image => ValueKind::Image,
+                ImageKind::Mask => ValueKind::Mask,
+            },
+            description: self.description.to_string(),
+            required: true,
+            default: None,
+            minimum: None,
+            maximum: None,
+            multiple_of: None,
+            choices: Vec::new(),
+            aliases: Vec::new(),
+            examples: Vec::new(),
+        }
+    }
+
+    /// The upload, or `None` (after recording why) when absent or not an image.
+    fn decode(&self, given: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Upload> {
+        match given {
+            None => {
+                errors.push(field_error(self.name, "is required".to_string()));
+                None
+            }
+            Some(Value::Image(img)) if img.name.trim().is_empty() => {
+                errors.push(field_error(
+                    self.name,
+                    "the host gave an upload without a name".to_string(),
+                ));
+                None
+            }
+            Some(Value::Image(img)) if img.width == 0 || img.height == 0 => {
+                errors.push(field_error(
+                    self.name,
+                    format!(
+                        "the upload is {}x{}; an image has at least 1x1 pixels",
+                        img.width, img.height
+                    ),
+                ));
+                None
+            }
+            Some(Value::Image(img)) => Some(Upload {
+                name: img.name.clone(),
+                width: img.width,
+                height: img.height,
+            }),
+            Some(other) => {
+                errors.push(field_error(
+                    self.name,
+                    format!("expected an image, got {}", kind_name(other)),
+                ));
+                None
+            }
+        }
     }
 }
 
@@ -644,6 +956,112 @@ mod tests {
     }
 
     #[test]
+    fn each_template_declares_its_own_extras() {
+        let names = |id: &str| -> Vec<String> {
+            specs(find(id).expect("template"))
+                .into_iter()
+                .map(|s| s.name)
+                .collect()
+        };
+        let icon = names("item-icon");
+        assert_eq!(
+            icon.last().map(String::as_str),
+            Some("transparent_background")
+        );
+        assert!(!icon.contains(&"palette_colors".to_string()));
+        let portrait = names("character-portrait");
+        assert_eq!(portrait.len(), 12, "no extras: {portrait:?}");
+        assert_eq!(
+            names("environment-texture"),
+            portrait,
+            "seamless has no knobs"
+        );
+        assert_eq!(
+            names("inpaint"),
+            [
+                "prompt",
+                "negative_prompt",
+                "image",
+                "mask",
+                "steps",
+                "cfg_scale",
+                "seed",
+                "sampler",
+                "scheduler",
+                "denoise",
+                "batch_size",
+                "checkpoint",
+                "grow_mask_by"
+            ]
+        );
+        let variation = specs(find("image-variation").expect("template"));
+        let image = variation.iter().find(|s| s.name == "image").expect("image");
+        assert!(image.required && image.default.is_none() && image.examples.is_empty());
+        assert!(matches!(image.kind, ValueKind::Image));
+        let denoise = variation
+            .iter()
+            .find(|s| s.name == "denoise")
+            .expect("denoise");
+        assert!(matches!(denoise.default, Some(Value::Number(d)) if d == 0.6));
+        let mask_kind = specs(find("inpaint").expect("template"))
+            .into_iter()
+            .find(|s| s.name == "mask")
+            .map(|s| s.kind);
+        assert!(matches!(mask_kind, Some(ValueKind::Mask)));
+    }
+
+    #[test]
+    fn extras_are_decoded_and_checked() {
+        let def = find("pixel-art").expect("template exists");
+        let s = Settings::decode(
+            def,
+            &[
+                text("prompt", "cat"),
+                int("seed", 1),
+                int("palette_colors", 2),
+            ],
+        )
+        .expect("valid");
+        assert_eq!((s.palette_colors, s.dither), (2, false));
+        let errors = errors_of(Settings::decode(
+            def,
+            &[
+                text("prompt", "cat"),
+                int("seed", 1),
+                int("palette_colors", 257),
+                text("dither", "yes"),
+            ],
+        ));
+        assert_eq!(
+            errors,
+            [
+                (
+                    "palette_colors".to_string(),
+                    "must be between 2 and 256, got 257".to_string()
+                ),
+                (
+                    "dither".to_string(),
+                    "expected a boolean, got text".to_string()
+                )
+            ]
+        );
+        let icon = find("item-icon").expect("template exists");
+        let s = Settings::decode(
+            icon,
+            &[
+                text("prompt", "gem"),
+                int("seed", 1),
+                Param {
+                    name: "transparent_background".to_string(),
+                    value: Value::Boolean(false),
+                },
+            ],
+        )
+        .expect("valid");
+        assert!(!s.transparent_background);
+    }
+
+    #[test]
     fn a_missing_prompt_is_refused() {
         let def = find("character-portrait").expect("template exists");
         let errors = errors_of(Settings::decode(def, &[int("seed", 3)]));
@@ -669,7 +1087,9 @@ mod tests {
                 "scheduler",
                 "denoise",
                 "batch_size",
-                "checkpoint"
+                "checkpoint",
+                "palette_colors",
+                "dither"
             ]
         );
         let by_name = |n: &str| specs.iter().find(|s| s.name == n).expect("declared");
@@ -682,6 +1102,23 @@ mod tests {
         assert_eq!(by_name("seed").minimum, Some(-1.0));
         assert_eq!(by_name("seed").maximum, Some(9_007_199_254_740_991.0));
         assert!(by_name("checkpoint").default.is_none() && !by_name("checkpoint").required);
+        assert!(matches!(
+            by_name("palette_colors").default,
+            Some(Value::Integer(16))
+        ));
+        assert_eq!(
+            (
+                by_name("palette_colors").minimum,
+                by_name("palette_colors").maximum
+            ),
+            (Some(2.0), Some(256.0))
+        );
+        assert!(matches!(
+            by_name("dither").default,
+            Some(Value::Boolean(false))
+        ));
+        assert!(matches!(by_name("dither").kind, ValueKind::Boolean));
+        assert_eq!(by_name("prompt").examples.len(), 2);
         for alias in &by_name("sampler").aliases {
             assert!(
                 by_name("sampler").choices.contains(&alias.target),

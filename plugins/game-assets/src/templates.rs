@@ -1,7 +1,8 @@
-//! The four templates of the pack: identity, listing metadata and prompt scaffolds.
+//! The six templates of the pack: identity, listing metadata and prompt scaffolds.
 //!
-//! Everything template-specific lives in one `TemplateDef` table entry; the graph shape
-//! is shared (`graph.rs`) except for the pixel-art downscale, selected by `Style`.
+//! Everything template-specific lives in one `TemplateDef` table entry: where the latent
+//! comes from (`Input`: empty, an input image, or an image plus a mask), how the decoded
+//! image is saved (`Style`), and which post-processor runs on each output image (`Post`).
 //! Invariant: ids are unique kebab-case and never change (callers and provenance records
 //! refer to them).
 
@@ -16,6 +17,30 @@ pub enum Style {
     /// Sample at up to 4x the requested size, then downscale with nearest-exact so every
     /// output pixel is one flat block (see `graph::render_scale`).
     PixelArt,
+}
+
+/// Where a template's latent comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// An empty latent of the requested size (text to image).
+    Text,
+    /// The VAE-encoded input image (`image-variation`).
+    Image,
+    /// The VAE-encoded input image with the mask as its noise mask (`inpaint`).
+    Inpaint,
+}
+
+/// What the pack does to each output image (the `postprocessor` export).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Post {
+    /// Nothing; the template's `postprocess` flag is off.
+    None,
+    /// Median-cut palette (`palette_colors`, `dither`).
+    Palette,
+    /// Four-copy half-offset blend, so the texture tiles.
+    Seamless,
+    /// Transparent background (`transparent_background`).
+    Background,
 }
 
 /// One template: what it is and how it dresses the caller's prompts.
@@ -37,19 +62,25 @@ pub struct TemplateDef {
     pub default_height: u32,
     /// Description of this template's `prompt` parameter.
     pub prompt_hint: &'static str,
+    /// Typical prompts, published as the parameter's `examples`.
+    pub prompt_examples: &'static [&'static str],
     /// Positive prompt with `{prompt}` standing for the caller's prompt.
     pub positive: &'static str,
     /// Built-in negative prompt; the caller's `negative_prompt` is appended.
     pub negative: &'static str,
     /// Graph variant.
     pub style: Style,
+    /// Latent source.
+    pub input: Input,
+    /// Post-processor.
+    pub post: Post,
 }
 
 /// Placeholder for the caller's prompt in `TemplateDef::positive`.
 const PROMPT_SLOT: &str = "{prompt}";
 
 /// Every template of the pack, in listing order.
-pub const TEMPLATES: [TemplateDef; 4] = [
+pub const TEMPLATES: [TemplateDef; 6] = [
     TemplateDef {
         id: "character-portrait",
         name: "Character Portrait",
@@ -58,6 +89,10 @@ pub const TEMPLATES: [TemplateDef; 4] = [
         tags: &["portrait", "character", "rpg"],
         default_width: 512,
         default_height: 512,
+        prompt_examples: &[
+            "elf ranger with a green hood",
+            "grizzled dwarf blacksmith with a braided beard",
+        ],
         prompt_hint: "Character description, e.g. `elf ranger with a green hood`.",
         positive: "character portrait of {prompt}, head and shoulders, detailed face, \
                    expressive eyes, centered composition, soft studio lighting, \
@@ -66,15 +101,22 @@ pub const TEMPLATES: [TemplateDef; 4] = [
                    extra fingers, cropped head, out of frame, multiple people, text, \
                    watermark, signature",
         style: Style::Direct,
+        input: Input::Text,
+        post: Post::None,
     },
     TemplateDef {
         id: "item-icon",
         name: "Item Icon",
-        description: "A single centred game item on a plain background, for inventories and UI.",
+        description: "A single centred game item on a plain background, for inventories and UI; \
+                      the background is made transparent by default.",
         category: "items",
         tags: &["icon", "item", "ui"],
         default_width: 512,
         default_height: 512,
+        prompt_examples: &[
+            "glowing blue health potion",
+            "rusty iron sword with a leather grip",
+        ],
         prompt_hint: "The item, e.g. `glowing blue health potion`.",
         positive: "{prompt}, single centered game item icon, plain solid background, \
                    clean silhouette, crisp edges, soft lighting, high detail, game asset",
@@ -82,37 +124,84 @@ pub const TEMPLATES: [TemplateDef; 4] = [
                    signature, multiple objects, cropped, out of frame, cut off, blurry, \
                    low quality, deformed",
         style: Style::Direct,
+        input: Input::Text,
+        post: Post::Background,
     },
     TemplateDef {
         id: "environment-texture",
         name: "Environment Texture",
-        description: "Seamless tileable surface textures for terrain, walls and backgrounds.",
+        description: "Seamless tileable surface textures for terrain, walls and backgrounds; \
+                      every output is blended so its opposite edges continue into each other.",
         category: "environments",
         tags: &["texture", "environment", "tileable", "seamless"],
         default_width: 1024,
         default_height: 1024,
+        prompt_examples: &["mossy cobblestone", "desert sand with small pebbles"],
         prompt_hint: "The surface material, e.g. `mossy cobblestone`.",
         positive: "seamless tileable texture of {prompt}, top-down view, flat even lighting, \
                    uniform detail, repeating pattern, high resolution, game texture",
         negative: "seams, visible borders, vignette, perspective, horizon, sky, cast shadows, \
                    uneven lighting, objects, text, watermark, signature, blurry, low quality",
         style: Style::Direct,
+        input: Input::Text,
+        post: Post::Seamless,
     },
     TemplateDef {
         id: "pixel-art",
         name: "Pixel Art",
-        description: "Retro pixel-art sprites: rendered at up to 4x and downscaled \
-                      nearest-neighbour so pixels stay crisp.",
+        description: "Retro pixel-art sprites: rendered at up to 4x, downscaled \
+                      nearest-neighbour so pixels stay crisp, and reduced to a limited palette.",
         category: "sprites",
         tags: &["pixel-art", "retro", "sprite"],
         default_width: 256,
         default_height: 256,
+        prompt_examples: &["knight with a red cape", "green slime monster"],
         prompt_hint: "The sprite subject, e.g. `knight with a red cape`.",
         positive: "pixel art, 16-bit sprite, {prompt}, crisp pixels, limited color palette, \
                    clean outlines, retro game style, plain background",
         negative: "blurry, smooth shading, gradients, anti-aliasing, photorealistic, \
                    3d render, noise, jpeg artifacts, text, watermark, signature",
         style: Style::PixelArt,
+        input: Input::Text,
+        post: Post::Palette,
+    },
+    TemplateDef {
+        id: "image-variation",
+        name: "Image Variation",
+        description: "Variations of an input image (img2img): keeps its composition and \
+                      colours and repaints the details; `denoise` sets how far it may drift.",
+        category: "editing",
+        tags: &["img2img", "variation", "edit"],
+        default_width: 512,
+        default_height: 512,
+        prompt_examples: &[
+            "the same scene at sunset",
+            "hand-painted fantasy game art style",
+        ],
+        prompt_hint: "What the variation should show or look like, e.g. `the same castle in winter`.",
+        positive: "{prompt}, high quality, detailed, game art",
+        negative: "blurry, low quality, deformed, jpeg artifacts, text, watermark, signature",
+        style: Style::Direct,
+        input: Input::Image,
+        post: Post::None,
+    },
+    TemplateDef {
+        id: "inpaint",
+        name: "Inpaint",
+        description: "Repaints the masked region of an input image (white = repaint) and \
+                      keeps the rest, e.g. to replace or add an object.",
+        category: "editing",
+        tags: &["inpaint", "edit", "mask"],
+        default_width: 512,
+        default_height: 512,
+        prompt_examples: &["a wooden treasure chest", "a small campfire with sparks"],
+        prompt_hint: "What to paint inside the mask, e.g. `a wooden treasure chest`.",
+        positive: "{prompt}, seamlessly blended, matching lighting and style, high quality",
+        negative: "blurry, low quality, deformed, visible seams, mismatched lighting, text, \
+                   watermark, signature",
+        style: Style::Direct,
+        input: Input::Inpaint,
+        post: Post::None,
     },
 ];
 
@@ -133,6 +222,7 @@ impl TemplateDef {
             default_width: self.default_width,
             default_height: self.default_height,
             params: params::specs(self),
+            postprocess: self.post != Post::None,
         }
     }
 
@@ -168,6 +258,8 @@ mod tests {
                 ("item-icon", 512, 512, "items"),
                 ("environment-texture", 1024, 1024, "environments"),
                 ("pixel-art", 256, 256, "sprites"),
+                ("image-variation", 512, 512, "editing"),
+                ("inpaint", 512, 512, "editing"),
             ]
         );
         assert_eq!(
@@ -175,6 +267,35 @@ mod tests {
             Some(&["pixel-art", "retro", "sprite"][..])
         );
         assert!(find("nope").is_none());
+    }
+
+    #[test]
+    fn post_processed_templates_are_flagged() {
+        let flagged: Vec<(&str, bool)> = TEMPLATES
+            .iter()
+            .map(|t| (t.id, t.info().postprocess))
+            .collect();
+        assert_eq!(
+            flagged,
+            [
+                ("character-portrait", false),
+                ("item-icon", true),
+                ("environment-texture", true),
+                ("pixel-art", true),
+                ("image-variation", false),
+                ("inpaint", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_template_has_prompt_examples() {
+        for t in &TEMPLATES {
+            assert!(t.prompt_examples.len() >= 2, "{}", t.id);
+            let prompt = &t.info().params[0];
+            assert_eq!(prompt.name, "prompt");
+            assert_eq!(prompt.examples.len(), t.prompt_examples.len(), "{}", t.id);
+        }
     }
 
     #[test]
