@@ -55,7 +55,7 @@ fn the_json_report_has_the_published_schema_graph_check_and_cost_of_every_templa
         r["catalog"]
     );
     let templates = r["templates"].as_array().unwrap();
-    assert_eq!(templates.len(), 4);
+    assert_eq!(templates.len(), 6);
     for t in templates {
         let id = t["id"].as_str().unwrap();
         assert_eq!(t["graph_check"], "valid", "{id}");

@@ -373,7 +373,7 @@ async fn a_clashing_id_at_start_up_is_served_by_neither_pack_whatever_the_file_n
         // game-assets' other templates still serve.
         assert_eq!(
             app.catalog().templates().len(),
-            3,
+            5,
             "{:?}",
             app.catalog().errors()
         );

@@ -36,7 +36,7 @@ async fn fixture(step_delay: Duration) -> Fixture {
     let workflow_dir = workflows.display().to_string();
     let app =
         common::shipped_app(&sim, out.path(), &cache, &["--workflow-dir", &workflow_dir]).await;
-    common::assert_templates(&app, 4, "the shipped pack");
+    common::assert_templates(&app, 6, "the shipped pack");
     Fixture {
         app,
         sim,
@@ -202,7 +202,7 @@ async fn tools_are_listed_with_schemas_from_the_packs() {
     assert_eq!(props["width"]["multipleOf"], 8);
     let samplers = props["sampler"]["enum"].as_array().unwrap();
     assert!(samplers.contains(&json!("euler")) && samplers.contains(&json!("dpm++")));
-    assert_eq!(props["template"]["enum"].as_array().unwrap().len(), 4);
+    assert_eq!(props["template"]["enum"].as_array().unwrap().len(), 6);
     // A template or a custom workflow: the schema requires neither, the server one of them.
     assert_eq!(generate["inputSchema"]["required"], Value::Null);
     assert_eq!(props["workflow"]["type"], "object");

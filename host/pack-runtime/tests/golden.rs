@@ -59,7 +59,13 @@ fn every_template_builds_its_golden_graphs() {
     let host = Arc::new(host);
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut checked = 0;
-    for template in pack.templates() {
+    // Text-to-image templates only: the image templates' graphs (image-variation, inpaint)
+    // depend on an upload and are checked by the pack's own graph tests (plugins/, in CI).
+    for template in pack
+        .templates()
+        .iter()
+        .filter(|t| !t.params.iter().any(|p| p.kind.is_image()))
+    {
         for (case, params) in cases(&template.id) {
             let built = pack
                 .build(&template.id, params.as_object().unwrap(), host.clone())

@@ -51,7 +51,9 @@ fn shipped_pack_describes_itself() {
             "character-portrait",
             "item-icon",
             "environment-texture",
-            "pixel-art"
+            "pixel-art",
+            "image-variation",
+            "inpaint"
         ]
     );
     let sizes: Vec<_> = pack
@@ -59,7 +61,17 @@ fn shipped_pack_describes_itself() {
         .iter()
         .map(|t| (t.default_width, t.default_height))
         .collect();
-    assert_eq!(sizes, [(512, 512), (512, 512), (1024, 1024), (256, 256)]);
+    assert_eq!(
+        sizes,
+        [
+            (512, 512),
+            (512, 512),
+            (1024, 1024),
+            (256, 256),
+            (512, 512),
+            (512, 512)
+        ]
+    );
     assert_eq!(pack.sha256().len(), 64);
 }
 
