@@ -227,7 +227,10 @@ async fn an_inverting_processor_delivers_inverted_pngs_with_steps_and_times() {
         json!([{"name": "invert", "detail": "inverted red, green and blue"}])
     );
     assert_eq!(prov["images"][0]["bytes"], json!(file.bytes));
-    assert_eq!(pngs_in(&b, &snap.prompt_id), std::slice::from_ref(&file.filename));
+    assert_eq!(
+        pngs_in(&b, &snap.prompt_id),
+        std::slice::from_ref(&file.filename)
+    );
 }
 
 #[tokio::test]
