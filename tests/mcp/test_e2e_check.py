@@ -32,7 +32,7 @@ async def test_check_uses_the_live_catalog_of_the_backend(backend: ComfyRoutes, 
     report = json.loads(done.stdout)
     assert report["catalog"]["kind"] == "live", report["catalog"]
     assert backend.url.split("//", 1)[1] in report["catalog"]["detail"]
-    assert len(report["templates"]) == 4
+    assert len(report["templates"]) == 6
     for t in report["templates"]:
         assert t["graph_check"] == "valid", t["id"]
         assert t["errors"] == [], t["errors"]
