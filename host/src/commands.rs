@@ -16,6 +16,7 @@ use crate::catalog::{Catalog, CatalogStore};
 use crate::config::{Settings, SimulateArgs};
 use crate::loader::{LiveComfy, PackLoader};
 use crate::packs::PackSet;
+use crate::reattach::TemplateProcessors;
 use crate::workflow_file::WorkflowDirs;
 
 /// Creates the pack runtime, the admission and the loader from the
@@ -68,8 +69,14 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
     let comfy_config = settings.comfy_config()?;
     let loader = loader(settings, Arc::new(LiveComfy::default()))?;
     let store = Arc::new(CatalogStore::new(Catalog::default()));
+    let processors = TemplateProcessors::new(
+        store.clone(),
+        loader.admission().clone(),
+        loader.live().clone(),
+    );
     let packs = PackSet::new(settings.templates_dir.clone(), loader, store.clone());
     let mut backend = comfyui::BackendOptions::for_config(&comfy_config);
+    backend.processors = Some(Arc::new(processors));
     backend.job_store = open_job_store(settings).await?;
     backend.persist = settings.persist_options();
     backend.postprocess = settings.postprocess_options();

@@ -34,6 +34,7 @@ pub mod mcp;
 pub mod missing_model;
 pub mod packs;
 pub mod postprocess;
+pub mod reattach;
 pub mod scaffold;
 pub mod selftest;
 pub mod sim_control;

@@ -70,6 +70,9 @@ async def test_a_killed_servers_queued_job_completes_under_the_next_server(sim: 
             assert Path(im["path"]).is_file(), im
             data, mime = await read_blob(second, im["uri"])
             assert mime == "image/png" and data.startswith(b"\x89PNG"), im["uri"]
+            # Post-processed by the pack, rebuilt by the server that adopted the job.
+            assert [s["name"] for s in im["postprocess"]["steps"]], im
+        assert done["postprocess_ms"] is not None, done
         assert "adopted an open job" in second.stderr()
         listed = await second.ok("list_jobs", {})
         assert pid in [j["prompt_id"] for j in listed["jobs"]]

@@ -48,7 +48,8 @@ use crate::events::Event;
 use crate::nodes::NodeCatalog;
 use crate::outputs::{self, ProvenanceContext};
 use crate::persist::{PersistOptions, Persistence, Tracked};
-use crate::postprocess::{PostprocessOptions, stage};
+use crate::postprocess::{OutputProcessor, PostprocessOptions, stage};
+use crate::reattach::ProcessorSource;
 use crate::snapshot::{JobFailure, JobRequest, JobSnapshot, JobState, SavedImage, now_unix};
 use crate::store::{JobPage, JobQuery, JobStore, StoreError, StoredJob, Update};
 use crate::tracker::{Action, JobTable};
@@ -154,6 +155,9 @@ pub struct BackendOptions {
     pub persist: PersistOptions,
     /// The post-processing stage's pixel cap, concurrency and raw-output keeping.
     pub postprocess: PostprocessOptions,
+    /// Makes the processor of a job adopted after a restart again (see [`crate::reattach`]);
+    /// `None`: such a job fails, its unprocessed images withheld.
+    pub processors: Option<Arc<dyn ProcessorSource>>,
 }
 
 impl BackendOptions {
@@ -169,6 +173,7 @@ impl BackendOptions {
             job_store: None,
             persist: PersistOptions::default(),
             postprocess: PostprocessOptions::default(),
+            processors: None,
         }
     }
 }
@@ -1071,24 +1076,24 @@ impl Inner {
         prompt_id: &str,
         files: Vec<SavedImage>,
     ) -> Result<(Vec<SavedImage>, Option<f64>), Undelivered> {
-        let (needed, processor) = {
+        let (snapshot, processor) = {
             let table = self.lock();
-            let needed = table
-                .snapshot(prompt_id)
-                .is_some_and(|s| s.postprocessing.is_some());
             (
-                needed,
+                table.snapshot(prompt_id),
                 table.run(prompt_id).and_then(|r| r.processor.clone()),
             )
         };
-        if !needed {
+        let Some(snapshot) = snapshot.filter(|s| s.postprocessing.is_some()) else {
             return Ok((files, None));
-        }
+        };
         let options = self.options.postprocess;
         let dir = outputs::job_dir(&self.cfg.output_dir, prompt_id);
-        let Some(processor) = processor else {
-            stage::withhold(&files, options.keep_raw, &dir).await;
-            return Err(Undelivered::Postprocess(stage::adopted_failure()));
+        let processor = match processor.map_or_else(|| self.reattach(&snapshot), Ok) {
+            Ok(processor) => processor,
+            Err(reason) => {
+                stage::withhold(&files, options.keep_raw, &dir).await;
+                return Err(Undelivered::Postprocess(stage::adopted_failure(&reason)));
+            }
         };
         let observer = JobObserver {
             inner: self,
@@ -1102,6 +1107,17 @@ impl Inner {
                 Err(Undelivered::Postprocess(failure.job_failure()))
             }
         }
+    }
+
+    /// The processor of a job adopted after a restart, made again by the configured
+    /// [`ProcessorSource`]; or why it cannot be.
+    fn reattach(&self, job: &JobSnapshot) -> Result<Arc<dyn OutputProcessor>, String> {
+        let Some(source) = &self.options.processors else {
+            return Err("this server has no source of post-processors".to_owned());
+        };
+        let processor = source.processor_for(job).map_err(|e| e.message)?;
+        tracing::info!(prompt_id = %job.prompt_id, "post-processor of an adopted job made again");
+        Ok(processor)
     }
 }
 

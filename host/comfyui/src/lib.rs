@@ -22,6 +22,7 @@ pub mod outputs;
 pub mod persist;
 pub mod policy;
 pub mod postprocess;
+pub mod reattach;
 pub mod snapshot;
 pub mod store;
 pub mod tracker;

@@ -60,7 +60,8 @@ pub(crate) struct RunTrack {
     /// ComfyUI clock (ms) of execution start / end.
     pub start_ts: Option<f64>,
     pub end_ts: Option<f64>,
-    /// The request's post-processor (never for an adopted job: it lived in its gone server).
+    /// The request's post-processor (none for an adopted job: it lived in its gone server and
+    /// is made again at finalisation, see [`crate::reattach`]).
     pub processor: Option<std::sync::Arc<dyn OutputProcessor>>,
     /// The job post-processes its images (it has a processor, or had one before adoption).
     postprocesses: bool,

@@ -16,6 +16,7 @@ use comfyui::jobs::BackendOptions;
 use comfyui::postprocess::codec::decode_rgba;
 use comfyui::postprocess::stage::ADOPTED_MESSAGE;
 use comfyui::postprocess::{PostprocessProgress, PostprocessStep};
+use comfyui::reattach::ProcessorSource;
 use comfyui::store::{Heartbeat, JobPage, JobQuery, JobStore, StoreError, StoredJob, Update};
 use comfyui::{
     ComfyUi, FailureKind, JobSnapshot, JobState, OutputProcessor, PostprocessError,
@@ -618,11 +619,33 @@ impl JobStore for AdoptOnce {
     }
 }
 
-#[tokio::test]
-async fn a_job_adopted_after_a_restart_fails_clearly_instead_of_delivering_unprocessed_images() {
+/// Makes the processor of an adopted job again: `invert` for the first job it is asked about,
+/// a refusal naming `refuse` when set; records the prompt ids it was asked for.
+#[derive(Debug, Default)]
+struct Source {
+    refuse: Option<&'static str>,
+    asked: Mutex<Vec<String>>,
+}
+
+impl ProcessorSource for Source {
+    fn processor_for(
+        &self,
+        job: &JobSnapshot,
+    ) -> Result<Arc<dyn OutputProcessor>, PostprocessError> {
+        self.asked.lock().unwrap().push(job.prompt_id.clone());
+        match self.refuse {
+            Some(reason) => Err(PostprocessError::new(reason)),
+            None => Ok(processor(invert)),
+        }
+    }
+}
+
+/// A first server submits a post-processing job and stops while it is queued; a second one,
+/// with `processors`, adopts it from the store and finishes it. Returns the second backend
+/// and the job's final snapshot.
+async fn adopted_job(processors: Option<Arc<dyn ProcessorSource>>) -> (Backend, JobSnapshot) {
     let sim = sim(SimConfig::default()).await;
     sim.hold_queue(true);
-    // The first server submits a post-processing job and stops while it is queued.
     let first = backend_opts(&sim, PostprocessOptions::default()).await;
     let mut req = request(graph(1));
     req.postprocess = Some(processor(invert));
@@ -645,6 +668,7 @@ async fn a_job_adopted_after_a_restart_fails_clearly_instead_of_delivering_unpro
         &sim,
         BackendOptions {
             job_store: Some(store.clone()),
+            processors,
             ..fast_options()
         },
     )
@@ -660,9 +684,47 @@ async fn a_job_adopted_after_a_restart_fails_clearly_instead_of_delivering_unpro
     .expect("adopted at the first heartbeat");
     sim.hold_queue(false);
     let snap = finished(&second.comfy, &job.prompt_id).await;
+    (second, snap)
+}
+
+#[tokio::test]
+async fn an_adopted_job_is_post_processed_by_the_processor_its_source_makes_again() {
+    let source = Arc::new(Source::default());
+    let (second, snap) = adopted_job(Some(source.clone())).await;
+    assert_eq!(snap.state, JobState::Completed, "{snap:?}");
+    assert_eq!(*source.asked.lock().unwrap(), vec![snap.prompt_id.clone()]);
+    assert_eq!(delivered(&snap, 0), solid(64, 64, [0xEF, 0xDF, 0xCF]));
+    assert_eq!(snap.files[0].postprocess.as_ref().unwrap().steps.len(), 1);
+    assert!(snap.postprocess_ms.is_some());
+    assert_eq!(pngs_in(&second, &snap.prompt_id).len(), 1);
+}
+
+#[tokio::test]
+async fn an_adopted_job_whose_processor_cannot_be_made_again_fails_naming_why() {
+    let source = Arc::new(Source {
+        refuse: Some("template `icon` is served now by another pack"),
+        ..Source::default()
+    });
+    let (second, snap) = adopted_job(Some(source)).await;
     let e = failure(&snap);
-    assert_eq!(e.message, ADOPTED_MESSAGE);
+    assert_eq!(
+        e.message,
+        format!("{ADOPTED_MESSAGE}: template `icon` is served now by another pack")
+    );
     assert_eq!(e.exception_type.as_deref(), Some("PostprocessUnavailable"));
     assert!(snap.files.is_empty());
-    assert!(pngs_in(&second, &job.prompt_id).is_empty());
+    assert!(pngs_in(&second, &snap.prompt_id).is_empty());
+}
+
+#[tokio::test]
+async fn an_adopted_job_without_a_processor_source_fails_clearly_instead_of_delivering_unprocessed_images()
+ {
+    let (second, snap) = adopted_job(None).await;
+    let e = failure(&snap);
+    assert_eq!(
+        e.message,
+        format!("{ADOPTED_MESSAGE}: this server has no source of post-processors")
+    );
+    assert!(snap.files.is_empty());
+    assert!(pngs_in(&second, &snap.prompt_id).is_empty());
 }

@@ -24,9 +24,10 @@ use super::{ImagePostprocess, OutputProcessor, PostprocessError, PostprocessOpti
 use crate::outputs::{self, OutputError};
 use crate::snapshot::{FailureKind, JobFailure, SavedImage};
 
-/// The message of a job that needed post-processing but was adopted from the job store after
-/// its server stopped: the processor lived in that server and cannot be rebuilt here.
-pub const ADOPTED_MESSAGE: &str = "post-processing could not run: job adopted after restart (the server that submitted it stopped before its images were post-processed; ComfyUI's unprocessed images are not delivered in their place)";
+/// The start of the message of a job that needed post-processing but was adopted from the
+/// job store after its server stopped, and whose processor could not be made again here
+/// (see [`crate::reattach`]); the reason follows.
+pub const ADOPTED_MESSAGE: &str = "post-processing could not run for this job adopted after a restart (ComfyUI's unprocessed images are not delivered in place of processed ones)";
 
 /// What is wrong with an image a processor returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,14 +175,15 @@ impl ImageFailure {
     }
 }
 
-/// The failure of a job adopted after a restart that needed post-processing.
-pub fn adopted_failure() -> JobFailure {
+/// The failure of a job adopted after a restart that needed post-processing and whose
+/// processor could not be made again: [`ADOPTED_MESSAGE`], then `reason`.
+pub fn adopted_failure(reason: &str) -> JobFailure {
     JobFailure {
         kind: FailureKind::Postprocess,
         node_id: None,
         node_type: None,
         exception_type: Some("PostprocessUnavailable".to_owned()),
-        message: ADOPTED_MESSAGE.to_owned(),
+        message: format!("{ADOPTED_MESSAGE}: {reason}"),
     }
 }
 
