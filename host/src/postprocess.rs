@@ -17,9 +17,8 @@
 //! for a permit (a background job must not fail because clients are busy) and
 //! never exceed the admission limits.
 //!
-//! Invariant: the image types of the job pipeline and of the sandbox are
-//! distinct (the `comfyui` crate knows nothing of packs); they are converted
-//! here, moving the pixel buffer, never copying it.
+//! The job pipeline and the sandbox share one image type (the `rgba` crate's),
+//! so the pixel buffer moves into the pack call and back without a conversion.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,7 +31,7 @@ use crate::admission::{Admission, Wait};
 /// The job pipeline's side of post-processing (`comfyui::postprocess`).
 pub use comfyui::postprocess as contract;
 
-use contract::{OutputProcessor, PostprocessError, PostprocessStep, Postprocessed, RgbaImage};
+use contract::{OutputProcessor, PostprocessError, Postprocessed, RgbaImage};
 
 /// Runs a template's pack postprocessor on a job's output images, through the admission.
 pub struct PackPostprocessor {
@@ -83,10 +82,9 @@ impl OutputProcessor for PackPostprocessor {
         let key = self.admission_key.clone();
         let pack = pack_runtime::text::escape_control(&self.pack_name).into_owned();
         Box::pin(async move {
-            let image = into_pack(image);
             let call = move || runner.postprocess_resolved(&template_id, &params, image, host);
             match admission.run(&key, Wait::Queue, call).await {
-                Ok(Ok(done)) => Ok(from_pack(done)),
+                Ok(Ok(done)) => Ok(done),
                 Ok(Err(error)) => Err(PostprocessError {
                     message: format!("pack `{pack}` failed to post-process the image: {error}"),
                 }),
@@ -95,32 +93,6 @@ impl OutputProcessor for PackPostprocessor {
                 }),
             }
         })
-    }
-}
-
-fn into_pack(image: RgbaImage) -> pack_runtime::RgbaImage {
-    pack_runtime::RgbaImage {
-        width: image.width,
-        height: image.height,
-        pixels: image.pixels,
-    }
-}
-
-fn from_pack(done: pack_runtime::Postprocessed) -> Postprocessed {
-    Postprocessed {
-        image: RgbaImage {
-            width: done.image.width,
-            height: done.image.height,
-            pixels: done.image.pixels,
-        },
-        steps: done
-            .steps
-            .into_iter()
-            .map(|s| PostprocessStep {
-                name: s.name,
-                detail: s.detail,
-            })
-            .collect(),
     }
 }
 

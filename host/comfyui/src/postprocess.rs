@@ -15,7 +15,8 @@
 //!   is not decoded for the processor, and a result above it is refused.
 //! - At most [`PostprocessOptions::concurrency`] images are being processed at once (across
 //!   all jobs); decoding and encoding run on the blocking pool, never on an async worker.
-//! - This module depends on nothing else of the crate (the snapshot types refer to it).
+//! - This module depends on nothing else of the crate (the snapshot types refer to it); its
+//!   image types are the `rgba` crate's, the same the pack sandbox takes and returns.
 
 pub mod codec;
 pub mod stage;
@@ -30,45 +31,8 @@ pub const DEFAULT_MAX_PIXELS: u64 = 16_777_216;
 /// Default [`PostprocessOptions::concurrency`] (`COMFYUI_MCP_POSTPROCESS_CONCURRENCY`).
 pub const DEFAULT_CONCURRENCY: usize = 2;
 
-/// A decoded image: 8-bit RGBA, row-major, no padding, so `pixels` holds exactly
-/// `width * height * 4` bytes (checked by the stage on what a processor returns).
-#[derive(Clone, PartialEq, Eq)]
-pub struct RgbaImage {
-    /// Width in pixels (at least 1).
-    pub width: u32,
-    /// Height in pixels (at least 1).
-    pub height: u32,
-    /// Red, green, blue, alpha per pixel.
-    pub pixels: Vec<u8>,
-}
-
-impl std::fmt::Debug for RgbaImage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RgbaImage")
-            .field("width", &self.width)
-            .field("height", &self.height)
-            .field("bytes", &self.pixels.len())
-            .finish()
-    }
-}
-
-/// One step a processor applied, recorded per image in the snapshot and the provenance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PostprocessStep {
-    /// Short stable name, e.g. `palette`.
-    pub name: String,
-    /// What it did, for humans.
-    pub detail: String,
-}
-
-/// What a processor returns: the image to deliver and the steps applied, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Postprocessed {
-    /// The new image (may differ in size from the input, within the pixel cap).
-    pub image: RgbaImage,
-    /// The steps applied.
-    pub steps: Vec<PostprocessStep>,
-}
+/// The decoded image, a processor's steps and result: shared with the pack sandbox.
+pub use rgba::{PostprocessStep, Postprocessed, RgbaImage};
 
 /// Why a processor could not transform an image (its own refusal, a sandbox limit, …).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -296,7 +296,7 @@ async fn a_wrong_size_buffer_is_refused_precisely() {
         Some("PostprocessInvalidResult")
     );
     assert!(
-        e.message.ends_with("the post-processor returned an invalid image: its pixel buffer holds 16383 bytes, but 64x64 RGBA8 needs exactly 16384"),
+        e.message.ends_with("the post-processor returned an invalid image: 64x64 comes with 16383 bytes of pixels, expected exactly 16384 (width * height * 4, RGBA8)"),
         "{}",
         e.message
     );
@@ -318,7 +318,7 @@ async fn a_wrong_size_buffer_is_refused_precisely() {
     assert!(
         failure(&zero)
             .message
-            .ends_with("its size 0x5 has a zero side (both must be at least 1)"),
+            .ends_with("0x5 has no pixels (width and height must be at least 1)"),
         "{}",
         failure(&zero).message
     );
@@ -365,7 +365,7 @@ async fn results_at_the_pixel_cap_pass_and_one_more_pixel_is_refused() {
     .await;
     let e = failure(&over);
     assert!(
-        e.message.ends_with("the post-processor returned an invalid image: 4097x1 = 4097 pixels is more than the post-processing limit of 4096 pixels (COMFYUI_MCP_POSTPROCESS_MAX_PIXELS)"),
+        e.message.ends_with("the post-processor returned an invalid image: 4097x1 is 4097 pixels, over the limit of 4096 pixels; raise it with COMFYUI_MCP_POSTPROCESS_MAX_PIXELS"),
         "{}",
         e.message
     );

@@ -11,7 +11,8 @@
 //! - On failure or cancellation no delivered file is left in the job directory (processed or
 //!   not), so nothing unprocessed is ever served as the job's result; with `keep_raw`,
 //!   ComfyUI's original of every image stays as `<name>.orig.png`.
-//! - The checks on a processor's result are [`check_result`]'s, in one place.
+//! - The checks on a processor's result are [`rgba::check_image`]'s, in one place (the same
+//!   the sandbox applies).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use super::codec::{self, DecodeError, EncodeError};
-use super::{ImagePostprocess, OutputProcessor, PostprocessError, PostprocessOptions, RgbaImage};
+use super::{ImagePostprocess, OutputProcessor, PostprocessError, PostprocessOptions};
 use crate::outputs::{self, OutputError};
 use crate::snapshot::{FailureKind, JobFailure, SavedImage};
 
@@ -28,76 +29,6 @@ use crate::snapshot::{FailureKind, JobFailure, SavedImage};
 /// job store after its server stopped, and whose processor could not be made again here
 /// (see [`crate::reattach`]); the reason follows.
 pub const ADOPTED_MESSAGE: &str = "post-processing could not run for this job adopted after a restart (ComfyUI's unprocessed images are not delivered in place of processed ones)";
-
-/// What is wrong with an image a processor returned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResultError {
-    /// A side is zero.
-    #[error("its size {width}x{height} has a zero side (both must be at least 1)")]
-    Empty {
-        /// Width returned.
-        width: u32,
-        /// Height returned.
-        height: u32,
-    },
-    /// More pixels than the cap.
-    #[error(
-        "{width}x{height} = {pixels} pixels is more than the post-processing limit of {limit} pixels (COMFYUI_MCP_POSTPROCESS_MAX_PIXELS)"
-    )]
-    TooManyPixels {
-        /// Width returned.
-        width: u32,
-        /// Height returned.
-        height: u32,
-        /// `width * height`.
-        pixels: u64,
-        /// The cap.
-        limit: u64,
-    },
-    /// The buffer does not hold exactly `width * height * 4` bytes.
-    #[error(
-        "its pixel buffer holds {got} bytes, but {width}x{height} RGBA8 needs exactly {expected}"
-    )]
-    BufferSize {
-        /// Width returned.
-        width: u32,
-        /// Height returned.
-        height: u32,
-        /// `width * height * 4`.
-        expected: u64,
-        /// `pixels.len()`.
-        got: u64,
-    },
-}
-
-/// Checks an image a processor returned: both sides at least 1, at most `max_pixels` pixels,
-/// exactly `width * height * 4` bytes.
-pub fn check_result(image: &RgbaImage, max_pixels: u64) -> Result<(), ResultError> {
-    let (width, height) = (image.width, image.height);
-    if width == 0 || height == 0 {
-        return Err(ResultError::Empty { width, height });
-    }
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > max_pixels {
-        return Err(ResultError::TooManyPixels {
-            width,
-            height,
-            pixels,
-            limit: max_pixels,
-        });
-    }
-    let expected = pixels.saturating_mul(4);
-    let got = image.pixels.len() as u64;
-    if got != expected {
-        return Err(ResultError::BufferSize {
-            width,
-            height,
-            expected,
-            got,
-        });
-    }
-    Ok(())
-}
 
 /// Why one image could not be post-processed.
 #[derive(Debug, thiserror::Error)]
@@ -111,9 +42,9 @@ pub enum Cause {
     /// The processor refused or failed (its message).
     #[error("the post-processor failed: {0}")]
     Processor(#[from] PostprocessError),
-    /// The processor's result breaks [`check_result`].
+    /// The processor's result breaks [`rgba::check_image`].
     #[error("the post-processor returned an invalid image: {0}")]
-    InvalidResult(#[from] ResultError),
+    InvalidResult(#[from] rgba::ImageFault),
     /// The result could not be encoded.
     #[error("{0}")]
     Encode(#[from] EncodeError),
@@ -326,7 +257,7 @@ impl ImageRun<'_> {
         let called = Instant::now();
         let result = self.processor.process(source).await?;
         let processor_ms = called.elapsed().as_secs_f64() * 1000.0;
-        check_result(&result.image, max)?;
+        rgba::check_image(&result.image, max)?;
         let (width, height) = (result.image.width, result.image.height);
         let image = result.image;
         let png = tokio::task::spawn_blocking(move || codec::encode_png(&image))
@@ -354,54 +285,5 @@ impl ImageRun<'_> {
             }),
             ..file.clone()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn image(width: u32, height: u32, len: usize) -> RgbaImage {
-        RgbaImage {
-            width,
-            height,
-            pixels: vec![0; len],
-        }
-    }
-
-    #[test]
-    fn results_are_checked_for_sides_cap_and_length() {
-        assert_eq!(check_result(&image(3, 2, 24), 6), Ok(()));
-        assert_eq!(
-            check_result(&image(0, 2, 0), 6),
-            Err(ResultError::Empty {
-                width: 0,
-                height: 2
-            })
-        );
-        assert_eq!(
-            check_result(&image(7, 1, 28), 6),
-            Err(ResultError::TooManyPixels {
-                width: 7,
-                height: 1,
-                pixels: 7,
-                limit: 6
-            })
-        );
-        assert_eq!(
-            check_result(&image(3, 2, 23), 6),
-            Err(ResultError::BufferSize {
-                width: 3,
-                height: 2,
-                expected: 24,
-                got: 23
-            })
-        );
-        // A claimed size whose byte count overflows 32 bits is measured in 64 bits.
-        let huge = check_result(&image(u32::MAX, u32::MAX, 4), u64::MAX).unwrap_err();
-        assert!(
-            matches!(huge, ResultError::BufferSize { got: 4, .. }),
-            "{huge}"
-        );
     }
 }
