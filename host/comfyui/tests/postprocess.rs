@@ -728,3 +728,81 @@ async fn an_adopted_job_without_a_processor_source_fails_clearly_instead_of_deli
     assert!(snap.files.is_empty());
     assert!(pngs_in(&second, &snap.prompt_id).is_empty());
 }
+
+/// A processor that counts the calls in flight (and the most seen at once) and waits for a
+/// permit of `gate` before inverting.
+struct Counting(Arc<Counts>);
+
+struct Counts {
+    gate: Semaphore,
+    in_flight: AtomicUsize,
+    most: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+impl OutputProcessor for Counting {
+    fn process(&self, image: RgbaImage) -> Outcome {
+        let this = self.0.clone();
+        Box::pin(async move {
+            this.calls.fetch_add(1, Ordering::SeqCst);
+            let now = this.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            this.most.fetch_max(now, Ordering::SeqCst);
+            this.gate.acquire().await.expect("gate open").forget();
+            this.in_flight.fetch_sub(1, Ordering::SeqCst);
+            invert(image)
+        })
+    }
+}
+
+#[tokio::test]
+async fn at_most_concurrency_images_are_processed_at_once_across_jobs() {
+    let sim = sim(SimConfig::default()).await;
+    let options = PostprocessOptions {
+        concurrency: 2,
+        ..PostprocessOptions::default()
+    };
+    let b = backend_opts(&sim, options).await;
+    let counting = Arc::new(Counts {
+        gate: Semaphore::new(0),
+        in_flight: AtomicUsize::new(0),
+        most: AtomicUsize::new(0),
+        calls: AtomicUsize::new(0),
+    });
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let mut req = request(graph(1));
+        req.postprocess = Some(Arc::new(Counting(counting.clone())));
+        jobs.push(b.comfy.submit(req).await.unwrap().prompt_id);
+    }
+    // All three wait in the post-processing phase; two hold the slots.
+    for id in &jobs {
+        let mut rx = b.comfy.watch(id).unwrap();
+        tokio::time::timeout(
+            BOUND,
+            rx.wait_for(|s| s.postprocessing.is_some_and(|p| p.total == 1)),
+        )
+        .await
+        .expect("in the post-processing phase")
+        .unwrap();
+    }
+    tokio::time::timeout(BOUND, async {
+        while counting.calls.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("two calls started");
+    // Give a third call every chance to start if the limit did not hold.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(counting.calls.load(Ordering::SeqCst), 2, "the third waits");
+    counting.gate.add_permits(3);
+    for id in &jobs {
+        assert_eq!(finished(&b.comfy, id).await.state, JobState::Completed);
+    }
+    assert_eq!(counting.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        counting.most.load(Ordering::SeqCst),
+        2,
+        "never more than the limit"
+    );
+}
