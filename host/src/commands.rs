@@ -276,6 +276,7 @@ pub async fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let config = simulator::SimConfig {
         step_delay: Duration::from_millis(args.step_delay_ms),
+        machine: args.machine(),
         ..simulator::SimConfig::default()
     };
     let handle = Arc::new(

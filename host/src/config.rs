@@ -108,6 +108,36 @@ pub struct SimulateArgs {
     /// Simulated time per sampler step and per node, in milliseconds.
     #[arg(long, default_value_t = 20)]
     pub step_delay_ms: u64,
+    /// Checkpoint files this machine reports (comma-separated; `""` for none). Default: the
+    /// bundled catalog's two.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    pub checkpoints: Option<Vec<String>>,
+    /// LoRA files this machine reports (comma-separated). Default: none.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    pub loras: Option<Vec<String>>,
+    /// Node classes this machine lacks (comma-separated), as an install without some custom
+    /// nodes.
+    #[arg(long, value_delimiter = ',')]
+    pub omit_nodes: Vec<String>,
+}
+
+impl SimulateArgs {
+    /// The simulated machine these flags describe (empty names dropped).
+    pub fn machine(&self) -> simulator::Machine {
+        let names = |list: &Option<Vec<String>>| {
+            list.as_ref().map(|l| {
+                l.iter()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            })
+        };
+        simulator::Machine {
+            checkpoints: names(&self.checkpoints),
+            loras: names(&self.loras),
+            omit_nodes: names(&Some(self.omit_nodes.clone())).unwrap_or_default(),
+        }
+    }
 }
 
 /// Settings shared by every command.

@@ -234,9 +234,10 @@ class RealComfyUI(ComfyRoutes):
 class Sim(ComfyRoutes):
     """A running simulator: its URL, its process and its control routes."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, args: tuple[str, ...] = ()) -> None:
+        """`args`: more `simulate` flags, e.g. the machine's `--checkpoints a,b --omit-nodes X`."""
         self.proc = Proc(
-            [binary(), "simulate", "--port", "0"],
+            [binary(), "simulate", "--port", "0", *args],
             base_env(),
             workdir / "simulator.stderr.log",
             ready=r"simulator listening on (http://127\.0\.0\.1:\d+)",

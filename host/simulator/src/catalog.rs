@@ -93,8 +93,12 @@ pub(crate) struct Catalog {
 impl Catalog {
     /// The catalog bundled with the simulator.
     pub fn bundled() -> Result<Self, CatalogError> {
-        let value: Value = serde_json::from_str(BUNDLED_OBJECT_INFO)?;
-        Self::from_value(value)
+        Self::from_value(Self::bundled_document()?)
+    }
+
+    /// The bundled `object_info` document, parsed.
+    pub fn bundled_document() -> Result<Value, CatalogError> {
+        Ok(serde_json::from_str(BUNDLED_OBJECT_INFO)?)
     }
 
     /// Builds a catalog from an `object_info` document.

@@ -32,6 +32,9 @@ pub struct SimConfig {
     pub preview_images: bool,
     /// Upper bound on the bytes of files kept in memory; the oldest are evicted first.
     pub max_stored_bytes: usize,
+    /// The machine simulated: its model files and the node classes it lacks (see
+    /// [`crate::Machine`]); the default is the starting document unchanged.
+    pub machine: crate::Machine,
 }
 
 impl Default for SimConfig {
@@ -43,6 +46,7 @@ impl Default for SimConfig {
             path_prefix: String::new(),
             preview_images: false,
             max_stored_bytes: DEFAULT_MAX_STORED_BYTES,
+            machine: crate::Machine::default(),
         }
     }
 }

@@ -30,6 +30,7 @@ mod files;
 mod graph;
 mod hub;
 mod images;
+mod machine;
 mod middleware;
 mod nodes;
 mod pyjson;
@@ -44,6 +45,7 @@ mod ws;
 pub use catalog::CatalogError;
 pub use config::{DEFAULT_STEP_DELAY, SimConfig};
 pub use faults::Faults;
+pub use machine::Machine;
 pub use middleware::RecordedRequest;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -84,9 +86,12 @@ fn invalid_input(e: impl std::fmt::Display) -> std::io::Error {
 /// Fails if the address cannot be bound, or if `cfg.object_info` is not a JSON object of node
 /// classes (`InvalidInput`).
 pub async fn start(addr: SocketAddr, cfg: SimConfig) -> std::io::Result<SimHandle> {
-    let catalog = match cfg.object_info {
-        Some(v) => Catalog::from_value(v),
-        None => Catalog::bundled(),
+    let catalog = match (cfg.object_info, cfg.machine.is_stock()) {
+        (None, true) => Catalog::bundled(),
+        (Some(doc), _) => Catalog::from_value(cfg.machine.apply(doc)),
+        (None, false) => {
+            Catalog::bundled_document().and_then(|doc| Catalog::from_value(cfg.machine.apply(doc)))
+        }
     }
     .map_err(invalid_input)?;
     let listener = TcpListener::bind(addr).await?;
