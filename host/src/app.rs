@@ -290,7 +290,7 @@ impl App {
     pub async fn status(&self, prompt_id: &str) -> Result<JobSnapshot, AppError> {
         self.comfy
             .status(prompt_id)
-            .await
+            .await?
             .ok_or_else(|| AppError::UnknownJob(prompt_id.to_owned()))
     }
 
@@ -303,7 +303,7 @@ impl App {
     pub async fn wait(&self, prompt_id: &str, timeout: Duration) -> Result<JobSnapshot, AppError> {
         self.comfy
             .wait(prompt_id, timeout)
-            .await
+            .await?
             .ok_or_else(|| AppError::UnknownJob(prompt_id.to_owned()))
     }
 

@@ -289,6 +289,10 @@ pub enum CancelError {
     /// Talking to ComfyUI failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The job store, which holds jobs other servers submitted, could not be read: whether
+    /// the job exists is not known.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Renders ComfyUI's validation answer readably: the graph-level message, then each node's

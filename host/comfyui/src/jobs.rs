@@ -422,14 +422,20 @@ impl ComfyUi {
     /// The job's snapshot; for a queued job the queue position is refreshed from one shared
     /// `/queue` snapshot first (best effort, and only while the websocket is up: with ComfyUI
     /// unreachable the known state is answered at once).
-    pub async fn status(&self, prompt_id: &str) -> Option<JobSnapshot> {
-        self.statuses(&[prompt_id]).await.pop().flatten()
+    pub async fn status(&self, prompt_id: &str) -> Result<Option<JobSnapshot>, StoreError> {
+        self.statuses(&[prompt_id]).await.pop().unwrap_or(Ok(None))
     }
 
     /// The snapshots of several jobs (`None` for unknown ids), in the order asked, with at
     /// most one `/queue` request for all of them (only when one is queued and the websocket
     /// is up).
-    pub async fn statuses<S: AsRef<str>>(&self, prompt_ids: &[S]) -> Vec<Option<JobSnapshot>> {
+    ///
+    /// An id this process does not hold is read from the job store; when the store cannot
+    /// be read that id's entry is the store's error (never "unknown").
+    pub async fn statuses<S: AsRef<str>>(
+        &self,
+        prompt_ids: &[S],
+    ) -> Vec<Result<Option<JobSnapshot>, StoreError>> {
         let any_queued = prompt_ids.iter().any(|id| {
             self.snapshot(id.as_ref())
                 .is_some_and(|s| s.state == JobState::Queued)
@@ -440,33 +446,37 @@ impl ComfyUi {
         {
             self.inner.lock().apply_queue(&queue);
         }
-        let mut found: Vec<Option<JobSnapshot>> = {
+        let held: Vec<Option<JobSnapshot>> = {
             let table = self.inner.lock();
             prompt_ids
                 .iter()
                 .map(|id| table.snapshot(id.as_ref()))
                 .collect()
         };
-        for (slot, id) in found.iter_mut().zip(prompt_ids) {
-            if slot.is_none() {
-                *slot = self.stored(id.as_ref()).await.map(|j| j.snapshot);
-            }
+        let mut found = Vec::with_capacity(held.len());
+        for (slot, id) in held.into_iter().zip(prompt_ids) {
+            found.push(match slot {
+                Some(snapshot) => Ok(Some(snapshot)),
+                None => self
+                    .stored(id.as_ref())
+                    .await
+                    .map(|job| job.map(|j| j.snapshot)),
+            });
         }
         found
     }
 
-    /// A job as the store holds it (`None` without a store, for an unknown id, or when the
-    /// store cannot be read — logged).
-    async fn stored(&self, prompt_id: &str) -> Option<StoredJob> {
-        let p = self.inner.persist.as_ref()?;
+    /// A job as the store holds it (`None` without a store or for an unknown id); the
+    /// store's error when it cannot be read (logged), so callers never report such a job
+    /// as unknown.
+    async fn stored(&self, prompt_id: &str) -> Result<Option<StoredJob>, StoreError> {
+        let Some(p) = self.inner.persist.as_ref() else {
+            return Ok(None);
+        };
         let id = prompt_id.to_owned();
-        match p.call(move |s| s.get(&id)).await {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::warn!(prompt_id, error = %e, "could not read the job from the store");
-                None
-            }
-        }
+        p.call(move |s| s.get(&id)).await.inspect_err(|e| {
+            tracing::warn!(prompt_id, error = %e, "could not read the job from the store");
+        })
     }
 
     /// One page of jobs, newest first: from the store when there is one (jobs this process
@@ -503,25 +513,37 @@ impl ComfyUi {
     }
 
     /// Waits until the job reaches a final state or `timeout` passes; returns the snapshot at
-    /// that point (`None` for an unknown id).
-    pub async fn wait(&self, prompt_id: &str, timeout: Duration) -> Option<JobSnapshot> {
+    /// that point (`None` for an unknown id; the store's error when a job this process does
+    /// not hold cannot be read).
+    pub async fn wait(
+        &self,
+        prompt_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<JobSnapshot>, StoreError> {
         let Some(mut rx) = self.watch(prompt_id) else {
             return self.wait_stored(prompt_id, timeout).await;
         };
         let _ = tokio::time::timeout(timeout, rx.wait_for(|s| s.state.is_terminal())).await;
         let snap = rx.borrow().clone();
-        Some(snap)
+        Ok(Some(snap))
     }
 
     /// [`ComfyUi::wait`] for a job another process follows: the store is read every
     /// reconcile interval.
-    async fn wait_stored(&self, prompt_id: &str, timeout: Duration) -> Option<JobSnapshot> {
+    async fn wait_stored(
+        &self,
+        prompt_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<JobSnapshot>, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let snap = self.stored(prompt_id).await?.snapshot;
+            let Some(job) = self.stored(prompt_id).await? else {
+                return Ok(None);
+            };
+            let snap = job.snapshot;
             let now = tokio::time::Instant::now();
             if snap.state.is_terminal() || now >= deadline {
-                return Some(snap);
+                return Ok(Some(snap));
             }
             let pause = self.inner.options.reconcile_interval.min(deadline - now);
             tokio::time::sleep(pause).await;
@@ -540,7 +562,7 @@ impl ComfyUi {
     pub async fn cancel(&self, prompt_id: &str) -> Result<CancelOutcome, CancelError> {
         let inner = &self.inner;
         let Some(snap) = self.snapshot(prompt_id) else {
-            if let Some(job) = self.stored(prompt_id).await {
+            if let Some(job) = self.stored(prompt_id).await? {
                 return self.cancel_elsewhere(job.snapshot).await;
             }
             if let Ok(q) = inner.client.queue().await
@@ -590,7 +612,7 @@ impl ComfyUi {
                     inner.apply_history(entry);
                     let snap = self
                         .wait(prompt_id, inner.options.cancel_confirm_timeout)
-                        .await
+                        .await?
                         .ok_or_else(|| already(prompt_id, JobState::Completed))?;
                     return match snap.state {
                         JobState::Cancelled => Ok(CancelOutcome::Interrupted(snap)),
@@ -614,7 +636,7 @@ impl ComfyUi {
         };
         let id = running.prompt_id.clone();
         let ours = self.inner.lock().contains(&id);
-        if !ours && self.stored(&id).await.is_none() {
+        if !ours && self.stored(&id).await?.is_none() {
             return Err(CancelError::RunningNotOurs { prompt_id: id });
         }
         self.cancel(&id).await?;
@@ -678,7 +700,7 @@ impl ComfyUi {
         let waited = inner.options.cancel_confirm_timeout;
         let snap = self
             .wait(prompt_id, waited)
-            .await
+            .await?
             .ok_or_else(|| already(prompt_id, JobState::Completed))?;
         match snap.state {
             JobState::Cancelled => Ok(CancelOutcome::Interrupted(snap)),

@@ -79,8 +79,9 @@ async fn blackholed_comfyui_never_stalls_the_callers_and_jobs_reconcile() {
             let outcome = match i % 5 {
                 // Status of an existing job: answered from what is known.
                 0 => match comfy.status(&existing[i % existing.len()]).await {
-                    Some(s) => Ok(format!("status {}", s.state)),
-                    None => Err("status lost the job".to_owned()),
+                    Ok(Some(s)) => Ok(format!("status {}", s.state)),
+                    Ok(None) => Err("status lost the job".to_owned()),
+                    Err(e) => Err(format!("unexpected: {e}")),
                 },
                 // Cancel of an existing job: a clear ComfyUI error, in time.
                 1 => match comfy.cancel(&existing[i % existing.len()]).await {
@@ -136,7 +137,7 @@ async fn blackholed_comfyui_never_stalls_the_callers_and_jobs_reconcile() {
         .unwrap();
     sim.hold_queue(false);
     for id in &existing {
-        let done = comfy.wait(id, BOUND).await.unwrap();
+        let done = comfy.wait(id, BOUND).await.unwrap().unwrap();
         assert!(done.state.is_terminal(), "{id}: {done:?}");
         assert_ne!(done.state, JobState::Failed, "{id}: {done:?}");
     }
@@ -144,7 +145,7 @@ async fn blackholed_comfyui_never_stalls_the_callers_and_jobs_reconcile() {
     let again = generate(&comfy, 9999)
         .await
         .expect("submits after recovery");
-    let done = comfy.wait(&again.prompt_id, BOUND).await.unwrap();
+    let done = comfy.wait(&again.prompt_id, BOUND).await.unwrap().unwrap();
     assert_eq!(done.state, JobState::Completed, "{done:?}");
     drop(Arc::clone(&comfy));
 }

@@ -28,7 +28,11 @@ async fn slow_sim_and_backend(limit: Duration) -> (simulator::SimHandle, Backend
 }
 
 async fn finished(comfy: &comfyui::ComfyUi, prompt_id: &str) -> comfyui::JobSnapshot {
-    let snap = comfy.wait(prompt_id, BOUND).await.expect("known job");
+    let snap = comfy
+        .wait(prompt_id, BOUND)
+        .await
+        .unwrap()
+        .expect("known job");
     assert!(
         snap.state.is_terminal(),
         "{prompt_id} did not finish: {snap:?}"

@@ -145,7 +145,11 @@ async fn run(b: &Backend, batch: u32, p: Option<Arc<dyn OutputProcessor>>) -> Jo
 }
 
 async fn finished(comfy: &ComfyUi, prompt_id: &str) -> JobSnapshot {
-    let snap = comfy.wait(prompt_id, BOUND).await.expect("known job");
+    let snap = comfy
+        .wait(prompt_id, BOUND)
+        .await
+        .unwrap()
+        .expect("known job");
     assert!(
         snap.state.is_terminal(),
         "{prompt_id} did not finish: {snap:?}"
@@ -462,7 +466,7 @@ async fn a_slow_processor_holds_only_its_own_job_and_shows_its_phase() {
         .await
         .expect("processor called");
     // While it is held: its status answers at once, in the post-processing phase.
-    let now = b.comfy.status(&slow.prompt_id).await.unwrap();
+    let now = b.comfy.status(&slow.prompt_id).await.unwrap().unwrap();
     assert_eq!(now.state, JobState::Running);
     assert_eq!(
         now.postprocessing,

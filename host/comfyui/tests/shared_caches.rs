@@ -158,7 +158,7 @@ async fn statuses_of_many_queued_jobs_use_one_queue_request() {
     let snaps = b.comfy.statuses(&ids).await;
     assert_eq!(snaps.len(), 5);
     for (i, s) in snaps.iter().enumerate() {
-        let s = s.as_ref().unwrap();
+        let s = s.as_ref().unwrap().as_ref().unwrap();
         assert_eq!(s.queue_position, Some(i as u32), "{s:?}");
     }
     let queue_gets = sim

@@ -70,7 +70,8 @@ pub async fn list(app: &App) -> ListResourcesResult {
     };
     let jobs = app.comfy().statuses(&ids).await;
     for (id, job) in ids.into_iter().zip(jobs) {
-        let Some(job) = job else {
+        // Unknown now (pruned meanwhile), or unreadable (logged where it was read).
+        let Ok(Some(job)) = job else {
             continue;
         };
         items.push(

@@ -236,6 +236,7 @@ fn cancel_status(error: &CancelError) -> StatusCode {
             StatusCode::CONFLICT
         }
         CancelError::Client(e) => comfyui_status(e),
+        CancelError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
