@@ -34,6 +34,7 @@ async fn run_job(comfy: &ComfyUi, i: usize) -> Duration {
     let done = comfy
         .wait(&snap.prompt_id, Duration::from_secs(120))
         .await
+        .expect("store readable")
         .expect("tracked");
     assert_eq!(done.state, JobState::Completed, "{:?}", done.error);
     t0.elapsed()

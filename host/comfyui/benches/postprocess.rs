@@ -153,6 +153,7 @@ async fn jobs(runs: usize) {
             let done = comfy
                 .wait(&job.prompt_id, Duration::from_secs(1800))
                 .await
+                .unwrap()
                 .unwrap();
             assert_eq!(done.state, JobState::Completed, "{:?}", done.error);
             post.push(done.postprocess_ms.unwrap());
