@@ -7,12 +7,73 @@
 //! pack) and a `Bound` (the exports of one instance), conversions between
 //! the generated types and the crate's plain types (`spec.rs`,
 //! `postprocess.rs`), and thin host-import impls that delegate to the one
-//! implementation in `sandbox.rs`. This module is only the dispatch enum:
+//! implementation in `sandbox.rs`; what is the same in every major is written
+//! once, in `same_in_every_major!`, which each file expands. This module is the
+//! dispatch enum and that macro:
 //! adding 3.0 is copying `v2.rs` to `v3.rs`, pointing it at `wit/v3`, and
 //! adding one arm per match here and one entry to [`Major::SUPPORTED`].
 //!
 //! Invariant: nothing generated leaks out of this module tree; the rest of
 //! the crate sees [`PackPre`], [`Bound`], [`PackFailure`] and plain types.
+
+/// The conversions and host imports that are the same in every ABI major (the types they
+/// name are generated per major, so each version file expands this once, with its `wit`
+/// types module and its generated `comfyui::workflow::host` in scope): pack identity, log
+/// levels, build errors, and the host functions, which delegate to `sandbox.rs`.
+macro_rules! same_in_every_major {
+    () => {
+        impl From<wit::PackInfo> for crate::spec::PackInfo {
+            fn from(p: wit::PackInfo) -> Self {
+                crate::spec::PackInfo {
+                    name: p.name,
+                    version: p.version,
+                    description: p.description,
+                }
+            }
+        }
+
+        impl From<wit::BuildError> for super::PackFailure {
+            fn from(e: wit::BuildError) -> Self {
+                use super::PackFailure;
+                match e {
+                    wit::BuildError::UnknownTemplate(id) => PackFailure::UnknownTemplate(id),
+                    wit::BuildError::InvalidParams(errors) => PackFailure::InvalidParams(
+                        errors.into_iter().map(|e| (e.param, e.message)).collect(),
+                    ),
+                    wit::BuildError::Failed(message) => PackFailure::Failed(message),
+                }
+            }
+        }
+
+        impl From<comfyui::workflow::host::Level> for crate::sandbox::LogLevel {
+            fn from(level: comfyui::workflow::host::Level) -> Self {
+                use crate::sandbox::LogLevel;
+                use comfyui::workflow::host::Level;
+                match level {
+                    Level::Trace => LogLevel::Trace,
+                    Level::Debug => LogLevel::Debug,
+                    Level::Info => LogLevel::Info,
+                    Level::Warn => LogLevel::Warn,
+                    Level::Error => LogLevel::Error,
+                }
+            }
+        }
+
+        impl wit::Host for crate::sandbox::StoreState {}
+
+        impl comfyui::workflow::host::Host for crate::sandbox::StoreState {
+            fn log(&mut self, level: comfyui::workflow::host::Level, message: String) {
+                self.push_log(level.into(), &message);
+            }
+            fn models(&mut self, folder: String) -> Vec<String> {
+                self.host_models(&folder)
+            }
+            fn has_node(&mut self, class_type: String) -> bool {
+                self.host_has_node(&class_type)
+            }
+        }
+    };
+}
 
 mod v1;
 mod v2;

@@ -10,7 +10,7 @@ use wasmtime::component::{HasSelf, Instance, InstancePre, Linker};
 
 use super::PackFailure;
 use crate::params::ResolvedParams;
-use crate::sandbox::{LogLevel, StoreState};
+use crate::sandbox::StoreState;
 use crate::spec::{Alias, PackInfo, ParamKind, ParamSpec, ParamValue, TemplateInfo};
 
 wasmtime::component::bindgen!({
@@ -101,18 +101,6 @@ impl Bound {
     }
 }
 
-impl From<wit::BuildError> for PackFailure {
-    fn from(e: wit::BuildError) -> Self {
-        match e {
-            wit::BuildError::UnknownTemplate(id) => PackFailure::UnknownTemplate(id),
-            wit::BuildError::InvalidParams(errors) => PackFailure::InvalidParams(
-                errors.into_iter().map(|e| (e.param, e.message)).collect(),
-            ),
-            wit::BuildError::Failed(message) => PackFailure::Failed(message),
-        }
-    }
-}
-
 impl From<wit::Value> for ParamValue {
     fn from(v: wit::Value) -> Self {
         match v {
@@ -191,39 +179,4 @@ impl From<wit::TemplateInfo> for TemplateInfo {
     }
 }
 
-impl From<wit::PackInfo> for PackInfo {
-    fn from(p: wit::PackInfo) -> Self {
-        PackInfo {
-            name: p.name,
-            version: p.version,
-            description: p.description,
-        }
-    }
-}
-
-impl From<comfyui::workflow::host::Level> for LogLevel {
-    fn from(level: comfyui::workflow::host::Level) -> Self {
-        use comfyui::workflow::host::Level;
-        match level {
-            Level::Trace => LogLevel::Trace,
-            Level::Debug => LogLevel::Debug,
-            Level::Info => LogLevel::Info,
-            Level::Warn => LogLevel::Warn,
-            Level::Error => LogLevel::Error,
-        }
-    }
-}
-
-impl wit::Host for StoreState {}
-
-impl comfyui::workflow::host::Host for StoreState {
-    fn log(&mut self, level: comfyui::workflow::host::Level, message: String) {
-        self.push_log(level.into(), &message);
-    }
-    fn models(&mut self, folder: String) -> Vec<String> {
-        self.host_models(&folder)
-    }
-    fn has_node(&mut self, class_type: String) -> bool {
-        self.host_has_node(&class_type)
-    }
-}
+same_in_every_major!();
