@@ -1,6 +1,6 @@
 //! Post-processing cost against generation cost, per job: for each of game-assets 2.0's three
 //! post-processors (`pixel-art`'s palette, `environment-texture`'s seamless blend,
-//! `item-icon`'s background removal), RUNS jobs at 512x512 with STEPS sampling steps, each
+//! `item-icon`'s background removal), RUNS jobs at SIZE x SIZE (512) with STEPS sampling steps, each
 //! through `App::generate` and `App::wait` to completion, against the ComfyUI at
 //! `COMFYUI_REAL_URL` when it is set, else the in-process simulator (said in the output;
 //! its execution time is its step delay, so the ratio means nothing there).
@@ -9,12 +9,17 @@
 //! call, encode and save of every output image), of the time inside the pack
 //! (`processor_ms`), of `postprocess_ms` per output megapixel, of ComfyUI's
 //! `execution_time`, and the ratio postprocess / execution of the medians. Each job has
-//! its own seed (ComfyUI would answer a repeated graph from its cache); one warm-up job
-//! (the checkpoint load) is not counted.
+//! its own seed (ComfyUI would answer a repeated graph from its cache); one warm-up job at
+//! 64x64 (the checkpoint load) is not counted. `pixel-art` renders at up to 4x its size
+//! (at most 1024 px a side) and downscales, so its ComfyUI time is that of the larger image.
 //!
 //! Run with: `cargo bench --profile dev -p comfyui-mcp --bench postprocess_jobs`
-//! (`COMFYUI_REAL_URL=http://127.0.0.1:PORT` for a real ComfyUI; `POSTPROCESS_BENCH_RUNS`
-//! overrides RUNS). Prints; never asserts on timings.
+//! (`COMFYUI_REAL_URL=http://127.0.0.1:PORT` for a real ComfyUI; `POSTPROCESS_BENCH_RUNS`,
+//! `POSTPROCESS_BENCH_SIZE` and `POSTPROCESS_BENCH_STEPS` override RUNS, SIZE and STEPS,
+//! `POSTPROCESS_BENCH_TEMPLATES` (comma-separated) runs a subset of the three: a
+//! CPU ComfyUI with a full-size SD1.5 checkpoint may need minutes per step at 512x512).
+//! ComfyUI's execution timeout is raised to JOB_TIMEOUT for the run. Prints; never asserts
+//! on timings.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -41,14 +46,29 @@ struct Sample {
     execution_s: f64,
 }
 
-fn arguments(template: &str, seed: u64) -> Map<String, Value> {
+/// What one run generates: width = height, and sampling steps.
+#[derive(Clone, Copy)]
+struct Job {
+    size: u32,
+    steps: u32,
+}
+
+fn env_number(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
+fn arguments(template: &str, seed: u64, job: Job) -> Map<String, Value> {
     let v = json!({
         "template": template,
         "prompt": format!("a game asset, {template}"),
         "seed": seed,
-        "steps": STEPS,
-        "width": SIZE,
-        "height": SIZE,
+        "steps": job.steps,
+        "width": job.size,
+        "height": job.size,
     });
     let Value::Object(mut map) = v else {
         unreachable!("an object literal")
@@ -57,9 +77,9 @@ fn arguments(template: &str, seed: u64) -> Map<String, Value> {
     map
 }
 
-async fn run_job(app: &App, template: &str, seed: u64) -> Sample {
+async fn run_job(app: &App, template: &str, seed: u64, job: Job) -> Sample {
     let submitted = app
-        .generate(template, arguments(template, seed))
+        .generate(template, arguments(template, seed, job))
         .await
         .unwrap_or_else(|e| panic!("{template}: generate failed: {e}"));
     let done = app
@@ -84,10 +104,14 @@ async fn run_job(app: &App, template: &str, seed: u64) -> Sample {
         .map(|p| p.processor_ms)
         .sum();
     Sample {
-        postprocess_ms: done.postprocess_ms.expect("a post-processed job has postprocess_ms"),
+        postprocess_ms: done
+            .postprocess_ms
+            .expect("a post-processed job has postprocess_ms"),
         processor_ms,
         megapixels,
-        execution_s: done.execution_time.expect("ComfyUI reported the execution time"),
+        execution_s: done
+            .execution_time
+            .expect("ComfyUI reported the execution time"),
     }
 }
 
@@ -106,11 +130,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let runs = std::env::var("POSTPROCESS_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(RUNS);
+    let runs = env_number("POSTPROCESS_BENCH_RUNS", RUNS as u32) as usize;
+    let job = Job {
+        size: env_number("POSTPROCESS_BENCH_SIZE", SIZE),
+        steps: env_number("POSTPROCESS_BENCH_STEPS", STEPS),
+    };
     runtime.block_on(async {
         let real = std::env::var("COMFYUI_REAL_URL")
             .ok()
@@ -137,14 +161,28 @@ fn main() {
             out.path(),
             &common::repo().join("templates"),
             &cache,
-            &[],
+            &["--comfyui-timeout", &JOB_TIMEOUT.as_secs().to_string()],
         );
         let app = common::start_app(&settings).await;
         println!(
-            "{runs} jobs per template at {SIZE}x{SIZE}, {STEPS} steps, batch 1, after one warm-up job; medians"
+            "{runs} jobs per template at {0}x{0}, {1} steps, batch 1, after one warm-up job; medians",
+            job.size, job.steps
         );
+        let selected: Vec<String> = match std::env::var("POSTPROCESS_BENCH_TEMPLATES") {
+            Ok(list) if !list.trim().is_empty() => {
+                list.split(',').map(|t| t.trim().to_owned()).collect()
+            }
+            _ => TEMPLATES.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        for t in &selected {
+            assert!(
+                TEMPLATES.contains(&t.as_str()),
+                "POSTPROCESS_BENCH_TEMPLATES: unknown template {t:?}; choose from {TEMPLATES:?}"
+            );
+        }
         let base_seed = u64::from(std::process::id()) << 20;
-        let _ = run_job(&app, TEMPLATES[0], base_seed).await;
+        let warm_up = Job { size: 64, steps: 1 };
+        let _ = run_job(&app, &selected[0], base_seed, warm_up).await;
         println!(
             "{:<20} {:>16} {:>14} {:>12} {:>16} {:>18}",
             "template",
@@ -154,11 +192,11 @@ fn main() {
             "execution (s)",
             "postprocess/exec"
         );
-        for (t, template) in TEMPLATES.iter().enumerate() {
+        for (t, template) in selected.iter().enumerate() {
             let mut samples = Vec::with_capacity(runs);
             for i in 0..runs {
                 let seed = base_seed + 1 + (t * runs + i) as u64;
-                samples.push(run_job(&app, template, seed).await);
+                samples.push(run_job(&app, template, seed, job).await);
             }
             let pp = median(samples.iter().map(|s| s.postprocess_ms).collect());
             let inside = median(samples.iter().map(|s| s.processor_ms).collect());
