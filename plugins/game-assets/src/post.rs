@@ -57,18 +57,30 @@ fn palette_step(settings: &Settings, image: RgbaImage) -> (RgbaImage, Vec<Step>)
 }
 
 fn seamless_step(image: RgbaImage) -> (RgbaImage, Vec<Step>) {
-    let ratio = |img: &RgbaImage| {
-        seamless::seam_ratio(img).map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}"))
-    };
-    let before = ratio(&image);
+    let show = |r: Option<f64>| r.map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}"));
+    let bound = seamless::SEAMLESS_MAX_RATIO;
+    let before = seamless::seam_ratio(&image);
+    // An image that tiles already (noise-like renders do) is delivered as it is: the blend
+    // could only make its seam stronger relative to its steps.
+    if let Some(r) = before.filter(|&r| r <= bound) {
+        let detail = format!(
+            "already tiles: wrap seam ratio {} (seamless <= {bound}); left as it is",
+            show(Some(r))
+        );
+        let step = Step {
+            name: "seamless",
+            detail,
+        };
+        return (image, vec![step]);
+    }
     let out = seamless::make_seamless(&image);
     // The input is dropped before the result is measured and returned: at most two
     // images are alive at once.
     drop(image);
     let detail = format!(
-        "four-copy half-offset blend; wrap seam ratio {before} -> {} (seamless <= {})",
-        ratio(&out),
-        seamless::SEAMLESS_MAX_RATIO
+        "four-copy half-offset blend; wrap seam ratio {} -> {} (seamless <= {bound})",
+        show(before),
+        show(seamless::seam_ratio(&out)),
     );
     (
         out,
@@ -181,6 +193,33 @@ mod tests {
             RgbaImage::filled(1, 1, [0; 4]),
         );
         assert!(steps[0].detail.contains("n/a -> n/a"));
+    }
+
+    #[test]
+    fn a_texture_that_already_tiles_is_delivered_as_it_is() {
+        // Noise-like renders (a random-weight checkpoint gives them) tile already: their wrap
+        // steps are like any other. Blending one can only make its seam ratio worse (on a
+        // real ComfyUI it took one from 1.01 to 1.25), so it is left as it is.
+        let s = settings("environment-texture", &[]);
+        for seed in 0..8u32 {
+            let cell = [2, 4, 8, 16][seed as usize % 4];
+            let img = synth::tileable_noise(256, 256, cell, u64::from(seed));
+            let before = seamless::seam_ratio(&img).expect("ratio");
+            assert!(before <= seamless::SEAMLESS_MAX_RATIO, "{before}");
+            let (out, steps) = apply(Post::Seamless, &s, img.clone());
+            assert!(
+                out == img,
+                "seed {seed}: an image that tiles is not changed"
+            );
+            assert_eq!(steps[0].name, "seamless");
+            assert!(
+                steps[0]
+                    .detail
+                    .starts_with("already tiles: wrap seam ratio "),
+                "{}",
+                steps[0].detail
+            );
+        }
     }
 
     #[test]
