@@ -51,12 +51,7 @@ async fn batch_of_four_lands_on_disk_with_provenance() {
         .unwrap();
     assert!(uuid::Uuid::parse_str(&queued.prompt_id).is_ok());
     assert_eq!(queued.node_errors, json!({}));
-    let done = b
-        .comfy
-        .wait(&queued.prompt_id, BOUND)
-        .await
-        .unwrap()
-        .unwrap();
+    let done = wait_done(&b.comfy, &queued.prompt_id).await;
 
     assert_eq!(done.state, JobState::Completed, "{:?}", done.error);
     assert_eq!(done.progress, 1.0);
@@ -190,7 +185,7 @@ async fn partial_validity_runs_and_keeps_node_errors() {
         transcript("partial_one_output_invalid.json")["request"]["json_body"]["prompt"].clone();
     let snap = b.comfy.submit(request(graph)).await.unwrap();
     assert!(snap.node_errors.get("13").is_some(), "{}", snap.node_errors);
-    let done = b.comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&b.comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Completed);
     assert_eq!(done.files.len(), 1);
     assert!(done.node_errors.get("13").is_some());
@@ -208,7 +203,7 @@ async fn execution_error_fails_with_node_class_and_message() {
         .submit(request(invert_graph("mcp/err")))
         .await
         .unwrap();
-    let done = b.comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&b.comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Failed);
     let e = done.error.unwrap();
     assert_eq!(e.node_id.as_deref(), Some("2"));
@@ -384,7 +379,7 @@ async fn job_finished_while_disconnected_completes_on_reconnect() {
     assert!(!comfy.snapshot(&snap.prompt_id).unwrap().state.is_terminal());
 
     sim.faults().refuse_websockets(false);
-    let done = comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Completed, "{:?}", done.error);
     assert_eq!(done.files.len(), 1);
     assert!(comfy.connection().borrow().connects > before.connects);
@@ -414,7 +409,7 @@ async fn restart_fails_the_lost_job_and_refreshes_the_catalog() {
     let before = b.comfy.connection().borrow().connects;
     sim.restart().await;
 
-    let done = b.comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&b.comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Failed);
     let e = done.error.unwrap();
     assert_eq!(e.message, LOST_MESSAGE);
@@ -469,7 +464,7 @@ async fn comfyui_down_at_start_then_up() {
         .submit(request(empty_image_graph(1, "late")))
         .await
         .unwrap();
-    let done = b.comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&b.comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Completed);
     drop(sim);
 }
@@ -490,7 +485,7 @@ async fn api_key_goes_on_every_request_and_the_upgrade() {
         .submit(request(empty_image_graph(2, "key")))
         .await
         .unwrap();
-    let done = b.comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&b.comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Completed);
     let reqs = sim.requests();
     assert!(
@@ -537,7 +532,7 @@ async fn path_prefixed_url_behind_a_proxy() {
         .submit(request(empty_image_graph(1, "prefixed")))
         .await
         .unwrap();
-    let done = b.comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&b.comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Completed);
     let reqs = sim.requests();
     assert!(reqs.iter().any(|r| r.path == "/comfy/ws"));
@@ -558,7 +553,7 @@ async fn hostile_output_names_stay_in_the_job_directory() {
         .submit(request(empty_image_graph(1, "../../evil")))
         .await
         .unwrap();
-    let done = b.comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&b.comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Failed);
     assert_eq!(done.error.unwrap().node_type.as_deref(), Some("SaveImage"));
 
@@ -570,7 +565,7 @@ async fn hostile_output_names_stay_in_the_job_directory() {
         .submit(request(empty_image_graph(1, ".\\sub\\.hidden:x")))
         .await
         .unwrap();
-    let done = b.comfy.wait(&snap.prompt_id, BOUND).await.unwrap().unwrap();
+    let done = wait_done(&b.comfy, &snap.prompt_id).await;
     assert_eq!(done.state, JobState::Completed, "{:?}", done.error);
     assert_eq!(done.images[0].filename, ".\\sub\\.hidden:x_00001_.png");
     let job_dir = b.out.path().join(&done.prompt_id);
@@ -674,12 +669,7 @@ async fn missed_image_events_are_recovered_by_one_history_retry() {
         .submit(request(empty_image_graph(2, "mcp/retry")))
         .await
         .unwrap();
-    let done = b
-        .comfy
-        .wait(&queued.prompt_id, BOUND)
-        .await
-        .unwrap()
-        .unwrap();
+    let done = wait_done(&b.comfy, &queued.prompt_id).await;
     assert_eq!(done.state, JobState::Completed, "{done:?}");
     assert_eq!(done.files.len(), 2, "{done:?}");
     assert!(done.warnings.is_empty(), "{:?}", done.warnings);
@@ -699,12 +689,7 @@ async fn success_without_any_image_is_reported_as_a_warning() {
         .submit(request(empty_image_graph(1, "mcp/none")))
         .await
         .unwrap();
-    let done = b
-        .comfy
-        .wait(&queued.prompt_id, BOUND)
-        .await
-        .unwrap()
-        .unwrap();
+    let done = wait_done(&b.comfy, &queued.prompt_id).await;
     assert_eq!(done.state, JobState::Completed, "{done:?}");
     assert!(done.files.is_empty());
     assert_eq!(done.warnings.len(), 1, "{done:?}");

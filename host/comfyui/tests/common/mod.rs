@@ -73,6 +73,15 @@ pub fn backend(url: &str) -> Backend {
     backend_with(url, |c| c)
 }
 
+/// The job's snapshot once it is finished or [`BOUND`] passed (the store readable, the job known).
+pub async fn wait_done(comfy: &ComfyUi, prompt_id: &str) -> comfyui::JobSnapshot {
+    comfy
+        .wait(prompt_id, BOUND)
+        .await
+        .expect("store readable")
+        .expect("known job")
+}
+
 /// Waits until the backend's websocket is open.
 pub async fn connected(comfy: &ComfyUi) {
     let mut rx = comfy.connection();
