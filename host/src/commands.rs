@@ -69,11 +69,7 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
     let comfy_config = settings.comfy_config()?;
     let loader = loader(settings, Arc::new(LiveComfy::default()))?;
     let store = Arc::new(CatalogStore::new(Catalog::default()));
-    let processors = TemplateProcessors::new(
-        store.clone(),
-        loader.admission().clone(),
-        loader.live().clone(),
-    );
+    let processors = TemplateProcessors::new(store.clone(), loader.clone());
     let packs = PackSet::new(settings.templates_dir.clone(), loader, store.clone());
     let mut backend = comfyui::BackendOptions::for_config(&comfy_config);
     backend.processors = Some(Arc::new(processors));

@@ -8,55 +8,31 @@
 //! resolved list `build` got. Anything else is refused with the reason, and the job fails
 //! without delivering unprocessed images.
 //!
-//! The pack sees ComfyUI as last fetched ([`LiveComfy`]), as self-tests do.
+//! The pack sees ComfyUI as self-tests do ([`PackLoader::check_catalog`]): as last fetched,
+//! or the stock catalog before ComfyUI was reached.
 
 use std::sync::Arc;
 
 use comfyui::postprocess::{OutputProcessor, PostprocessError};
 use comfyui::reattach::ProcessorSource;
-use comfyui::{JobOrigin, JobSnapshot, ModelSnapshot};
-use pack_runtime::HostView;
+use comfyui::{JobOrigin, JobSnapshot};
 use pack_runtime::params::{self, FieldError};
 
-use crate::admission::Admission;
 use crate::catalog::CatalogStore;
-use crate::loader::{LiveComfy, admission_key};
+use crate::loader::{PackLoader, admission_key};
 use crate::postprocess::PackPostprocessor;
-use crate::selftest::CatalogHost;
 
 /// Rebuilds post-processors of adopted jobs from the catalog.
 pub struct TemplateProcessors {
     catalog: Arc<CatalogStore>,
-    admission: Arc<Admission>,
-    live: Arc<LiveComfy>,
+    loader: Arc<PackLoader>,
 }
 
 impl TemplateProcessors {
-    /// A source over `catalog`, running through `admission`, showing packs `live`.
-    pub fn new(
-        catalog: Arc<CatalogStore>,
-        admission: Arc<Admission>,
-        live: Arc<LiveComfy>,
-    ) -> Self {
-        Self {
-            catalog,
-            admission,
-            live,
-        }
-    }
-
-    fn host_view(&self) -> Arc<dyn HostView> {
-        let nodes = self
-            .live
-            .nodes
-            .load_full()
-            .unwrap_or_else(comfyui::nodes::NodeCatalog::bundled);
-        let models = self
-            .live
-            .models
-            .load_full()
-            .unwrap_or_else(|| Arc::new(ModelSnapshot::default()));
-        Arc::new(CatalogHost { nodes, models })
+    /// A source over `catalog`, running through `loader`'s admission and showing packs
+    /// ComfyUI as its self-tests see it.
+    pub fn new(catalog: Arc<CatalogStore>, loader: Arc<PackLoader>) -> Self {
+        Self { catalog, loader }
     }
 }
 
@@ -106,9 +82,9 @@ impl ProcessorSource for TemplateProcessors {
             entry.runner.clone(),
             template_id.clone(),
             resolved,
-            self.admission.clone(),
+            self.loader.admission().clone(),
             admission_key(&entry.pack.path),
-            self.host_view(),
+            self.loader.check_catalog().host(),
         )))
     }
 }

@@ -25,11 +25,7 @@ async fn icon_job() -> (TemplateProcessors, JobSnapshot, Held) {
         .generate("item-icon", args.as_object().unwrap().clone())
         .await
         .expect("submitted");
-    let source = TemplateProcessors::new(
-        app.catalog_store().clone(),
-        app.admission().clone(),
-        app.loader().live().clone(),
-    );
+    let source = TemplateProcessors::new(app.catalog_store().clone(), app.loader().clone());
     (source, job, (sim, out, cache))
 }
 

@@ -91,7 +91,9 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    /// The catalog bundled with the simulator.
+    /// The catalog bundled with the simulator (tests; the server builds it from
+    /// [`Catalog::bundled_document`] through its machine).
+    #[cfg(test)]
     pub fn bundled() -> Result<Self, CatalogError> {
         Self::from_value(Self::bundled_document()?)
     }

@@ -86,14 +86,11 @@ fn invalid_input(e: impl std::fmt::Display) -> std::io::Error {
 /// Fails if the address cannot be bound, or if `cfg.object_info` is not a JSON object of node
 /// classes (`InvalidInput`).
 pub async fn start(addr: SocketAddr, cfg: SimConfig) -> std::io::Result<SimHandle> {
-    let catalog = match (cfg.object_info, cfg.machine.is_stock()) {
-        (None, true) => Catalog::bundled(),
-        (Some(doc), _) => Catalog::from_value(cfg.machine.apply(doc)),
-        (None, false) => {
-            Catalog::bundled_document().and_then(|doc| Catalog::from_value(cfg.machine.apply(doc)))
-        }
-    }
-    .map_err(invalid_input)?;
+    let doc = match cfg.object_info {
+        Some(doc) => doc,
+        None => Catalog::bundled_document().map_err(invalid_input)?,
+    };
+    let catalog = Catalog::from_value(cfg.machine.apply(doc)).map_err(invalid_input)?;
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(
