@@ -23,6 +23,7 @@ use crate::admission::{Admission, Wait};
 use crate::catalog::{Catalog, CatalogStore};
 use crate::error::AppError;
 use crate::graph_gate::GraphGate;
+use crate::inputs::{ImageIntake, PreparedInputs};
 use crate::loader::{LiveComfy, PackLoader, admission_key};
 use crate::missing_model::{self, ModelLimits};
 use crate::packs::PackSet;
@@ -64,6 +65,8 @@ pub struct App {
     gate: GraphGate,
     /// Budgets of the missing-model explanation (defaults until [`App::with_model_limits`]).
     model_limits: ModelLimits,
+    /// Images from clients (no input folders, default caps until [`App::with_image_intake`]).
+    intake: ImageIntake,
 }
 
 impl App {
@@ -81,7 +84,19 @@ impl App {
             workflow_dirs,
             gate: GraphGate::default(),
             model_limits: ModelLimits::DEFAULT,
+            intake: ImageIntake::default(),
         }
+    }
+
+    /// The same service with this image intake (caps, input folders, pool from the settings).
+    pub fn with_image_intake(mut self, intake: ImageIntake) -> Self {
+        self.intake = intake;
+        self
+    }
+
+    /// The image intake.
+    pub fn image_intake(&self) -> &ImageIntake {
+        &self.intake
     }
 
     /// The same service with this graph gate (budgets and node policy from the settings).
@@ -168,11 +183,13 @@ impl App {
         &self.workflow_dirs
     }
 
-    /// Builds a template's graph from `args`, checks it, and submits it.
+    /// Builds a template's graph from `args`, checks it, and submits it. Image arguments
+    /// are read and checked before the build (after every other argument checked) and
+    /// uploaded only once the graph passed its checks (see [`crate::inputs`]).
     pub async fn generate(
         &self,
         template_id: &str,
-        args: Map<String, Value>,
+        mut args: Map<String, Value>,
     ) -> Result<JobSnapshot, AppError> {
         let catalog = self.catalog();
         let entry = catalog
@@ -182,8 +199,20 @@ impl App {
                 available: catalog.template_ids(),
             })?
             .clone();
-        let resolved = params::resolve(&entry.info, &args, &entry.runner.limits().metadata)
-            .map_err(AppError::InvalidParams)?;
+        let limits = &entry.runner.limits().metadata;
+        let inputs = if entry.info.params.iter().any(|spec| spec.kind.is_image()) {
+            // The other arguments first: no image is read for a call that fails anyway.
+            let unread = crate::inputs::placeholders(&entry.info, &args);
+            params::resolve_with_inputs(&entry.info, &args, &unread, limits)
+                .map_err(AppError::from_resolve)?;
+            self.intake
+                .prepare(&entry.info, &mut args, &self.comfy)
+                .await?
+        } else {
+            PreparedInputs::default()
+        };
+        let resolved = params::resolve_with_inputs(&entry.info, &args, &inputs.by_param(), limits)
+            .map_err(AppError::from_resolve)?;
         let (nodes, models) = self.comfy_state().await?;
         // The same view of ComfyUI a self-test gives the pack.
         let host: Arc<dyn HostView> = Arc::new(CatalogHost {
@@ -207,6 +236,7 @@ impl App {
             .await
             .map_err(|e| self.explain_missing(e, &nodes, &models))?;
         let metadata = template_metadata(&entry.info.id, &built.params, &graph);
+        inputs.upload(self.comfy.client()).await?;
         // The pack post-processes each output image of a flagged template (ABI 2.x).
         let postprocess = entry.info.postprocess.then(|| {
             Arc::new(PackPostprocessor::new(
@@ -343,16 +373,7 @@ impl App {
 
     /// The local file of an image of one of our finished jobs.
     pub async fn image_path(&self, prompt_id: &str, filename: &str) -> Result<PathBuf, AppError> {
-        let job = self.status(prompt_id).await?;
-        job.files
-            .iter()
-            .find(|f| f.filename == filename)
-            .map(|f| f.path.clone())
-            .ok_or_else(|| AppError::UnknownImage {
-                prompt_id: prompt_id.to_owned(),
-                filename: filename.to_owned(),
-                available: job.files.iter().map(|f| f.filename.clone()).collect(),
-            })
+        crate::results::image_path(&self.comfy, prompt_id, filename).await
     }
 
     /// ComfyUI's model files (cached by the backend), remembered as the last known ones.
@@ -394,6 +415,34 @@ fn store_if_new<T>(slot: &arc_swap::ArcSwapOption<T>, fresh: &Arc<T>) {
     }
 }
 
+/// The size a template without `width`/`height` parameters renders at (an image template):
+/// the literal size of the graph's scaling or empty-latent node if it has one, else the
+/// size of its first input image.
+fn output_size(params: &ResolvedParams, graph: &Value) -> Option<(u64, u64)> {
+    let literal = graph
+        .as_object()
+        .into_iter()
+        .flat_map(|nodes| nodes.values())
+        .filter(|node| {
+            matches!(
+                node["class_type"].as_str(),
+                Some("ImageScale" | "EmptyLatentImage")
+            )
+        })
+        .find_map(|node| {
+            let inputs = &node["inputs"];
+            Some((inputs["width"].as_u64()?, inputs["height"].as_u64()?))
+        });
+    literal.or_else(|| {
+        params.iter().find_map(|(_, value)| match value {
+            pack_runtime::ParamValue::Image(image) => {
+                Some((u64::from(image.width), u64::from(image.height)))
+            }
+            _ => None,
+        })
+    })
+}
+
 /// The `metadata` object of the tool contract: the generation settings that
 /// matter to a user, with the concrete seed and the checkpoint actually used.
 fn template_metadata(template: &str, params: &ResolvedParams, graph: &Value) -> Value {
@@ -412,6 +461,12 @@ fn template_metadata(template: &str, params: &ResolvedParams, graph: &Value) -> 
         if let Some(v) = params.get(key) {
             meta.insert(key.into(), v.to_json());
         }
+    }
+    if !meta.contains_key("width")
+        && let Some((width, height)) = output_size(params, graph)
+    {
+        meta.insert("width".into(), json!(width));
+        meta.insert("height".into(), json!(height));
     }
     let checkpoint = graph
         .as_object()

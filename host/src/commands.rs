@@ -107,7 +107,8 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
                 .with_max_bytes(settings.max_workflow_bytes),
         )
         .with_graph_gate(settings.graph_gate())
-        .with_model_limits(settings.model_limits()),
+        .with_model_limits(settings.model_limits())
+        .with_image_intake(settings.image_intake()),
     ))
 }
 

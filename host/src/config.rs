@@ -299,6 +299,43 @@ pub struct Settings {
         global = true
     )]
     pub max_workflow_bytes: u64,
+    // --- Images from clients (image and mask parameters) ---
+    /// Folders an image argument may name files in (':'-separated in the environment).
+    #[arg(
+        long = "input-dir",
+        env = "COMFYUI_MCP_INPUT_DIRS",
+        value_delimiter = ':',
+        default_values = ["./inputs"],
+        global = true
+    )]
+    pub input_dirs: Vec<PathBuf>,
+    /// Size cap of one input image, in bytes (base64: its decoded size, from its length).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_INPUT_MAX_BYTES",
+        default_value_t = crate::inputs::InputLimits::DEFAULT_MAX_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub input_max_bytes: u64,
+    /// Largest input image, in pixels (width × height, from its header, before decoding).
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_INPUT_MAX_PIXELS",
+        default_value_t = crate::inputs::InputLimits::DEFAULT_MAX_PIXELS,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub input_max_pixels: u64,
+    /// Input images read and decoded at once, off the async runtime.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_INPUT_THREADS",
+        default_value_t = crate::inputs::InputLimits::DEFAULT_THREADS,
+        value_parser = positive_count,
+        global = true
+    )]
+    pub input_threads: usize,
     /// Node classes allowed although the node policy refuses them by default (comma-separated),
     /// e.g. CheckpointSave or one API node class.
     #[arg(
@@ -690,6 +727,18 @@ impl Settings {
             crate::blocking::BlockingPool::new("graph check", self.check_threads),
             self.graph_limits(),
             self.node_policy(),
+        )
+    }
+
+    /// The intake of client images: caps, input folders and its own blocking pool.
+    pub fn image_intake(&self) -> crate::inputs::ImageIntake {
+        crate::inputs::ImageIntake::new(
+            crate::inputs::InputLimits {
+                max_bytes: self.input_max_bytes,
+                max_pixels: self.input_max_pixels,
+            },
+            crate::allowed_dirs::AllowedDirs::new(self.input_dirs.clone()),
+            crate::blocking::BlockingPool::new("image input", self.input_threads),
         )
     }
 

@@ -5,6 +5,8 @@ use comfyui::graph::GraphErrors;
 use comfyui::policy::PolicyViolations;
 use comfyui::{CancelError, ClientError};
 use pack_runtime::{CallError, FieldError};
+
+use crate::inputs::InputError;
 use serde_json::{Value, json};
 
 /// A failed request. The server goes on serving everyone else.
@@ -97,6 +99,9 @@ pub enum AppError {
         /// What it has.
         available: Vec<String>,
     },
+    /// An image argument was refused or could not be uploaded (see [`InputError`]).
+    #[error("{0}")]
+    Input(#[from] InputError),
     /// A workflow path outside the allowed folders.
     #[error(
         "workflow path `{path}` is outside the allowed workflow folders ({allowed}); copy the file into one of them or add its folder with COMFYUI_WORKFLOW_DIRS"
@@ -141,6 +146,17 @@ impl AppError {
         }
     }
 
+    /// A refused parameter check: the caller's arguments, or (a host defect) an image
+    /// argument the intake did not prepare.
+    pub(crate) fn from_resolve(error: pack_runtime::params::ResolveError) -> Self {
+        match error {
+            pack_runtime::params::ResolveError::Invalid(errors) => AppError::InvalidParams(errors),
+            missing @ pack_runtime::params::ResolveError::MissingInput { .. } => {
+                AppError::Internal(missing.to_string())
+            }
+        }
+    }
+
     /// A pack call the admission did not run: busy, or a host-side failure.
     pub(crate) fn from_admission(error: crate::admission::AdmissionError) -> Self {
         match error {
@@ -166,6 +182,7 @@ impl AppError {
             AppError::Cancel(_) => "cancel_failed",
             AppError::UnknownJob(_) => "unknown_job",
             AppError::UnknownImage { .. } => "unknown_image",
+            AppError::Input(e) => e.kind(),
             AppError::PathRefused { .. } => "path_refused",
             AppError::Workflow(_) => "invalid_workflow",
             AppError::InvalidRequest(_) => "invalid_request",
@@ -182,6 +199,7 @@ impl AppError {
             AppError::InvalidGraph(errors) => Some(errors.to_json()),
             AppError::NodePolicy(violations) => Some(violations.to_json()),
             AppError::UnknownModelFolder { folder, .. } => Some(json!({ "folder": folder })),
+            AppError::Input(e) => Some(json!({ "param": e.param() })),
             AppError::MissingModel { models, cause } => Some(json!({
                 "missing_models": crate::missing_model::to_json(models),
                 "cause": cause.to_json(),

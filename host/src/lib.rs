@@ -9,7 +9,10 @@
 //! * [`postprocess`]: a job's output images post-processed by its pack (ABI 2.x);
 //! * [`packs`]: the pack files' load states, loaded concurrently, published per pack;
 //! * [`watch`]: hot reload of the templates folder;
-//! * [`workflow_file`]: custom workflow files (folder policy, overrides);
+//! * [`allowed_dirs`]: the folder policy of every file a client names by path;
+//! * [`workflow_file`]: custom workflow files (folder, size cap, overrides);
+//! * [`inputs`]: images from clients (sources, caps, decoding, masks, the upload);
+//! * [`uris`]: the `comfyui://` URIs, built and parsed;
 //! * [`blocking`] and [`graph_gate`]: the bounded blocking pool, and the node policy and
 //!   graph check every graph passes on it before submission;
 //! * [`app`]: the service core shared by every MCP session;
@@ -21,6 +24,7 @@
 //! `comfyui`, and the ComfyUI stand-in in `simulator`.
 
 pub mod admission;
+pub mod allowed_dirs;
 pub mod app;
 pub mod blocking;
 pub mod catalog;
@@ -29,15 +33,18 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod graph_gate;
+pub mod inputs;
 pub mod loader;
 pub mod mcp;
 pub mod missing_model;
 pub mod packs;
 pub mod postprocess;
 pub mod reattach;
+pub mod results;
 pub mod scaffold;
 pub mod selftest;
 pub mod sim_control;
+pub mod uris;
 pub mod watch;
 pub mod workflow_file;
 

@@ -11,12 +11,15 @@
 //! The pack sees ComfyUI as self-tests do ([`PackLoader::check_catalog`]): as last fetched,
 //! or the stock catalog before ComfyUI was reached.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use comfyui::postprocess::{OutputProcessor, PostprocessError};
 use comfyui::reattach::ProcessorSource;
 use comfyui::{JobOrigin, JobSnapshot};
-use pack_runtime::params::{self, FieldError};
+use pack_runtime::params::{self, FieldError, ResolveError};
+use pack_runtime::{ImageInput, TemplateInfo};
+use serde_json::{Map, Value};
 
 use crate::catalog::CatalogStore;
 use crate::loader::{PackLoader, admission_key};
@@ -70,14 +73,21 @@ impl ProcessorSource for TemplateProcessors {
                 "template `{template_id}` no longer post-processes"
             )));
         }
-        let args = job.parameters.as_object().cloned().unwrap_or_default();
-        let resolved = params::resolve(&entry.info, &args, &entry.runner.limits().metadata)
-            .map_err(|errors| {
-                refusal(&format!(
-                    "its recorded parameters no longer check: {}",
-                    FieldError::join(&errors)
-                ))
-            })?;
+        let mut args = job.parameters.as_object().cloned().unwrap_or_default();
+        let inputs = recorded_images(&entry.info, &mut args)?;
+        let resolved = params::resolve_with_inputs(
+            &entry.info,
+            &args,
+            &inputs,
+            &entry.runner.limits().metadata,
+        )
+        .map_err(|error| match error {
+            ResolveError::Invalid(errors) => refusal(&format!(
+                "its recorded parameters no longer check: {}",
+                FieldError::join(&errors)
+            )),
+            missing => refusal(&missing.to_string()),
+        })?;
         Ok(Arc::new(PackPostprocessor::new(
             entry.runner.clone(),
             template_id.clone(),
@@ -87,6 +97,29 @@ impl ProcessorSource for TemplateProcessors {
             self.loader.check_catalog().host(),
         )))
     }
+}
+
+/// The uploaded images recorded for the template's image parameters (each replaced in
+/// `args` by its upload name, which is what the parameter check takes for them).
+fn recorded_images(
+    template: &TemplateInfo,
+    args: &mut Map<String, Value>,
+) -> Result<BTreeMap<String, ImageInput>, PostprocessError> {
+    let mut inputs = BTreeMap::new();
+    for spec in template.params.iter().filter(|s| s.kind.is_image()) {
+        let Some(recorded) = args.get(&spec.name) else {
+            continue;
+        };
+        let input = ImageInput::from_json(recorded).ok_or_else(|| {
+            refusal(&format!(
+                "its recorded image parameter `{}` is not an uploaded image's record",
+                spec.name
+            ))
+        })?;
+        args.insert(spec.name.clone(), Value::String(input.name.clone()));
+        inputs.insert(spec.name.clone(), input);
+    }
+    Ok(inputs)
 }
 
 fn refusal(reason: &str) -> PostprocessError {

@@ -1,5 +1,5 @@
-//! Custom workflows for `load_workflow` and `generate_image`: the folder policy for files (a
-//! path must resolve inside a configured workflow folder, after `..` and symlinks), inline
+//! Custom workflows for `load_workflow` and `generate_image`: files under the folder policy
+//! ([`crate::allowed_dirs`]: a path must resolve inside a configured workflow folder), inline
 //! graphs, API-format detection, and parameter overrides.
 //!
 //! Budgets: a file over [`WorkflowDirs::max_bytes`] (default [`DEFAULT_MAX_WORKFLOW_BYTES`],
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::allowed_dirs::{AllowedDirs, DirRefusal, ReadError, read_capped};
 use crate::error::AppError;
 
 /// Default size cap of a workflow file: 8 MiB.
@@ -108,13 +109,11 @@ pub fn inline_sha256(document: &Value, max_bytes: u64) -> Result<String, AppErro
     Ok(hex::encode(out.hasher.finalize()))
 }
 
-/// The folders workflow files may be read from.
+/// The folders workflow files may be read from, and the file size cap.
 #[derive(Debug, Clone)]
 pub struct WorkflowDirs {
-    /// As configured (for messages).
-    configured: Vec<PathBuf>,
-    /// Canonical forms of those that exist.
-    canonical: Vec<PathBuf>,
+    /// The folder policy.
+    dirs: AllowedDirs,
     /// Largest file accepted, in bytes.
     max_bytes: u64,
 }
@@ -136,10 +135,8 @@ impl WorkflowDirs {
     /// The allowed folders; those that do not exist (yet) are kept for
     /// messages and re-resolved on each read.
     pub fn new(dirs: Vec<PathBuf>) -> Self {
-        let canonical = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
         Self {
-            configured: dirs,
-            canonical,
+            dirs: AllowedDirs::new(dirs),
             max_bytes: DEFAULT_MAX_WORKFLOW_BYTES,
         }
     }
@@ -155,100 +152,39 @@ impl WorkflowDirs {
         self.max_bytes
     }
 
-    fn allowed(&self) -> String {
-        self.configured
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn roots(&self) -> Vec<PathBuf> {
-        let mut roots = self.canonical.clone();
-        for dir in &self.configured {
-            if let Ok(c) = dir.canonicalize()
-                && !roots.contains(&c)
-            {
-                roots.push(c);
-            }
-        }
-        roots
-    }
-
     /// Resolves `requested` (absolute, relative to the working folder, or
     /// relative to an allowed folder) and reads it if, after resolving `..`
     /// and symlinks, it lies inside an allowed folder.
     pub fn read(&self, requested: &str) -> Result<WorkflowFile, AppError> {
-        let refused = || AppError::PathRefused {
-            path: requested.to_owned(),
-            allowed: self.allowed(),
-        };
-        if requested.trim().is_empty() {
-            return Err(AppError::InvalidRequest("workflow_path is empty".into()));
-        }
-        let roots = self.roots();
-        let given = Path::new(requested);
-        let mut candidates = vec![given.to_owned()];
-        if given.is_relative() {
-            candidates.extend(roots.iter().map(|r| r.join(given)));
-        }
-        let mut outside = false;
-        for candidate in candidates {
-            let Ok(real) = candidate.canonicalize() else {
-                continue;
-            };
-            if !roots.iter().any(|root| real.starts_with(root)) {
-                outside = true;
-                continue;
+        match self.dirs.find(requested) {
+            Ok(real) => read_file(&real, self.max_bytes),
+            Err(DirRefusal::Empty) => {
+                Err(AppError::InvalidRequest("workflow_path is empty".into()))
             }
-            return read_file(&real, self.max_bytes);
-        }
-        if outside {
-            Err(refused())
-        } else if given
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-            || given.is_absolute()
-        {
-            // Do not reveal whether files outside the folders exist.
-            Err(refused())
-        } else {
-            Err(AppError::Workflow(format!(
+            Err(DirRefusal::Outside) => Err(AppError::PathRefused {
+                path: requested.to_owned(),
+                allowed: self.dirs.describe(),
+            }),
+            Err(DirRefusal::NotFound) => Err(AppError::Workflow(format!(
                 "workflow file `{requested}` not found in the workflow folders ({})",
-                self.allowed()
-            )))
+                self.dirs.describe()
+            ))),
         }
     }
 }
 
 fn read_file(path: &Path, max_bytes: u64) -> Result<WorkflowFile, AppError> {
-    use std::io::Read as _;
-    let unreadable = |e: std::io::Error| {
-        AppError::Workflow(format!("cannot read workflow file {}: {e}", path.display()))
-    };
-    let too_large = |bytes: u64| AppError::WorkflowTooLarge {
-        path: path.display().to_string(),
-        bytes,
-        limit: max_bytes,
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let meta = file.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(AppError::Workflow(format!(
-            "{} is not a file",
-            path.display()
-        )));
-    }
-    if meta.len() > max_bytes {
-        return Err(too_large(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large(bytes.len() as u64));
-    }
+    let bytes = read_capped(path, max_bytes).map_err(|e| match e {
+        ReadError::TooLarge(bytes) => AppError::WorkflowTooLarge {
+            path: path.display().to_string(),
+            bytes,
+            limit: max_bytes,
+        },
+        ReadError::NotAFile => AppError::Workflow(format!("{} is not a file", path.display())),
+        ReadError::Io(e) => {
+            AppError::Workflow(format!("cannot read workflow file {}: {e}", path.display()))
+        }
+    })?;
     Ok(WorkflowFile {
         display_name: path
             .file_name()

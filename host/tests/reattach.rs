@@ -107,3 +107,68 @@ async fn a_job_whose_pack_changed_unknown_template_or_parameters_are_refused_nam
         "it was not built by a template"
     );
 }
+
+/// A job of the test pack `mini-abi2`'s `invert` (an image parameter, post-processed),
+/// submitted from a 4x2 PNG.
+async fn invert_job() -> (TemplateProcessors, JobSnapshot, Held, tempfile::TempDir) {
+    let sim = common::simulator(std::time::Duration::ZERO).await;
+    sim.hold_queue(true);
+    let out = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::repo().join("tests/packs/mini-abi2.wasm"),
+        templates.path().join("mini-abi2.wasm"),
+    )
+    .unwrap();
+    let settings = common::settings(
+        sim.base_url(),
+        out.path(),
+        templates.path(),
+        cache.path(),
+        &[],
+    );
+    let app = common::start_app(&settings).await;
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgba8(image::RgbaImage::new(4, 2))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    use base64::Engine as _;
+    let args = json!({"image": base64::engine::general_purpose::STANDARD.encode(&png)});
+    let job = app
+        .generate("invert", args.as_object().unwrap().clone())
+        .await
+        .expect("submitted");
+    let source = TemplateProcessors::new(app.catalog_store().clone(), app.loader().clone());
+    (source, job, (sim, out, cache), templates)
+}
+
+#[tokio::test]
+async fn an_image_parameter_is_rebuilt_from_its_recorded_upload() {
+    let (source, job, _held, _templates) = invert_job().await;
+    let recorded = &job.parameters["image"];
+    assert_eq!(
+        (recorded["width"].as_u64(), recorded["has_alpha"].as_bool()),
+        (Some(4), Some(true))
+    );
+    let processor = source
+        .processor_for(&job)
+        .expect("made again from the recorded image");
+    let done = processor
+        .process(RgbaImage {
+            width: 1,
+            height: 1,
+            pixels: vec![10, 20, 30, 255],
+        })
+        .await
+        .expect("processed by the pack");
+    assert_eq!(done.image.pixels, vec![245, 235, 225, 255], "inverted");
+
+    let mut damaged = job;
+    damaged.parameters["image"] = json!("just-a-name.png");
+    let message = refusal(&source, &damaged);
+    assert_eq!(
+        message,
+        "its recorded image parameter `image` is not an uploaded image's record"
+    );
+}

@@ -11,6 +11,8 @@ simulator has a step delay; on the real one a job is slow by its size); what is 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 from pathlib import Path
@@ -55,14 +57,31 @@ async def generate(conn: Conn, args: dict[str, Any]) -> dict[str, Any]:
     return await check_completed(conn, result)
 
 
+def sample_png(size: int, mode: str = "RGB") -> str:
+    """A `size` x `size` PNG as base64: a gradient, or for mode "L" a white square on black."""
+    img = Image.new(mode, (size, size))
+    if mode == "L":
+        img.paste(255, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
+    else:
+        img.putdata([(x * 4 % 256, y * 4 % 256, 128) for y in range(size) for x in range(size)])
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
 async def test_every_shipped_template_at_64x64(bconn: Conn) -> None:
     listed = await bconn.ok("list_workflows")
-    # The image templates need an uploaded image (host-side image inputs are not in this build).
-    ids = [w["id"] for w in listed["workflows"] if w["id"] not in ("image-variation", "inpaint")]
-    assert ids, listed
+    ids = [w["id"] for w in listed["workflows"]]
+    assert {"image-variation", "inpaint"} <= set(ids), ids
     for i, tid in enumerate(ids):
         batch = 2 if tid == "item-icon" or (i == 0 and "item-icon" not in ids) else 1
-        args = {"template": tid, "prompt": f"a small test image of {tid}", "width": SIZE, "height": SIZE}
+        args: dict[str, Any] = {"template": tid, "prompt": f"a small test image of {tid}"}
+        if tid == "image-variation":
+            args["image"] = sample_png(SIZE)
+        elif tid == "inpaint":
+            args |= {"image": sample_png(SIZE), "mask": sample_png(SIZE, "L")}
+        else:
+            args |= {"width": SIZE, "height": SIZE}
         out = await generate(bconn, {**args, "steps": 2, "batch_size": batch})
         check_pngs(out, batch, (SIZE, SIZE))
         md = out["metadata"]

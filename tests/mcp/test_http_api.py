@@ -7,7 +7,11 @@ what an MCP client (the official SDK) gets from the same server.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
+import struct
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -184,6 +188,46 @@ async def test_argument_and_app_errors_carry_their_kind_and_status(api: Api) -> 
     assert error["kind"] == "unknown_job", error
     error = await api.error(400, "POST", "/api/tools/cancel_workflow", json={})
     assert error["kind"] == "invalid_request", error
+
+
+def small_png_b64(size: int = 16) -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), (10, 20, 30)).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def header_bomb_b64() -> str:
+    """A PNG whose header claims 100000 x 100000 pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+async def test_image_arguments_are_taken_and_refused_with_their_status(api: Api, sim: Sim) -> None:
+    image = small_png_b64()
+    out = await api.ok("POST", "/api/tools/image-variation", json={"prompt": "x", "image": image, "steps": 1})
+    done = await finished(api, out["prompt_id"])
+    assert done["state"] == "completed", done
+    expected = hashlib.sha256(base64.b64decode(image)).hexdigest()
+    assert done["parameters"]["image"]["sha256"] == expected, done["parameters"]
+    before = len(await sim.requests())
+    gif = "data:image/gif;base64," + base64.b64encode(b"GIF89a\x01\x00\x01\x00" + bytes(20)).decode()
+    rows = [
+        (415, gif, "input_not_an_image", "the data is a GIF image"),
+        (413, header_bomb_b64(), "input_too_many_pixels", "over the limit of 16777216 pixels"),
+        (403, "/etc/passwd", "input_path_refused", "outside the allowed input folders"),
+        (422, "data:image/png;base64,%%%%", "input_malformed", "does not decode"),
+    ]
+    for status, arg, kind, message in rows:
+        error = await api.error(status, "POST", "/api/tools/image-variation", json={"prompt": "x", "image": arg})
+        assert error["kind"] == kind and message in error["message"], error
+        assert error["details"] == {"param": "image"}, error
+    uploads = [r for r in (await sim.requests())[before:] if r["path"].endswith("/upload/image")]
+    assert uploads == [], uploads
 
 
 async def test_images_are_only_the_jobs_own(api: Api) -> None:

@@ -521,17 +521,19 @@ impl ComfyClient {
     /// The returned reference is what `LoadImage` takes (`subfolder/name`).
     pub async fn upload_image(
         &self,
-        bytes: Vec<u8>,
+        bytes: impl Into<bytes::Bytes>,
         name: &str,
         subfolder: &str,
         overwrite: bool,
     ) -> Result<ImageRef, ClientError> {
         let request = "POST /upload/image";
         let form = reqwest::multipart::Form::new()
-            .part(
-                "image",
-                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
-            )
+            .part("image", {
+                let bytes: bytes::Bytes = bytes.into();
+                let len = bytes.len() as u64;
+                reqwest::multipart::Part::stream_with_length(reqwest::Body::from(bytes), len)
+                    .file_name(name.to_owned())
+            })
             .text("subfolder", subfolder.to_owned())
             .text("type", "input")
             .text("overwrite", if overwrite { "true" } else { "false" });

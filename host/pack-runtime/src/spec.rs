@@ -62,9 +62,24 @@ pub struct ImageInput {
     pub height: u32,
     /// Whether the uploaded file has an alpha channel.
     pub has_alpha: bool,
-    /// SHA-256 of the uploaded bytes, hex. Host-side only: recorded in
-    /// provenance, never passed to the pack.
+    /// SHA-256 of the image as the client sent it (a mask: before its conversion to grey),
+    /// hex. Host-side only: recorded in provenance, never passed to the pack.
     pub sha256: String,
+}
+
+impl ImageInput {
+    /// The recorded form ([`ParamValue::to_json`] of an image) read back, for a job whose
+    /// parameters come from the job store; `None` if `value` is not that shape.
+    pub fn from_json(value: &serde_json::Value) -> Option<ImageInput> {
+        let dimension = |key: &str| value.get(key)?.as_u64().and_then(|v| u32::try_from(v).ok());
+        Some(ImageInput {
+            name: value.get("image")?.as_str()?.to_owned(),
+            width: dimension("width")?,
+            height: dimension("height")?,
+            has_alpha: value.get("has_alpha")?.as_bool()?,
+            sha256: value.get("sha256")?.as_str()?.to_owned(),
+        })
+    }
 }
 
 /// A parameter value after host-side checking.
@@ -96,6 +111,7 @@ impl ParamValue {
                 "image": image.name,
                 "width": image.width,
                 "height": image.height,
+                "has_alpha": image.has_alpha,
                 "sha256": image.sha256,
             }),
         }
@@ -168,5 +184,30 @@ impl TemplateInfo {
     /// The spec of a parameter by name.
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
         self.params.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_value_reads_back_from_its_recorded_form() {
+        let input = ImageInput {
+            name: "comfyui-mcp/comfyui-mcp-ab.png".into(),
+            width: 640,
+            height: 480,
+            has_alpha: true,
+            sha256: "ab".repeat(32),
+        };
+        let recorded = ParamValue::Image(input.clone()).to_json();
+        assert_eq!(ImageInput::from_json(&recorded), Some(input));
+        assert_eq!(ImageInput::from_json(&serde_json::json!("a.png")), None);
+        assert_eq!(
+            ImageInput::from_json(
+                &serde_json::json!({"image": "a", "width": -1, "height": 1, "has_alpha": false, "sha256": ""})
+            ),
+            None
+        );
     }
 }

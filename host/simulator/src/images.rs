@@ -246,8 +246,17 @@ pub(crate) fn encode_raw(
     Ok(Bytes::from(out))
 }
 
-/// Width and height of an encoded image: PNG fully, JPEG from its frame header.
+/// Width and height of an encoded image: PNG fully, JPEG from its frame header, WebP from
+/// its `VP8`/`VP8L`/`VP8X` header (ComfyUI's PIL opens all three).
 pub(crate) fn decode(bytes: &[u8]) -> Result<RgbPixels, ImageError> {
+    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        let (width, height) = webp_size(bytes).ok_or(ImageError::Unidentified)?;
+        return Ok(RgbPixels {
+            width,
+            height,
+            data: Vec::new(),
+        });
+    }
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         return decode_png(bytes).ok_or(ImageError::Unidentified);
     }
@@ -293,6 +302,34 @@ fn decode_png(bytes: &[u8]) -> Option<RgbPixels> {
         height,
         data,
     })
+}
+
+/// Reads the canvas size from a WebP's first chunk.
+fn webp_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let at = |i: usize| bytes.get(i).copied().map(u32::from);
+    match bytes.get(12..16)? {
+        b"VP8X" => {
+            let w = at(24)? | at(25)? << 8 | at(26)? << 16;
+            let h = at(27)? | at(28)? << 8 | at(29)? << 16;
+            Some((w + 1, h + 1))
+        }
+        b"VP8L" => {
+            if at(20)? != 0x2f {
+                return None;
+            }
+            let bits = at(21)? | at(22)? << 8 | at(23)? << 16 | at(24)? << 24;
+            Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
+        }
+        b"VP8 " => {
+            if bytes.get(23..26)? != [0x9d, 0x01, 0x2a] {
+                return None;
+            }
+            let w = (at(26)? | at(27)? << 8) & 0x3fff;
+            let h = (at(28)? | at(29)? << 8) & 0x3fff;
+            Some((w, h))
+        }
+        _ => None,
+    }
 }
 
 /// Reads the size from a JPEG's start-of-frame marker.
@@ -507,6 +544,25 @@ impl FloatFormat {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn webp_sizes_come_from_their_headers() {
+        let img = image::DynamicImage::ImageRgba8(image::RgbaImage::new(37, 21));
+        let mut lossless = Vec::new();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut lossless),
+            image::ImageFormat::WebP,
+        )
+        .unwrap();
+        assert_eq!(webp_size(&lossless), Some((37, 21)));
+        let decoded = decode(&lossless).unwrap();
+        assert_eq!((decoded.width, decoded.height), (37, 21));
+        // An extended (VP8X) header: canvas 300x200, stored minus one, 24-bit little endian.
+        let mut extended = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\x10\0\0\0".to_vec();
+        extended.extend_from_slice(&[43, 1, 0, 199, 0, 0]);
+        assert_eq!(webp_size(&extended), Some((300, 200)));
+        assert_eq!(webp_size(b"RIFF\0\0\0\0WEBPJUNK"), None);
+    }
+
     use super::*;
 
     #[test]

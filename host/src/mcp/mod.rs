@@ -52,7 +52,7 @@ pub mod shared;
 pub mod stdio;
 pub mod thumbnails;
 pub mod tools;
-pub mod uris;
+pub use crate::uris;
 
 pub use http::{serve_http, serve_http_on};
 pub use options::McpOptions;

@@ -16,9 +16,9 @@ use rmcp::model::{JsonObject, Resource, ResourceContents, ResourceTemplate};
 use serde_json::{Value, json};
 
 use super::outcome::Outcome;
-use super::uris::{SCHEME, models_uri};
 use crate::app::App;
 use crate::error::AppError;
+use crate::uris::{SCHEME, models_uri};
 
 /// The tool listing model files.
 pub const LIST_MODELS: &str = "list_models";

@@ -15,7 +15,7 @@ use rmcp::model::{ContentBlock, Resource};
 use serde_json::{Map, Value, json};
 
 use super::thumbnails::ThumbnailPool;
-use super::uris;
+use crate::uris;
 
 /// The status JSON of a job, as `get_workflow_status` and the `comfyui://jobs/…` resource
 /// report it: `prompt_id`, `state`, `progress` (0..1), `queue_position`, `execution_time`

@@ -19,12 +19,12 @@ use serde_json::{Value, json};
 
 use super::models;
 use super::render;
-pub use super::uris::{
-    ERRORS_URI, ResourceRef, SCHEME, image_uri, job_uri, parse_uri, template_uri,
-};
 use crate::app::App;
 use crate::catalog::TemplateEntry;
 use crate::error::AppError;
+pub use crate::uris::{
+    ERRORS_URI, ResourceRef, SCHEME, image_uri, job_uri, parse_uri, template_uri,
+};
 
 /// How many recent jobs `resources/list` shows.
 pub const RECENT_JOBS: usize = 50;

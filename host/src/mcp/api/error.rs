@@ -19,6 +19,7 @@ use super::super::outcome::{Failure, UnknownTool};
 use super::route::ROUTES;
 use crate::admission::AdmissionError;
 use crate::error::AppError;
+use crate::inputs::InputError;
 
 /// `Retry-After` (seconds) when ComfyUI cannot be reached or did not answer in time.
 pub const COMFYUI_RETRY_AFTER_SECS: u64 = 5;
@@ -100,10 +101,9 @@ impl ApiError {
             }),
             ApiError::Tool(Failure::App(AppError::ComfyUi(e)))
             | ApiError::Tool(Failure::App(AppError::Cancel(CancelError::Client(e))))
-                if comfyui_may_come_back(e) =>
-            {
-                Some(COMFYUI_RETRY_AFTER_SECS)
-            }
+            | ApiError::Tool(Failure::App(AppError::Input(InputError::Upload {
+                source: e, ..
+            }))) if comfyui_may_come_back(e) => Some(COMFYUI_RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -197,12 +197,35 @@ fn app_status(error: &AppError) -> StatusCode {
         | AppError::WorkflowTooManyNodes { .. }
         | AppError::Workflow(_) => StatusCode::UNPROCESSABLE_ENTITY,
         AppError::NodePolicy(_) | AppError::PathRefused { .. } => StatusCode::FORBIDDEN,
+        AppError::Input(e) => input_status(e),
         AppError::ComfyUi(e) => comfyui_status(e),
         AppError::Cancel(e) => cancel_status(e),
         AppError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         AppError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
         AppError::JobStore(_) => StatusCode::SERVICE_UNAVAILABLE,
         AppError::Blocking(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A refused image argument: too big is 413, not an image (or not the declared one) 415, a
+/// path outside the input folders 403, an unknown earlier result as its lookup, a failed
+/// upload as ComfyUI's answer; the rest is an unusable argument (422).
+fn input_status(error: &InputError) -> StatusCode {
+    match error {
+        InputError::TooLarge { .. } | InputError::TooManyPixels { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        InputError::NotAnImage { .. } | InputError::TypeMismatch { .. } => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
+        InputError::PathRefused { .. } => StatusCode::FORBIDDEN,
+        InputError::UnknownResult { source, .. } => app_status(source),
+        InputError::Upload { source, .. } => comfyui_status(source),
+        InputError::Renamed { .. } => StatusCode::CONFLICT,
+        InputError::Malformed { .. }
+        | InputError::Corrupt { .. }
+        | InputError::NotFound { .. }
+        | InputError::Unreadable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

@@ -7,7 +7,7 @@
 
 use axum::http::Method;
 
-use super::super::uris;
+use crate::uris;
 
 /// Where the API is mounted.
 pub const API_PATH: &str = "/api";
