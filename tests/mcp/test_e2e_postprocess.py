@@ -250,7 +250,10 @@ async def test_environment_texture_is_seamless(pconn: Conn) -> None:
 
 
 async def test_item_icon_background_becomes_transparent(pconn: Conn) -> None:
-    out = await generate(pconn, {"template": "item-icon"})
+    # A fixed seed: on the simulator the image is a seed-derived gradient, and for some seeds
+    # (1 of the 60 seeds 0-59 tried: 27) nothing inside the border ring is within the tolerance, which the
+    # assertions below would then not be able to show. Seed 11 clears part of the inside.
+    out = await generate(pconn, {"template": "item-icon", "seed": 11})
     assert out["parameters"]["transparent_background"] is True, out["parameters"]
     check_recorded(out, ["background"])
     im = out["images"][0]
