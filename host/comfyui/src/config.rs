@@ -79,6 +79,9 @@ pub struct ComfyConfig {
     pub client_id: String,
     /// Size caps on ComfyUI's answers and downloads.
     pub body_limits: BodyLimits,
+    /// The backend's name in job snapshots, the job store and messages (a farm of several
+    /// ComfyUIs tells them apart by it); `None`: the display URL.
+    pub name: Option<String>,
 }
 
 impl ComfyConfig {
@@ -96,7 +99,19 @@ impl ComfyConfig {
             max_finished_jobs: DEFAULT_MAX_FINISHED_JOBS,
             client_id: uuid::Uuid::new_v4().to_string(),
             body_limits: BodyLimits::default(),
+            name: None,
         })
+    }
+
+    /// Names the backend (trimmed; empty means the display URL).
+    pub fn with_name(mut self, name: Option<String>) -> Self {
+        self.name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        self
+    }
+
+    /// The backend's name: as configured, else the display URL.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.display_url())
     }
 
     /// Sets the bearer token. An empty or whitespace-only key means "no key"; a key with
@@ -197,6 +212,7 @@ impl fmt::Debug for ComfyConfig {
             .field("output_dir", &self.output_dir)
             .field("max_finished_jobs", &self.max_finished_jobs)
             .field("client_id", &self.client_id)
+            .field("name", &self.name)
             .field("body_limits", &self.body_limits)
             .finish()
     }

@@ -360,8 +360,17 @@ impl ComfyUi {
     /// normally `queued` (a fully cached job may already be further along). A 400 from
     /// ComfyUI is [`ClientError::Rejected`] and nothing is tracked.
     pub async fn submit(&self, req: JobRequest) -> Result<JobSnapshot, ClientError> {
+        self.submit_as(uuid::Uuid::new_v4().to_string(), req).await
+    }
+
+    /// [`ComfyUi::submit`] under a prompt id chosen by the caller: a farm moving a queued
+    /// job to another backend keeps the id its client knows.
+    pub async fn submit_as(
+        &self,
+        prompt_id: String,
+        req: JobRequest,
+    ) -> Result<JobSnapshot, ClientError> {
         let inner = &self.inner;
-        let prompt_id = uuid::Uuid::new_v4().to_string();
         let graph_sha = outputs::graph_sha256(&req.graph);
         let stored = inner.persist.as_ref().map(|_| {
             let nodes: Vec<String> = req
@@ -371,7 +380,9 @@ impl ComfyUi {
                 .unwrap_or_default();
             (nodes, graph_sha.clone())
         });
-        let registered = inner.lock().register(&prompt_id, &req, graph_sha);
+        let registered = inner
+            .lock()
+            .register(&prompt_id, &req, graph_sha, &inner.cfg.name());
         let job = inner.lock().watch(&prompt_id);
         if let Some(job) = job {
             let driver = inner.clone();
@@ -412,6 +423,40 @@ impl ComfyUi {
         }
         tracing::info!(prompt_id = %accepted.prompt_id, "job submitted to ComfyUI");
         Ok(snap.unwrap_or(registered))
+    }
+
+    /// The backend's name (see [`ComfyConfig::name`]).
+    pub fn name(&self) -> String {
+        self.inner.cfg.name()
+    }
+
+    /// How many of the jobs followed here are open (queued or running): the backend's load
+    /// as this server knows it.
+    pub fn open_jobs(&self) -> usize {
+        self.inner.lock().open_count()
+    }
+
+    /// Stops following a job that is still queued, so that it can be submitted to another
+    /// backend under the same prompt id (see [`ComfyUi::submit_as`]); tries to delete it
+    /// from this ComfyUI's queue too (it may be unreachable: a job it runs later anyway is
+    /// not ours any more). `None` when the job is not queued here.
+    pub async fn release_queued(&self, prompt_id: &str) -> Option<JobSnapshot> {
+        let released = self.inner.lock().release_queued(prompt_id)?;
+        // In the background: an unreachable ComfyUI answers only after the request timeout.
+        let inner = self.inner.clone();
+        let id = prompt_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = inner.client.delete_queued(&[&id]).await {
+                tracing::debug!(prompt_id = %id, error = %e, "could not delete a moved job from its old queue");
+            }
+        });
+        Some(released)
+    }
+
+    /// Ends one of our open jobs as failed with `failure` (written to the store like any
+    /// ending); false when it is not open here.
+    pub fn fail(&self, prompt_id: &str, failure: JobFailure) -> bool {
+        self.inner.lock().fail(prompt_id, failure)
     }
 
     /// The job's current snapshot, without asking ComfyUI.
@@ -775,6 +820,10 @@ impl Tracked for Inner {
     fn output_dir(&self) -> std::path::PathBuf {
         self.cfg.output_dir.clone()
     }
+
+    fn backend_name(&self) -> String {
+        self.cfg.name()
+    }
 }
 
 impl Inner {
@@ -788,7 +837,7 @@ impl Inner {
         };
         let job = StoredJob {
             snapshot,
-            backend: self.cfg.display_url(),
+            backend: self.cfg.name(),
             graph_sha256: sha,
             graph_nodes: nodes,
             cancel_requested: false,

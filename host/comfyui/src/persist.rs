@@ -82,6 +82,8 @@ pub(crate) trait Tracked: Send + Sync + 'static {
     fn settle(&self, ending: JobSnapshot);
     /// Where job image folders live.
     fn output_dir(&self) -> PathBuf;
+    /// The backend's name as jobs record it (only its own jobs are adopted).
+    fn backend_name(&self) -> String;
 }
 
 /// The store and its call budget.
@@ -175,7 +177,11 @@ impl Persistence {
         loop {
             let open = tracked.open_ids();
             let limit = self.options.adopt_limit;
-            match self.call(move |s| s.heartbeat(&open, limit)).await {
+            let backend = tracked.backend_name();
+            match self
+                .call(move |s| s.heartbeat(&open, limit, &backend))
+                .await
+            {
                 Ok(beat) => {
                     for ending in beat.ended {
                         tracked.settle(ending);

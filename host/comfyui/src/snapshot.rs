@@ -215,6 +215,9 @@ pub struct JobSnapshot {
     pub parameters: Value,
     /// Caller metadata.
     pub metadata: Value,
+    /// The backend (its name, see [`crate::ComfyConfig::name`]) the job is or was on.
+    #[serde(default)]
+    pub backend: String,
     /// Things the user should know about a job that did not fail, e.g. ComfyUI reported
     /// success but no images could be found for it. Empty in the normal case.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

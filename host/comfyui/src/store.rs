@@ -59,7 +59,9 @@ pub struct Heartbeat {
 /// The persistent side of the job tracker. Implementations are shared by every process
 /// pointed at the same file; all methods block.
 pub trait JobStore: Send + Sync + fmt::Debug + 'static {
-    /// Records a job ComfyUI just accepted, owned by this process.
+    /// Records a job ComfyUI just accepted, owned by this process. A job already recorded
+    /// and still open (moved to another backend by a farm's failover) gets its new backend,
+    /// owner and snapshot; an ended one is left as it is.
     fn insert(&self, job: &StoredJob) -> Result<(), StoreError>;
     /// Writes a job's new snapshot, forward only.
     fn update(&self, snapshot: &JobSnapshot) -> Result<Update, StoreError>;
@@ -70,9 +72,15 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// Records a cancel of an open job by any process (state `cancelled`, forward only).
     fn cancel(&self, snapshot: &JobSnapshot) -> Result<Update, StoreError>;
     /// Renews this process's lease, ends jobs open for longer than the store's bound,
-    /// adopts up to `adopt_limit` open jobs whose owner is gone, and reports the endings it
-    /// holds for `open` (ids this process follows).
-    fn heartbeat(&self, open: &[String], adopt_limit: usize) -> Result<Heartbeat, StoreError>;
+    /// adopts up to `adopt_limit` open jobs of `backend` (its name as recorded; empty: any
+    /// backend) whose owner is gone, and reports the endings it holds for `open` (ids this
+    /// process follows).
+    fn heartbeat(
+        &self,
+        open: &[String],
+        adopt_limit: usize,
+        backend: &str,
+    ) -> Result<Heartbeat, StoreError>;
     /// Deletes ended jobs beyond the retention age and count; returns their ids.
     fn prune(&self) -> Result<Vec<String>, StoreError>;
 }

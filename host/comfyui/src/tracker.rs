@@ -148,6 +148,7 @@ impl JobTable {
         prompt_id: &str,
         req: &JobRequest,
         graph_sha256: String,
+        backend: &str,
     ) -> JobSnapshot {
         let nodes: HashSet<String> = req
             .graph
@@ -172,6 +173,7 @@ impl JobTable {
             origin: req.origin.clone(),
             parameters: req.parameters.clone(),
             metadata: req.metadata.clone(),
+            backend: backend.to_owned(),
             warnings: Vec::new(),
         };
         let (tx, _) = watch::channel(snap.clone());
@@ -208,7 +210,9 @@ impl JobTable {
         if self.jobs.contains_key(id) || job.snapshot.state.is_terminal() {
             return false;
         }
-        let (tx, _) = watch::channel(job.snapshot.clone());
+        let mut snapshot = job.snapshot.clone();
+        snapshot.backend.clone_from(&job.backend);
+        let (tx, _) = watch::channel(snapshot);
         let run = RunTrack {
             posted: true,
             nodes: job.graph_nodes.iter().cloned().collect(),
@@ -268,6 +272,38 @@ impl JobTable {
     /// Forgets a job whose POST failed.
     pub fn remove(&mut self, prompt_id: &str) {
         self.jobs.remove(prompt_id);
+    }
+
+    /// How many jobs are open (queued or running).
+    pub fn open_count(&self) -> usize {
+        self.jobs.values().filter(|e| e.run.is_some()).count()
+    }
+
+    /// Stops following a job that is still queued (it moves to another backend): its entry
+    /// is removed, nothing is ended. Returns its last snapshot; `None` when the job is not
+    /// held, already ended, running or being finalised.
+    pub fn release_queued(&mut self, prompt_id: &str) -> Option<JobSnapshot> {
+        let entry = self.jobs.get(prompt_id)?;
+        let run = entry.run.as_deref()?;
+        let snap = entry.tx.borrow().clone();
+        if snap.state != JobState::Queued || run.finalizing {
+            return None;
+        }
+        self.jobs.remove(prompt_id);
+        Some(snap)
+    }
+
+    /// Ends an open job as failed with `failure` (e.g. its backend stopped answering); false
+    /// when it is not open or already being finalised.
+    pub fn fail(&mut self, prompt_id: &str, failure: JobFailure) -> bool {
+        if !self.run(prompt_id).is_some_and(|r| !r.finalizing) {
+            return false;
+        }
+        self.finish(
+            prompt_id,
+            self.ending(prompt_id, JobState::Failed, Some(failure)),
+        );
+        true
     }
 
     /// Records ComfyUI's acceptance; re-keys the job if ComfyUI chose another id (old
@@ -850,6 +886,7 @@ mod tests {
             &id,
             &request(prompt_graph("prompt_t2i_tiny.json")),
             "h".into(),
+            "sim",
         );
         accept(&mut t, &id);
         (id, t, events)
@@ -870,7 +907,12 @@ mod tests {
     fn success_session_runs_monotone_then_asks_to_finalize_once() {
         let (id, _, events) = session("ws_success.jsonl");
         let mut t = JobTable::new(10);
-        t.register(&id, &request(prompt_graph("prompt_ok.json")), "h".into());
+        t.register(
+            &id,
+            &request(prompt_graph("prompt_ok.json")),
+            "h".into(),
+            "sim",
+        );
         accept(&mut t, &id);
         let mut last = 0.0;
         let mut actions = Vec::new();
@@ -963,7 +1005,7 @@ mod tests {
         );
         // Unconfirmed: the driver ends it itself; a lost job ends the same way.
         for end in ["unconfirmed", "lost"] {
-            t.register(end, &request(json!({})), "h".into());
+            t.register(end, &request(json!({})), "h".into(), "sim");
             accept(&mut t, end);
             t.finish_timed_out(end);
             assert_eq!(
@@ -990,6 +1032,7 @@ mod tests {
             &id,
             &request(prompt_graph("prompt_execution_error.json")),
             "h".into(),
+            "sim",
         );
         accept(&mut t, &id);
         for ev in &events {
@@ -1018,7 +1061,7 @@ mod tests {
     fn foreign_jobs_are_ignored() {
         let (_, _, events) = session("ws_success.jsonl");
         let mut t = JobTable::new(10);
-        t.register("mine", &request(json!({"1": {}})), "h".into());
+        t.register("mine", &request(json!({"1": {}})), "h".into(), "sim");
         accept(&mut t, "mine");
         for ev in &events {
             t.apply_event(ev);
@@ -1030,7 +1073,7 @@ mod tests {
     #[test]
     fn reconnect_replay_without_prompt_id_goes_to_the_running_job() {
         let mut t = JobTable::new(10);
-        t.register("a", &request(json!({"1": {}, "12": {}})), "h".into());
+        t.register("a", &request(json!({"1": {}, "12": {}})), "h".into(), "sim");
         accept(&mut t, "a");
         t.apply_event(&Event::ExecutionStart {
             prompt_id: "a".into(),
@@ -1052,7 +1095,7 @@ mod tests {
         let mut t = JobTable::new(3);
         for i in 0..10 {
             let id = format!("j{i}");
-            t.register(&id, &request(json!({})), "h".into());
+            t.register(&id, &request(json!({})), "h".into(), "sim");
             accept(&mut t, &id);
             t.finish(&id, t.ending(&id, JobState::Completed, None));
         }
@@ -1060,10 +1103,10 @@ mod tests {
         assert!(t.snapshot("j6").is_none());
         assert!(t.snapshot("j7").is_some() && t.snapshot("j9").is_some());
         // Open jobs are never evicted.
-        t.register("open", &request(json!({})), "h".into());
+        t.register("open", &request(json!({})), "h".into(), "sim");
         for i in 10..20 {
             let id = format!("j{i}");
-            t.register(&id, &request(json!({})), "h".into());
+            t.register(&id, &request(json!({})), "h".into(), "sim");
             t.finish(&id, t.ending(&id, JobState::Failed, None));
         }
         assert!(t.snapshot("open").is_some());
@@ -1074,7 +1117,7 @@ mod tests {
     fn lost_job_fails_unless_cancel_was_requested() {
         let mut t = JobTable::new(10);
         for id in ["a", "b", "unposted"] {
-            t.register(id, &request(json!({})), "h".into());
+            t.register(id, &request(json!({})), "h".into(), "sim");
         }
         accept(&mut t, "a");
         accept(&mut t, "b");
@@ -1098,7 +1141,7 @@ mod tests {
     fn queue_positions_follow_the_queue() {
         use crate::client::QueueEntry;
         let mut t = JobTable::new(10);
-        t.register("x", &request(json!({})), "h".into());
+        t.register("x", &request(json!({})), "h".into(), "sim");
         accept(&mut t, "x");
         let entry = |n: f64, id: &str| QueueEntry {
             number: n,
@@ -1121,7 +1164,7 @@ mod tests {
     #[test]
     fn partial_validity_keeps_node_errors() {
         let mut t = JobTable::new(10);
-        t.register("p", &request(json!({})), "h".into());
+        t.register("p", &request(json!({})), "h".into(), "sim");
         let errs = json!({"13": {"errors": [], "class_type": "SaveImage"}});
         let s = t
             .accepted(
@@ -1139,7 +1182,7 @@ mod tests {
     #[test]
     fn server_chosen_id_rekeys_the_job() {
         let mut t = JobTable::new(10);
-        t.register("ours", &request(json!({})), "h".into());
+        t.register("ours", &request(json!({})), "h".into(), "sim");
         let s = t
             .accepted(
                 "ours",

@@ -181,7 +181,7 @@ mod tests {
             metadata: json!({}),
             postprocess: None,
         };
-        let mut snap = JobTable::new(1).register("p1", &request, String::new());
+        let mut snap = JobTable::new(1).register("p1", &request, String::new(), "sim");
         snap.state = state;
         snap
     }

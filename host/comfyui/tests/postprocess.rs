@@ -612,7 +612,12 @@ impl JobStore for AdoptOnce {
     fn cancel(&self, _snapshot: &JobSnapshot) -> Result<Update, StoreError> {
         Ok(Update::Missing)
     }
-    fn heartbeat(&self, _open: &[String], _limit: usize) -> Result<Heartbeat, StoreError> {
+    fn heartbeat(
+        &self,
+        _open: &[String],
+        _limit: usize,
+        _backend: &str,
+    ) -> Result<Heartbeat, StoreError> {
         Ok(Heartbeat {
             adopted: self.job.lock().unwrap().take().into_iter().collect(),
             ended: vec![],

@@ -35,7 +35,12 @@ impl JobStore for Unreadable {
     fn cancel(&self, _snapshot: &JobSnapshot) -> Result<Update, StoreError> {
         Err(broken())
     }
-    fn heartbeat(&self, _open: &[String], _limit: usize) -> Result<Heartbeat, StoreError> {
+    fn heartbeat(
+        &self,
+        _open: &[String],
+        _limit: usize,
+        _backend: &str,
+    ) -> Result<Heartbeat, StoreError> {
         Ok(Heartbeat::default())
     }
     fn prune(&self) -> Result<Vec<String>, StoreError> {

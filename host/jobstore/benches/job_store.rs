@@ -129,6 +129,7 @@ fn stored_job(i: usize, now: f64) -> StoredJob {
         origin: request(i).origin,
         parameters: request(i).parameters,
         metadata: json!({"seed": i, "width": 64, "height": 64, "template": "bench"}),
+        backend: "sim".into(),
         warnings: vec![],
     };
     snapshot.files.push(comfyui::SavedImage {

@@ -171,6 +171,7 @@ impl RawJob {
             origin: field(0).parse(origin)?,
             parameters: field(1).parse(parameters)?,
             metadata: field(2).parse(metadata)?,
+            backend: self.backend.clone(),
             warnings: field(5).parse(warnings)?,
         };
         Ok(StoredJob {

@@ -274,7 +274,14 @@ impl SqliteJobStore {
                     warnings, images, files, updated_at, backend, owner, cancel_requested,
                     postprocess_ms, postprocessing)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+                    ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)
+                 ON CONFLICT (prompt_id) DO UPDATE SET
+                    state = excluded.state, rank = excluded.rank, progress = excluded.progress,
+                    queue_position = excluded.queue_position, warnings = excluded.warnings,
+                    graph_sha256 = excluded.graph_sha256, graph_nodes = excluded.graph_nodes,
+                    updated_at = excluded.updated_at, backend = excluded.backend,
+                    owner = excluded.owner
+                 WHERE jobs.rank < 2",
                 params![
                     s.prompt_id,
                     json(&s.origin),
@@ -355,13 +362,18 @@ impl SqliteJobStore {
         Ok(JobPage::from_ordered(jobs, limit))
     }
 
-    fn beat(&self, open: &[String], adopt_limit: usize) -> Result<Heartbeat, StoreError> {
+    fn beat(
+        &self,
+        open: &[String],
+        adopt_limit: usize,
+        backend: &str,
+    ) -> Result<Heartbeat, StoreError> {
         let claimed = self.write(|tx, me, options| {
             let now = now_unix();
             renew_lease(tx, me, now).map_err(|e| self.err(e))?;
             expire_open(tx, me, now, options.max_open).map_err(|e| self.err(e))?;
             let gone = gone_owners(tx, me, now, options.lease).map_err(|e| self.err(e))?;
-            let claimed = claim(tx, me, &gone, adopt_limit).map_err(|e| self.err(e))?;
+            let claimed = claim(tx, me, &gone, adopt_limit, backend).map_err(|e| self.err(e))?;
             forget_owners(tx, &gone).map_err(|e| self.err(e))?;
             Ok(claimed)
         })?;
@@ -438,8 +450,13 @@ impl JobStore for SqliteJobStore {
         Ok(self.forward(snapshot, Write::Cancel)?)
     }
 
-    fn heartbeat(&self, open: &[String], adopt_limit: usize) -> Result<Heartbeat, TraitError> {
-        Ok(self.beat(open, adopt_limit)?)
+    fn heartbeat(
+        &self,
+        open: &[String],
+        adopt_limit: usize,
+        backend: &str,
+    ) -> Result<Heartbeat, TraitError> {
+        Ok(self.beat(open, adopt_limit, backend)?)
     }
 
     fn prune(&self) -> Result<Vec<String>, TraitError> {
@@ -571,30 +588,39 @@ fn gone_owners(
 }
 
 /// Takes over up to `limit` open jobs whose owner is gone or unknown.
+/// Open jobs of `backend` (any when empty; jobs recorded before backends were named count
+/// for every backend) whose owner is gone, up to `limit`, now owned by `me`.
 fn claim(
     tx: &rusqlite::Transaction<'_>,
     me: &Me,
     gone: &[String],
     limit: usize,
+    backend: &str,
 ) -> rusqlite::Result<Vec<String>> {
     let mut candidates: Vec<(String, Option<String>)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT prompt_id, owner FROM jobs
              WHERE rank < 2 AND (owner IS NULL OR owner NOT IN (SELECT owner_id FROM owners))
+               AND (?2 = '' OR backend = ?2 OR backend = '')
              LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![limit as i64, backend], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     let mut stmt = tx.prepare_cached(
-        "SELECT prompt_id, owner FROM jobs WHERE rank < 2 AND owner = ?1 LIMIT ?2",
+        "SELECT prompt_id, owner FROM jobs WHERE rank < 2 AND owner = ?1
+           AND (?3 = '' OR backend = ?3 OR backend = '') LIMIT ?2",
     )?;
     for owner in gone {
         let room = limit.saturating_sub(candidates.len());
         if room == 0 {
             break;
         }
-        let rows = stmt.query_map(params![owner, room as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![owner, room as i64, backend], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         for row in rows {
             candidates.push(row?);
         }

@@ -37,6 +37,7 @@ fn snapshot(id: &str, template: &str, submitted_at: f64) -> JobSnapshot {
         },
         parameters: json!({"seed": 42, "prompt": "a cat"}),
         metadata: json!({"seed": 42}),
+        backend: "http://127.0.0.1:8188".into(),
         warnings: vec![],
     }
 }
@@ -227,13 +228,13 @@ fn open_jobs_of_a_gone_owner_are_adopted_once() {
     let b = open(&path);
     let c = open(&path);
     assert!(
-        b.heartbeat(&[], 100).unwrap().adopted.is_empty(),
+        b.heartbeat(&[], 100, "").unwrap().adopted.is_empty(),
         "a live owner keeps its jobs"
     );
     expire_lease(&path, gone.owner_id());
     let (tb, tc) = std::thread::scope(|s| {
-        let tb = s.spawn(|| b.heartbeat(&[], 100).unwrap());
-        let tc = s.spawn(|| c.heartbeat(&[], 100).unwrap());
+        let tb = s.spawn(|| b.heartbeat(&[], 100, "").unwrap());
+        let tc = s.spawn(|| c.heartbeat(&[], 100, "").unwrap());
         (tb.join().unwrap(), tc.join().unwrap())
     });
     let mut adopted: Vec<String> = tb
@@ -270,9 +271,9 @@ fn the_adoption_limit_bounds_one_heartbeat() {
     }
     expire_lease(&path, gone.owner_id());
     let b = open(&path);
-    assert_eq!(b.heartbeat(&[], 3).unwrap().adopted.len(), 3);
-    assert_eq!(b.heartbeat(&[], 3).unwrap().adopted.len(), 3);
-    assert_eq!(b.heartbeat(&[], 3).unwrap().adopted.len(), 1);
+    assert_eq!(b.heartbeat(&[], 3, "").unwrap().adopted.len(), 3);
+    assert_eq!(b.heartbeat(&[], 3, "").unwrap().adopted.len(), 3);
+    assert_eq!(b.heartbeat(&[], 3, "").unwrap().adopted.len(), 1);
 }
 
 #[test]
@@ -285,7 +286,9 @@ fn jobs_open_beyond_the_bound_fail_and_their_owner_hears_of_it() {
     let store = SqliteJobStore::open(&dir.path().join("e.sqlite3"), options).unwrap();
     store.insert(&job("old", "t", now_unix() - 120.0)).unwrap();
     store.insert(&job("new", "t", now_unix())).unwrap();
-    let beat = store.heartbeat(&["old".into(), "new".into()], 10).unwrap();
+    let beat = store
+        .heartbeat(&["old".into(), "new".into()], 10, "")
+        .unwrap();
     assert_eq!(beat.ended.len(), 1);
     let ended = &beat.ended[0];
     assert_eq!(
@@ -500,4 +503,61 @@ fn post_processing_records_survive_the_store_and_a_version_2_file_gains_them() {
     assert_eq!(back.files, done.files);
     let conn = Connection::open(&path).unwrap();
     assert_eq!(schema::version(&conn).unwrap(), 3);
+}
+
+#[test]
+fn a_heartbeat_adopts_only_the_jobs_of_its_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sqlite3");
+    let gone = open(&path);
+    let mut on_a = job("on-a", "t", now_unix());
+    on_a.backend = "gpu-a".into();
+    let mut on_b = job("on-b", "t", now_unix());
+    on_b.backend = "gpu-b".into();
+    gone.insert(&on_a).unwrap();
+    gone.insert(&on_b).unwrap();
+    expire_lease(&path, gone.owner_id());
+    let a = open(&path);
+    let beat = a.heartbeat(&[], 100, "gpu-a").unwrap();
+    let ids: Vec<_> = beat
+        .adopted
+        .iter()
+        .map(|j| j.snapshot.prompt_id.as_str())
+        .collect();
+    assert_eq!(ids, ["on-a"], "a job of another backend is not adopted");
+    let b = open(&path);
+    let beat = b.heartbeat(&[], 100, "gpu-b").unwrap();
+    assert_eq!(beat.adopted.len(), 1);
+    assert_eq!(beat.adopted[0].backend, "gpu-b");
+}
+
+#[test]
+fn recording_an_open_job_again_moves_it_and_an_ended_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("m.sqlite3"));
+    let mut moving = job("moving", "t", now_unix());
+    moving.backend = "gpu-a".into();
+    store.insert(&moving).unwrap();
+    moving.backend = "gpu-b".into();
+    store.insert(&moving).unwrap();
+    let held = store.get("moving").unwrap().unwrap();
+    assert_eq!(
+        (held.backend.as_str(), held.snapshot.state),
+        ("gpu-b", JobState::Queued)
+    );
+    assert_eq!(held.snapshot.backend, "gpu-b");
+
+    let mut ended = job("ended", "t", now_unix());
+    ended.backend = "gpu-a".into();
+    store.insert(&ended).unwrap();
+    store
+        .update(&with_state(ended.snapshot.clone(), JobState::Completed))
+        .unwrap();
+    ended.backend = "gpu-b".into();
+    store.insert(&ended).unwrap();
+    let held = store.get("ended").unwrap().unwrap();
+    assert_eq!(
+        (held.backend.as_str(), held.snapshot.state),
+        ("gpu-a", JobState::Completed)
+    );
 }

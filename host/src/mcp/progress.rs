@@ -238,6 +238,7 @@ mod tests {
             },
             parameters: json!({}),
             metadata: json!({}),
+            backend: "sim".into(),
             warnings: Vec::new(),
         }
     }

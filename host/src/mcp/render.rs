@@ -262,6 +262,7 @@ mod tests {
             },
             parameters: json!({"seed": 1}),
             metadata: json!({"seed": 1, "template": "t"}),
+            backend: "sim".into(),
             warnings: Vec::new(),
         }
     }
