@@ -152,7 +152,7 @@ async fn run() {
             let mut intake_args = args(json!({"image": encoded.clone(), "prompt": "x"}));
             let start = Instant::now();
             app.image_intake()
-                .prepare(&info, &mut intake_args, app.comfy())
+                .prepare(&info, &mut intake_args, app.farm())
                 .await
                 .expect("accepted");
             intakes.push(start.elapsed());

@@ -15,20 +15,22 @@ use std::time::Duration;
 
 use comfyui::nodes::NodeCatalog;
 use comfyui::{ComfyUi, JobOrigin, JobRequest, JobSnapshot, ModelSnapshot};
+use pack_runtime::params::RETRIES_ARG;
 use pack_runtime::{HostView, ResolvedParams, params};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use crate::admission::{Admission, Wait};
 use crate::catalog::{Catalog, CatalogStore};
-use crate::error::AppError;
+use crate::error::{AppError, BackendRefusal};
+use crate::farm::Farm;
+use crate::farm::route::{FarmView, MemberView, Placement};
 use crate::graph_gate::GraphGate;
 use crate::inputs::{ImageIntake, PreparedInputs};
 use crate::loader::{LiveComfy, PackLoader, admission_key};
 use crate::missing_model::{self, ModelLimits};
 use crate::packs::PackSet;
 use crate::postprocess::PackPostprocessor;
-use crate::selftest::CatalogHost;
 use crate::workflow_file::{WorkflowDirs, WorkflowSource};
 
 /// What a custom workflow (`load_workflow`, or `generate_image` with a workflow) submitted.
@@ -59,7 +61,7 @@ pub struct CancelReport {
 pub struct App {
     catalog: Arc<CatalogStore>,
     packs: Arc<PackSet>,
-    comfy: Arc<ComfyUi>,
+    farm: Arc<Farm>,
     workflow_dirs: WorkflowDirs,
     /// Node policy and graph check, off the runtime (defaults until [`App::with_graph_gate`]).
     gate: GraphGate,
@@ -74,13 +76,13 @@ impl App {
     pub fn new(
         catalog: Arc<CatalogStore>,
         packs: Arc<PackSet>,
-        comfy: Arc<ComfyUi>,
+        farm: Arc<Farm>,
         workflow_dirs: WorkflowDirs,
     ) -> Self {
         Self {
             catalog,
             packs,
-            comfy,
+            farm,
             workflow_dirs,
             gate: GraphGate::default(),
             model_limits: ModelLimits::DEFAULT,
@@ -168,14 +170,19 @@ impl App {
         self.catalog.subscribe()
     }
 
-    /// The ComfyUI backend.
+    /// The primary ComfyUI backend (the only one without a farm).
     pub fn comfy(&self) -> &Arc<ComfyUi> {
-        &self.comfy
+        self.farm.primary()
+    }
+
+    /// The ComfyUI backends.
+    pub fn farm(&self) -> &Arc<Farm> {
+        &self.farm
     }
 
     /// Where images are written.
     pub fn output_dir(&self) -> &Path {
-        &self.comfy.config().output_dir
+        &self.farm.primary().config().output_dir
     }
 
     /// The folders `load_workflow` may read.
@@ -191,6 +198,7 @@ impl App {
         template_id: &str,
         mut args: Map<String, Value>,
     ) -> Result<JobSnapshot, AppError> {
+        let retries = self.take_retries(&mut args)?;
         let catalog = self.catalog();
         let entry = catalog
             .template(template_id)
@@ -206,19 +214,16 @@ impl App {
             params::resolve_with_inputs(&entry.info, &args, &unread, limits)
                 .map_err(AppError::from_resolve)?;
             self.intake
-                .prepare(&entry.info, &mut args, &self.comfy)
+                .prepare(&entry.info, &mut args, &self.farm)
                 .await?
         } else {
             PreparedInputs::default()
         };
         let resolved = params::resolve_with_inputs(&entry.info, &args, &inputs.by_param(), limits)
             .map_err(AppError::from_resolve)?;
-        let (nodes, models) = self.comfy_state().await?;
-        // The same view of ComfyUI a self-test gives the pack.
-        let host: Arc<dyn HostView> = Arc::new(CatalogHost {
-            models: models.clone(),
-            nodes: nodes.clone(),
-        });
+        let views = self.member_views().await?;
+        // What the members have together (the same view a self-test gives the pack, on one).
+        let host: Arc<dyn HostView> = Arc::new(FarmView(views.clone()));
         let runner = entry.runner.clone();
         let id = entry.info.id.clone();
         let build_host = host.clone();
@@ -230,13 +235,15 @@ impl App {
             .await
             .map_err(AppError::from_admission)?
             .map_err(|e| AppError::from_call(&entry.pack.name, e))?;
-        let (graph, _) = self
-            .gate
-            .check(built.graph, nodes.clone())
-            .await
-            .map_err(|e| self.explain_missing(e, &nodes, &models))?;
-        let metadata = template_metadata(&entry.info.id, &built.params, &graph);
-        inputs.upload(self.comfy.client()).await?;
+        let placed = self.place(built.graph, &views).await?;
+        let (member, graph) = (placed.member, placed.graph);
+        let mut metadata = template_metadata(&entry.info.id, &built.params, &graph);
+        if retries > 0 {
+            metadata["retries"] = json!(retries);
+        }
+        inputs
+            .upload(self.farm.members()[member].comfy.client())
+            .await?;
         // The pack post-processes each output image of a flagged template (ABI 2.x).
         let postprocess = entry.info.postprocess.then(|| {
             Arc::new(PackPostprocessor::new(
@@ -260,10 +267,86 @@ impl App {
             metadata,
             postprocess,
         };
-        self.comfy
-            .submit(request)
+        self.submit(member, &views, request, &inputs, retries).await
+    }
+
+    /// Takes the `retries` argument (0 when absent) out of `args`.
+    fn take_retries(&self, args: &mut Map<String, Value>) -> Result<u32, AppError> {
+        let max = self.farm.options().max_retries;
+        match args.remove(RETRIES_ARG) {
+            None | Some(Value::Null) => Ok(0),
+            Some(value) => value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| n <= max)
+                .ok_or_else(|| {
+                    AppError::InvalidParams(vec![pack_runtime::FieldError::new(
+                        RETRIES_ARG,
+                        format!("must be a whole number from 0 to {max}, got {value}"),
+                    )])
+                }),
+        }
+    }
+
+    /// The catalogs of the backends that take new work now; an error when none answers
+    /// (the first member's reason). The primary's are also what pack self-tests see.
+    async fn member_views(&self) -> Result<Vec<MemberView>, AppError> {
+        let rotation = self.farm.in_rotation(None);
+        let (views, mut failed) = self.farm.views(&rotation).await;
+        if let Some(primary) = views.iter().find(|v| v.member == 0) {
+            let live: &LiveComfy = self.loader().live();
+            store_if_new(&live.nodes, &primary.nodes);
+            store_if_new(&live.models, &primary.models);
+        }
+        if views.is_empty() {
+            return Err(if failed.is_empty() {
+                AppError::Internal("no ComfyUI backend is configured".into())
+            } else {
+                failed.swap_remove(0).1
+            });
+        }
+        Ok(views)
+    }
+
+    /// Where `graph` runs: the least loaded backend able to run it. Without a farm the one
+    /// backend's own error comes back; on a farm an error naming what is missing where.
+    async fn place(&self, graph: Value, views: &[MemberView]) -> Result<Placement, AppError> {
+        let explain = |e, view: &MemberView| self.explain_missing(e, &view.nodes, &view.models);
+        self.farm
+            .place(&self.gate, graph, views, explain)
             .await
-            .map_err(|e| self.explain_missing(AppError::ComfyUi(e), &nodes, &models))
+            .map_err(|mut refused| {
+                if !self.farm.is_farm() && refused.len() == 1 {
+                    return refused.swap_remove(0).1;
+                }
+                AppError::NoBackend(
+                    refused
+                        .into_iter()
+                        .map(|(member, error)| BackendRefusal {
+                            backend: self.farm.members()[member].name(),
+                            error,
+                        })
+                        .collect(),
+                )
+            })
+    }
+
+    /// Submits to `member` (explaining a missing-model rejection with its models).
+    async fn submit(
+        &self,
+        member: usize,
+        views: &[MemberView],
+        request: JobRequest,
+        inputs: &PreparedInputs,
+        retries: u32,
+    ) -> Result<JobSnapshot, AppError> {
+        self.farm
+            .submit(member, request, inputs, retries)
+            .await
+            .map_err(|e| match views.iter().find(|v| v.member == member) {
+                Some(view) => self.explain_missing(AppError::ComfyUi(e), &view.nodes, &view.models),
+                None => AppError::ComfyUi(e),
+            })
     }
 
     /// Reads a workflow file from an allowed folder (`source` a path, as `load_workflow`)
@@ -272,19 +355,17 @@ impl App {
     pub async fn load_workflow(
         &self,
         source: WorkflowSource,
-        overrides: Map<String, Value>,
+        mut overrides: Map<String, Value>,
     ) -> Result<WorkflowSubmission, AppError> {
+        let retries = self.take_retries(&mut overrides)?;
         let loaded = self
             .gate
             .load_workflow(&self.workflow_dirs, source, overrides)
             .await?;
         let applied = loaded.overrides;
-        let (nodes, models) = self.comfy_state().await?;
-        let (graph, _) = self
-            .gate
-            .check(loaded.graph, nodes.clone())
-            .await
-            .map_err(|e| self.explain_missing(e, &nodes, &models))?;
+        let views = self.member_views().await?;
+        let placed = self.place(loaded.graph, &views).await?;
+        let (member, graph) = (placed.member, placed.graph);
         // The generation settings among the overrides (not the "<node>.<input>" ones).
         let mut metadata: Map<String, Value> = applied
             .applied
@@ -296,6 +377,9 @@ impl App {
         if let JobOrigin::InlineWorkflow { sha256 } = &loaded.origin {
             metadata.insert("workflow_sha256".into(), json!(sha256));
         }
+        if retries > 0 {
+            metadata.insert(RETRIES_ARG.into(), json!(retries));
+        }
         let request = JobRequest {
             graph,
             origin: loaded.origin,
@@ -304,10 +388,8 @@ impl App {
             postprocess: None,
         };
         let job = self
-            .comfy
-            .submit(request)
-            .await
-            .map_err(|e| self.explain_missing(AppError::ComfyUi(e), &nodes, &models))?;
+            .submit(member, &views, request, &PreparedInputs::default(), retries)
+            .await?;
         Ok(WorkflowSubmission {
             job,
             workflow_name: loaded.name,
@@ -318,7 +400,7 @@ impl App {
 
     /// The current state of one of our jobs.
     pub async fn status(&self, prompt_id: &str) -> Result<JobSnapshot, AppError> {
-        self.comfy
+        self.farm
             .status(prompt_id)
             .await?
             .ok_or_else(|| AppError::UnknownJob(prompt_id.to_owned()))
@@ -326,12 +408,12 @@ impl App {
 
     /// Follows a job's snapshots as they change.
     pub fn watch(&self, prompt_id: &str) -> Option<watch::Receiver<JobSnapshot>> {
-        self.comfy.watch(prompt_id)
+        self.farm.watch(prompt_id)
     }
 
     /// Waits until a job is finished or `timeout` runs out; returns the state then.
     pub async fn wait(&self, prompt_id: &str, timeout: Duration) -> Result<JobSnapshot, AppError> {
-        self.comfy
+        self.farm
             .wait(prompt_id, timeout)
             .await?
             .ok_or_else(|| AppError::UnknownJob(prompt_id.to_owned()))
@@ -346,14 +428,14 @@ impl App {
     ) -> Result<CancelReport, AppError> {
         match (prompt_id, interrupt) {
             (Some(id), _) => {
-                let outcome = self.comfy.cancel(id).await.map_err(AppError::Cancel)?;
+                let outcome = self.farm.cancel(id).await.map_err(AppError::Cancel)?;
                 Ok(CancelReport {
                     cancelled: true,
                     prompt_id: Some(id.to_owned()),
                     message: outcome.message(),
                 })
             }
-            (None, true) => match self.comfy.interrupt_running().await.map_err(AppError::Cancel)? {
+            (None, true) => match self.farm.interrupt_running().await.map_err(AppError::Cancel)? {
                 Some(id) => Ok(CancelReport {
                     cancelled: true,
                     message: format!("job {id} was interrupted while running"),
@@ -373,34 +455,58 @@ impl App {
 
     /// The local file of an image of one of our finished jobs.
     pub async fn image_path(&self, prompt_id: &str, filename: &str) -> Result<PathBuf, AppError> {
-        crate::results::image_path(&self.comfy, prompt_id, filename).await
+        crate::results::image_path(&self.farm, prompt_id, filename).await
     }
 
-    /// ComfyUI's model files (cached by the backend), remembered as the last known ones.
+    /// ComfyUI's model files (cached by the backend), remembered as the last known ones;
+    /// on a farm, every backend's files merged (see [`App::models_by_backend`] for where).
     pub async fn models(&self) -> Result<Arc<ModelSnapshot>, AppError> {
-        let models = self
-            .comfy
-            .models_snapshot()
-            .await
-            .map_err(AppError::ComfyUi)?;
-        store_if_new(&self.loader().live().models, &models);
-        Ok(models)
+        let by_backend = self.models_by_backend().await?;
+        if let [(_, only)] = by_backend.as_slice() {
+            return Ok(only.clone());
+        }
+        let mut merged = ModelSnapshot::default();
+        for (_, models) in &by_backend {
+            for (folder, files) in &models.folders {
+                let into = merged.folders.entry(folder.clone()).or_default();
+                for file in files {
+                    if !into.contains(file) {
+                        into.push(file.clone());
+                    }
+                }
+            }
+        }
+        Ok(Arc::new(merged))
+    }
+
+    /// Each answering backend's model files, by name (the primary's are remembered as the
+    /// last known ones); an error when none answers.
+    pub async fn models_by_backend(&self) -> Result<Vec<(String, Arc<ModelSnapshot>)>, AppError> {
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for (i, member) in self.farm.members().iter().enumerate() {
+            match member.comfy.models_snapshot().await {
+                Ok(models) => {
+                    if i == 0 {
+                        store_if_new(&self.loader().live().models, &models);
+                    }
+                    out.push((member.name(), models));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(AppError::ComfyUi(e));
+                }
+            }
+        }
+        match (out.is_empty(), first_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(out),
+        }
     }
 
     /// The model files last fetched from ComfyUI, without asking it (none before the first
     /// answer).
     pub fn known_models(&self) -> Option<Arc<ModelSnapshot>> {
         self.loader().live().models.load_full()
-    }
-
-    /// ComfyUI's node catalog and model lists (cached by the backend; fresh
-    /// after every reconnect). Also shared with pack self-tests.
-    async fn comfy_state(&self) -> Result<(Arc<NodeCatalog>, Arc<ModelSnapshot>), AppError> {
-        let nodes = self.comfy.node_catalog().await.map_err(AppError::ComfyUi)?;
-        let models = self.models().await?;
-        let live: &LiveComfy = self.loader().live();
-        store_if_new(&live.nodes, &nodes);
-        Ok((nodes, models))
     }
 }
 

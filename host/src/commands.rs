@@ -14,6 +14,7 @@ use crate::admission::Admission;
 use crate::app::App;
 use crate::catalog::{Catalog, CatalogStore};
 use crate::config::{Settings, SimulateArgs};
+use crate::farm::{Farm, Member};
 use crate::loader::{LiveComfy, PackLoader};
 use crate::packs::PackSet;
 use crate::reattach::TemplateProcessors;
@@ -66,25 +67,14 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
         std::mem::forget(sim);
     }
     let settings = &settings;
-    let comfy_config = settings.comfy_config()?;
     let loader = loader(settings, Arc::new(LiveComfy::default()))?;
     let store = Arc::new(CatalogStore::new(Catalog::default()));
-    let processors = TemplateProcessors::new(store.clone(), loader.clone());
+    let processors: Arc<dyn comfyui::reattach::ProcessorSource> =
+        Arc::new(TemplateProcessors::new(store.clone(), loader.clone()));
     let packs = PackSet::new(settings.templates_dir.clone(), loader, store.clone());
-    let mut backend = comfyui::BackendOptions::for_config(&comfy_config);
-    backend.processors = Some(Arc::new(processors));
-    backend.job_store = open_job_store(settings).await?;
-    backend.persist = settings.persist_options();
-    backend.postprocess = settings.postprocess_options();
-    let comfy =
-        comfyui::ComfyUi::connect_with(comfy_config.clone(), backend).with_context(|| {
-            format!(
-                "cannot set up the ComfyUI client for {}",
-                comfy_config.display_url()
-            )
-        })?;
+    let farm = connect_backends(settings, processors).await?;
     packs.spawn_rescan();
-    spawn_live_self_test(comfy.clone(), packs.clone());
+    spawn_live_self_test(farm.primary().clone(), packs.clone());
     let first_scan = packs.clone();
     let dir = settings.templates_dir.clone();
     let catalog = store.clone();
@@ -102,13 +92,46 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
         App::new(
             store,
             packs,
-            comfy,
+            farm,
             WorkflowDirs::new(settings.workflow_dirs.clone())
                 .with_max_bytes(settings.max_workflow_bytes),
         )
         .with_graph_gate(settings.graph_gate())
         .with_model_limits(settings.model_limits())
         .with_image_intake(settings.image_intake()),
+    ))
+}
+
+/// Connects every configured backend (one job store, one post-processing budget and one
+/// source of adopted jobs' processors for all) into the farm.
+async fn connect_backends(
+    settings: &Settings,
+    processors: Arc<dyn comfyui::reattach::ProcessorSource>,
+) -> anyhow::Result<Arc<Farm>> {
+    let job_store = open_job_store(settings).await?;
+    let postprocess = settings.postprocess_options();
+    let slots = Arc::new(tokio::sync::Semaphore::new(postprocess.concurrency.max(1)));
+    let mut members = Vec::new();
+    for (config, capacity) in settings.backends()? {
+        let mut backend = comfyui::BackendOptions::for_config(&config);
+        backend.processors = Some(processors.clone());
+        backend.job_store = job_store.clone();
+        backend.persist = settings.persist_options();
+        backend.postprocess = postprocess;
+        backend.postprocess_slots = Some(slots.clone());
+        let name = config.name();
+        let comfy = comfyui::ComfyUi::connect_with(config, backend)
+            .with_context(|| format!("cannot set up the ComfyUI client for {name}"))?;
+        members.push(Member { comfy, capacity });
+    }
+    if members.len() > 1 {
+        let names: Vec<String> = members.iter().map(Member::name).collect();
+        tracing::info!(backends = %names.join(", "), "serving a farm of ComfyUI backends");
+    }
+    Ok(Farm::new(
+        members,
+        settings.farm_options(),
+        settings.graph_gate(),
     ))
 }
 

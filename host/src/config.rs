@@ -143,7 +143,8 @@ impl SimulateArgs {
 /// Settings shared by every command.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
-    /// ComfyUI's base URL (http or https, may include a path prefix).
+    /// ComfyUI's base URL (http or https, may include a path prefix); several, comma-separated,
+    /// make a farm.
     #[arg(
         long,
         env = "COMFYUI_URL",
@@ -151,9 +152,30 @@ pub struct Settings {
         global = true
     )]
     pub comfyui_url: String,
-    /// API key sent to ComfyUI as a bearer token.
+    /// API key sent to ComfyUI as a bearer token (every backend without its own).
     #[arg(long, env = "COMFYUI_API_KEY", hide_env_values = true, global = true)]
     pub comfyui_api_key: Option<String>,
+    // --- Several ComfyUI backends (a farm) ---
+    /// A JSON file listing the backends (url, name, api_key, capacity); replaces COMFYUI_URL.
+    #[arg(long, env = "COMFYUI_MCP_BACKENDS_FILE", global = true)]
+    pub backends_file: Option<PathBuf>,
+    /// Milliseconds a backend of a farm may be unreachable before its open jobs leave it.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_FAILOVER_AFTER_MS",
+        default_value_t = crate::farm::FarmOptions::DEFAULT_FAILOVER_AFTER.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub failover_after_ms: u64,
+    /// MiB of requests (graphs, input images) a farm keeps so that queued jobs can move.
+    #[arg(
+        long,
+        env = "COMFYUI_MCP_FARM_RETAIN_MB",
+        default_value_t = crate::farm::FarmOptions::DEFAULT_RETAIN_BYTES >> 20,
+        global = true
+    )]
+    pub farm_retain_mb: u64,
     // --- Execution timeout and ComfyUI request timeout (topic: custom workflows + timeouts) ---
     /// Longest a workflow may execute in ComfyUI, in seconds (time waiting in ComfyUI's queue
     /// does not count); a job over it is interrupted and fails. Also the default `timeout`
@@ -756,12 +778,43 @@ impl Settings {
         seconds("COMFYUI_TIMEOUT", self.comfyui_timeout)
     }
 
-    /// The ComfyUI connection settings.
+    /// The connection settings of the first (or only) backend.
     pub fn comfy_config(&self) -> anyhow::Result<comfyui::ComfyConfig> {
+        let mut backends = self.backends()?;
+        Ok(backends.swap_remove(0).0)
+    }
+
+    /// Every backend's connection settings and capacity: from the backends file when one
+    /// is set, else from `COMFYUI_URL` (comma-separated).
+    pub fn backends(&self) -> anyhow::Result<Vec<(comfyui::ComfyConfig, f64)>> {
+        use crate::farm::backends;
+        let specs = match &self.backends_file {
+            Some(path) => backends::from_file(path)?,
+            None => backends::from_url_list(&self.comfyui_url)?,
+        };
+        specs
+            .into_iter()
+            .map(|spec| {
+                let key = spec
+                    .api_key
+                    .clone()
+                    .or_else(|| self.comfyui_api_key.clone());
+                let config = self.backend_config(&spec.url, key)?.with_name(spec.name);
+                Ok((config, spec.capacity))
+            })
+            .collect()
+    }
+
+    /// The connection settings of the backend at `url`.
+    fn backend_config(
+        &self,
+        url: &str,
+        api_key: Option<String>,
+    ) -> anyhow::Result<comfyui::ComfyConfig> {
         use anyhow::Context;
-        let config = comfyui::ComfyConfig::new(&self.comfyui_url)
-            .with_context(|| format!("invalid COMFYUI_URL {:?}", self.comfyui_url))?
-            .with_api_key(self.comfyui_api_key.clone())
+        let config = comfyui::ComfyConfig::new(url)
+            .with_context(|| format!("invalid COMFYUI_URL {url:?}"))?
+            .with_api_key(api_key)
             .context("invalid COMFYUI_API_KEY")?
             .with_timeout(seconds(
                 "COMFYUI_MCP_REQUEST_TIMEOUT",
@@ -774,6 +827,15 @@ impl Settings {
             .with_max_finished_jobs(self.max_finished_jobs)
             .with_body_limits(self.body_limits()?);
         Ok(config)
+    }
+
+    /// The farm's budgets.
+    pub fn farm_options(&self) -> crate::farm::FarmOptions {
+        crate::farm::FarmOptions {
+            failover_after: Duration::from_millis(self.failover_after_ms),
+            retain_bytes: self.farm_retain_mb.saturating_mul(1 << 20),
+            ..crate::farm::FarmOptions::default()
+        }
     }
 
     /// The post-processing stage's settings.

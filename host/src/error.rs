@@ -99,6 +99,9 @@ pub enum AppError {
         /// What it has.
         available: Vec<String>,
     },
+    /// No backend of the farm can run the graph: each one's reason.
+    #[error("no ComfyUI backend can run this graph:\n{}", BackendRefusal::describe(.0))]
+    NoBackend(Vec<BackendRefusal>),
     /// An image argument was refused or could not be uploaded (see [`InputError`]).
     #[error("{0}")]
     Input(#[from] InputError),
@@ -130,6 +133,33 @@ pub enum AppError {
     /// A bug or an aborted task.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why one backend of a farm cannot run a graph.
+#[derive(Debug)]
+pub struct BackendRefusal {
+    /// The backend's name.
+    pub backend: String,
+    /// Its reason (the graph check's, a missing model explained with what it has, or
+    /// that it did not answer).
+    pub error: AppError,
+}
+
+impl BackendRefusal {
+    /// One line per backend: `- name: reason` (multi-line reasons indented).
+    pub fn describe(refusals: &[BackendRefusal]) -> String {
+        refusals
+            .iter()
+            .map(|r| {
+                format!(
+                    "- {}: {}",
+                    r.backend,
+                    r.error.to_string().replace('\n', "\n  ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 impl AppError {
@@ -183,6 +213,7 @@ impl AppError {
             AppError::UnknownJob(_) => "unknown_job",
             AppError::UnknownImage { .. } => "unknown_image",
             AppError::Input(e) => e.kind(),
+            AppError::NoBackend(_) => "no_backend",
             AppError::PathRefused { .. } => "path_refused",
             AppError::Workflow(_) => "invalid_workflow",
             AppError::InvalidRequest(_) => "invalid_request",
@@ -200,6 +231,12 @@ impl AppError {
             AppError::NodePolicy(violations) => Some(violations.to_json()),
             AppError::UnknownModelFolder { folder, .. } => Some(json!({ "folder": folder })),
             AppError::Input(e) => Some(json!({ "param": e.param() })),
+            AppError::NoBackend(refusals) => Some(json!({
+                "backends": refusals
+                    .iter()
+                    .map(|r| json!({"backend": r.backend, "error": r.error.to_json()}))
+                    .collect::<Vec<_>>(),
+            })),
             AppError::MissingModel { models, cause } => Some(json!({
                 "missing_models": crate::missing_model::to_json(models),
                 "cause": cause.to_json(),

@@ -86,6 +86,28 @@ impl GraphGate {
             .await?
     }
 
+    /// [`GraphGate::check`] against each of `catalogs` (a farm's members) in one job of the
+    /// pool; gives the graph back with each catalog's verdict, in order.
+    pub async fn check_each(
+        &self,
+        graph: Value,
+        catalogs: Vec<Arc<NodeCatalog>>,
+    ) -> Result<(Value, Vec<Result<GraphSummary, AppError>>), AppError> {
+        let policy = self.policy.clone();
+        let limits = self.limits;
+        let verdicts = self
+            .pool
+            .run(move || {
+                let verdicts = catalogs
+                    .iter()
+                    .map(|nodes| check_now(&graph, nodes, &policy, &limits))
+                    .collect();
+                (graph, verdicts)
+            })
+            .await?;
+        Ok(verdicts)
+    }
+
     /// Reads a workflow file through the folder policy, or measures an inline one, within
     /// the size cap of `dirs`; unwraps its graph (within the node cap) and applies
     /// `overrides`, off the runtime.

@@ -15,6 +15,7 @@
 //! * [`uris`]: the `comfyui://` URIs, built and parsed;
 //! * [`blocking`] and [`graph_gate`]: the bounded blocking pool, and the node policy and
 //!   graph check every graph passes on it before submission;
+//! * [`farm`]: one or several ComfyUI backends: placement, retention, failover;
 //! * [`app`]: the service core shared by every MCP session;
 //! * [`mcp`]: the MCP server (tools, resources, progress; stdio and HTTP);
 //! * [`commands`]: the `templates`, `check` and `simulate` commands;
@@ -32,6 +33,7 @@ pub mod check_report;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod farm;
 pub mod graph_gate;
 pub mod inputs;
 pub mod loader;

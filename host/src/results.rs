@@ -3,17 +3,12 @@
 
 use std::path::PathBuf;
 
-use comfyui::ComfyUi;
-
 use crate::error::AppError;
+use crate::farm::Farm;
 
 /// The local file of image `filename` of job `prompt_id` (one submitted through this server).
-pub async fn image_path(
-    comfy: &ComfyUi,
-    prompt_id: &str,
-    filename: &str,
-) -> Result<PathBuf, AppError> {
-    let job = comfy
+pub async fn image_path(farm: &Farm, prompt_id: &str, filename: &str) -> Result<PathBuf, AppError> {
+    let job = farm
         .status(prompt_id)
         .await?
         .ok_or_else(|| AppError::UnknownJob(prompt_id.to_owned()))?;

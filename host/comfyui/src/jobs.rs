@@ -158,6 +158,10 @@ pub struct BackendOptions {
     /// Makes the processor of a job adopted after a restart again (see [`crate::reattach`]);
     /// `None`: such a job fails, its unprocessed images withheld.
     pub processors: Option<Arc<dyn ProcessorSource>>,
+    /// The post-processing slots, when several backends share them (a farm: the
+    /// concurrency is one budget for the whole server); `None`: this backend's own
+    /// `postprocess.concurrency` slots.
+    pub postprocess_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl BackendOptions {
@@ -174,6 +178,7 @@ impl BackendOptions {
             persist: PersistOptions::default(),
             postprocess: PostprocessOptions::default(),
             processors: None,
+            postprocess_slots: None,
         }
     }
 }
@@ -192,7 +197,7 @@ struct Inner {
     reconcile: Notify,
     persist: Option<Arc<Persistence>>,
     /// Images being post-processed at once, across jobs.
-    postprocess_slots: tokio::sync::Semaphore,
+    postprocess_slots: Arc<tokio::sync::Semaphore>,
     token: CancellationToken,
 }
 
@@ -241,7 +246,11 @@ impl ComfyUi {
             .map(|store| Arc::new(Persistence::new(store, options.persist.clone())));
         let inner = Arc::new(Inner {
             persist,
-            postprocess_slots: tokio::sync::Semaphore::new(options.postprocess.concurrency.max(1)),
+            postprocess_slots: options.postprocess_slots.clone().unwrap_or_else(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    options.postprocess.concurrency.max(1),
+                ))
+            }),
             token: token.clone(),
             table: Mutex::new(JobTable::new(cfg.max_finished_jobs)),
             cfg,
@@ -436,21 +445,43 @@ impl ComfyUi {
         self.inner.lock().open_count()
     }
 
+    /// The ids of the jobs followed here that are still open.
+    pub fn open_job_ids(&self) -> Vec<String> {
+        self.inner.lock().open_ids()
+    }
+
     /// Stops following a job that is still queued, so that it can be submitted to another
     /// backend under the same prompt id (see [`ComfyUi::submit_as`]); tries to delete it
     /// from this ComfyUI's queue too (it may be unreachable: a job it runs later anyway is
     /// not ours any more). `None` when the job is not queued here.
     pub async fn release_queued(&self, prompt_id: &str) -> Option<JobSnapshot> {
-        let released = self.inner.lock().release_queued(prompt_id)?;
+        self.release(prompt_id, false).await
+    }
+
+    /// [`ComfyUi::release_queued`], also for a running job (a farm retrying a job whose
+    /// backend stopped answering while it ran; the interrupt is best effort).
+    pub async fn release(&self, prompt_id: &str, running_too: bool) -> Option<JobSnapshot> {
+        let released = self.inner.lock().release(prompt_id, running_too)?;
         // In the background: an unreachable ComfyUI answers only after the request timeout.
+        let released_running = released.state == JobState::Running;
         let inner = self.inner.clone();
         let id = prompt_id.to_owned();
         tokio::spawn(async move {
-            if let Err(e) = inner.client.delete_queued(&[&id]).await {
+            let stopped = if released_running {
+                inner.client.interrupt(Some(&id)).await
+            } else {
+                inner.client.delete_queued(&[&id]).await
+            };
+            if let Err(e) = stopped {
                 tracing::debug!(prompt_id = %id, error = %e, "could not delete a moved job from its old queue");
             }
         });
         Some(released)
+    }
+
+    /// Adds a warning to one of our jobs' snapshot (kept in the store and provenance).
+    pub fn note(&self, prompt_id: &str, warning: String) {
+        self.inner.lock().note(prompt_id, warning);
     }
 
     /// Ends one of our open jobs as failed with `failure` (written to the store like any

@@ -94,6 +94,12 @@ struct Provenance<'a> {
     graph_sha256: &'a str,
     comfyui_version: Option<&'a str>,
     backend_url: &'a str,
+    /// The backend's name (a farm's member).
+    backend: &'a str,
+    /// What the user should know, e.g. that the job moved from a backend that stopped
+    /// answering (so every backend it was on is recorded).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    warnings: &'a [String],
     submitted_at: f64,
     started_at: Option<f64>,
     finished_at: Option<f64>,
@@ -190,6 +196,8 @@ pub async fn write_provenance(
         graph_sha256: &ctx.graph_sha256,
         comfyui_version: ctx.comfyui_version.as_deref(),
         backend_url: &ctx.backend_url,
+        backend: &job.backend,
+        warnings: &job.warnings,
         submitted_at: job.submitted_at,
         started_at: job.started_at,
         finished_at: job.finished_at,

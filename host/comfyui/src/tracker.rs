@@ -274,19 +274,29 @@ impl JobTable {
         self.jobs.remove(prompt_id);
     }
 
+    /// Adds a warning to a job's snapshot (e.g. that it moved from another backend).
+    pub fn note(&mut self, prompt_id: &str, warning: String) {
+        if let Some(entry) = self.jobs.get(prompt_id) {
+            entry.tx.send_modify(|s| s.warnings.push(warning));
+        }
+    }
+
     /// How many jobs are open (queued or running).
     pub fn open_count(&self) -> usize {
         self.jobs.values().filter(|e| e.run.is_some()).count()
     }
 
-    /// Stops following a job that is still queued (it moves to another backend): its entry
-    /// is removed, nothing is ended. Returns its last snapshot; `None` when the job is not
-    /// held, already ended, running or being finalised.
-    pub fn release_queued(&mut self, prompt_id: &str) -> Option<JobSnapshot> {
+    /// Stops following an open job that moves to another backend (queued; running too when
+    /// `running_too`): its entry is removed, nothing is ended. Returns its last snapshot;
+    /// `None` when the job is not held, already ended, being finalised, or running and
+    /// `running_too` is false.
+    pub fn release(&mut self, prompt_id: &str, running_too: bool) -> Option<JobSnapshot> {
         let entry = self.jobs.get(prompt_id)?;
         let run = entry.run.as_deref()?;
         let snap = entry.tx.borrow().clone();
-        if snap.state != JobState::Queued || run.finalizing {
+        let movable =
+            snap.state == JobState::Queued || (running_too && snap.state == JobState::Running);
+        if !movable || run.finalizing {
             return None;
         }
         self.jobs.remove(prompt_id);
@@ -296,7 +306,7 @@ impl JobTable {
     /// Ends an open job as failed with `failure` (e.g. its backend stopped answering); false
     /// when it is not open or already being finalised.
     pub fn fail(&mut self, prompt_id: &str, failure: JobFailure) -> bool {
-        if !self.run(prompt_id).is_some_and(|r| !r.finalizing) {
+        if self.run(prompt_id).is_none_or(|r| r.finalizing) {
             return false;
         }
         self.finish(

@@ -42,6 +42,8 @@ pub const TEMPLATE_ARG: &str = "template";
 pub const WAIT_ARG: &str = "wait";
 /// The argument bounding how long `wait` waits.
 pub const TIMEOUT_ARG: &str = "timeout";
+/// The argument allowing a job to be resubmitted when its backend dies while running it.
+pub const RETRIES_ARG: &str = "retries";
 /// `load_workflow`'s argument naming the workflow file.
 pub const WORKFLOW_PATH_ARG: &str = "workflow_path";
 /// `load_workflow`'s argument holding the overrides.
@@ -56,6 +58,7 @@ pub const RESERVED_PARAM_NAMES: &[&str] = &[
     TEMPLATE_ARG,
     WAIT_ARG,
     TIMEOUT_ARG,
+    RETRIES_ARG,
     WORKFLOW_PATH_ARG,
     PARAMETERS_ARG,
     "workflow",

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use comfyui::{ClientError, ComfyClient, ComfyUi};
+use comfyui::{ClientError, ComfyClient};
 use pack_runtime::{ImageInput, ParamKind, TemplateInfo};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::allowed_dirs::{AllowedDirs, DirRefusal, ReadError, read_capped};
 use crate::blocking::BlockingPool;
 use crate::error::AppError;
+use crate::farm::Farm;
 pub use decode::Format;
 pub use error::InputError;
 use source::{Base64Error, Source};
@@ -211,7 +212,7 @@ impl ImageIntake {
         &self,
         template: &TemplateInfo,
         args: &mut Map<String, Value>,
-        comfy: &ComfyUi,
+        farm: &Farm,
     ) -> Result<PreparedInputs, AppError> {
         let mut prepared = Vec::new();
         for spec in template.params.iter().filter(|s| s.kind.is_image()) {
@@ -219,7 +220,7 @@ impl ImageIntake {
                 continue;
             };
             let text = std::mem::take(text);
-            let (label, job) = self.plan(&spec.name, spec.kind, &text, comfy).await?;
+            let (label, job) = self.plan(&spec.name, spec.kind, &text, farm).await?;
             args.insert(spec.name.clone(), Value::String(label));
             let one = self.pool.run(move || job.run(&text)).await??;
             prepared.push(one);
@@ -234,7 +235,7 @@ impl ImageIntake {
         param: &str,
         kind: ParamKind,
         text: &str,
-        comfy: &ComfyUi,
+        farm: &Farm,
     ) -> Result<(String, Job), InputError> {
         let source = source::classify(text).map_err(|detail| InputError::Malformed {
             param: param.to_owned(),
@@ -250,7 +251,7 @@ impl ImageIntake {
                 prompt_id,
                 filename,
             } => {
-                let path = crate::results::image_path(comfy, &prompt_id, &filename)
+                let path = crate::results::image_path(farm, &prompt_id, &filename)
                     .await
                     .map_err(|e| InputError::UnknownResult {
                         param: param.to_owned(),

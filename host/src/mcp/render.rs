@@ -31,6 +31,9 @@ pub fn job_json(job: &JobSnapshot) -> Value {
     out.insert("progress".into(), json!(job.progress.clamp(0.0, 1.0)));
     out.insert("queue_position".into(), json!(job.queue_position));
     out.insert("execution_time".into(), json!(job.execution_time));
+    if !job.backend.is_empty() {
+        out.insert("backend".into(), json!(job.backend));
+    }
     if let Some(stage) = &job.postprocessing {
         out.insert("postprocessing".into(), json!(stage));
         out.insert("postprocess_ms".into(), json!(job.postprocess_ms));

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pack_runtime::params::{
-    PARAMETERS_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
+    PARAMETERS_ARG, RETRIES_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
 };
 use pack_runtime::{ParamSpec, params};
 use rmcp::model::JsonObject;
@@ -54,9 +54,19 @@ fn object(value: Value) -> Arc<JsonObject> {
     }
 }
 
-/// The `wait` and `timeout` properties shared by every generating tool; `timeout` defaults to
-/// `default_wait` (the execution timeout, `COMFYUI_TIMEOUT`).
+/// The `wait`, `timeout` and `retries` properties shared by every generating tool; `timeout`
+/// defaults to `default_wait` (the execution timeout, `COMFYUI_TIMEOUT`).
 fn wait_properties(properties: &mut Map<String, Value>, default_wait: Duration) {
+    properties.insert(
+        RETRIES_ARG.into(),
+        json!({
+            "type": "integer",
+            "default": 0,
+            "minimum": 0,
+            "maximum": crate::farm::FarmOptions::DEFAULT_MAX_RETRIES,
+            "description": "With several ComfyUI backends: how many times the job may be resubmitted to another backend if its backend stops answering while running it (a queued job always moves). 0: such a job fails with the reason.",
+        }),
+    );
     properties.insert(
         WAIT_ARG.into(),
         json!({
@@ -393,6 +403,7 @@ fn job_properties() -> Map<String, Value> {
         "progress": {"type": "number", "minimum": 0, "maximum": 1},
         "queue_position": {"type": ["integer", "null"], "description": "Jobs ahead in ComfyUI's queue."},
         "execution_time": {"type": ["number", "null"], "description": "Seconds of execution."},
+        "backend": {"type": "string", "description": "The ComfyUI backend (its name) the job is or was on."},
         "images": {"type": "array", "items": image_item_schema()},
         "metadata": {"type": "object"},
         "parameters": {},

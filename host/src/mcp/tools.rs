@@ -33,7 +33,7 @@ use super::shared::Shared;
 use crate::error::AppError;
 use crate::workflow_file::WorkflowSource;
 use pack_runtime::params::{
-    PARAMETERS_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
+    PARAMETERS_ARG, RETRIES_ARG, TEMPLATE_ARG, TIMEOUT_ARG, WAIT_ARG, WORKFLOW_PATH_ARG,
 };
 
 fn app_error(error: AppError) -> Outcome {
@@ -241,6 +241,7 @@ async fn generate_image(
 /// next to it, then `parameters`; anything else is refused.
 fn workflow_overrides(args: &mut Args<'_>) -> Result<Map<String, Value>, ArgumentError> {
     let mut overrides = args.overrides()?;
+    take_retries(args, &mut overrides);
     for name in schemas::SHARED_PARAMS {
         if let Some(value) = args.take(name) {
             if overrides.contains_key(*name) {
@@ -257,6 +258,7 @@ fn workflow_overrides(args: &mut Args<'_>) -> Result<Map<String, Value>, Argumen
         PARAMETERS_ARG,
         WAIT_ARG,
         TIMEOUT_ARG,
+        RETRIES_ARG,
     ];
     allowed.extend_from_slice(schemas::SHARED_PARAMS);
     let rest = Args {
@@ -454,10 +456,24 @@ async fn load_workflow(
     context: CallContext,
 ) -> Result<Outcome, ArgumentError> {
     let path = args.required_string(WORKFLOW_PATH_ARG)?;
-    let overrides = args.overrides()?;
+    let mut overrides = args.overrides()?;
+    take_retries(&mut args, &mut overrides);
     let wait = args.wait(shared.options.default_wait)?;
-    args.finish(&[WORKFLOW_PATH_ARG, PARAMETERS_ARG, WAIT_ARG, TIMEOUT_ARG])?;
+    args.finish(&[
+        WORKFLOW_PATH_ARG,
+        PARAMETERS_ARG,
+        WAIT_ARG,
+        TIMEOUT_ARG,
+        RETRIES_ARG,
+    ])?;
     custom_workflow(shared, WorkflowSource::File(path), overrides, wait, context).await
+}
+
+/// Moves `retries` next to the overrides, where the app takes it (it checks the value).
+fn take_retries(args: &mut Args<'_>, overrides: &mut Map<String, Value>) {
+    if let Some(retries) = args.take(RETRIES_ARG) {
+        overrides.insert(RETRIES_ARG.into(), retries);
+    }
 }
 
 /// Runs a custom workflow (a file or inline) and answers like a template call, plus

@@ -198,6 +198,7 @@ fn app_status(error: &AppError) -> StatusCode {
         | AppError::Workflow(_) => StatusCode::UNPROCESSABLE_ENTITY,
         AppError::NodePolicy(_) | AppError::PathRefused { .. } => StatusCode::FORBIDDEN,
         AppError::Input(e) => input_status(e),
+        AppError::NoBackend(_) => StatusCode::UNPROCESSABLE_ENTITY,
         AppError::ComfyUi(e) => comfyui_status(e),
         AppError::Cancel(e) => cancel_status(e),
         AppError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
