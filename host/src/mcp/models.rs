@@ -38,22 +38,48 @@ pub fn folder_json(folder: &str, files: &[String], cap: usize) -> Value {
     })
 }
 
-/// Every folder (or just `folder`) of the connected ComfyUI, capped per folder.
+/// Every folder (or just `folder`) of the connected ComfyUI, capped per folder. On a farm
+/// the folders are merged and each gets `where`: the backends having each listed file.
 pub async fn list(app: &App, folder: Option<&str>) -> Result<Value, AppError> {
+    let by_backend = if app.farm().is_farm() {
+        app.models_by_backend().await?
+    } else {
+        Vec::new()
+    };
     let models = app.models().await?;
     let cap = app.model_limits().max_listed_models;
+    let one = |name: &str, files: &[String]| {
+        let mut entry = folder_json(name, files, cap);
+        if !by_backend.is_empty() {
+            entry["where"] = where_json(name, &files[..files.len().min(cap)], &by_backend);
+        }
+        entry
+    };
     let folders: Vec<Value> = match folder {
         None => models
             .folders
             .iter()
-            .map(|(name, files)| folder_json(name, files, cap))
+            .map(|(name, files)| one(name, files))
             .collect(),
-        Some(name) => vec![folder_json(name, files_of(&models, name)?, cap)],
+        Some(name) => vec![one(name, files_of(&models, name)?)],
     };
     Ok(json!({
         "folders": folders,
         "max_per_folder": cap,
     }))
+}
+
+/// `{file: [backend names]}` for `files` of `folder`.
+fn where_json(folder: &str, files: &[String], by_backend: &[(String, Arc<ModelSnapshot>)]) -> Value {
+    let entries = files.iter().map(|file| {
+        let names: Vec<&str> = by_backend
+            .iter()
+            .filter(|(_, models)| models.folders.get(folder).is_some_and(|f| f.contains(file)))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        (file.clone(), json!(names))
+    });
+    Value::Object(entries.collect())
 }
 
 fn files_of<'m>(models: &'m ModelSnapshot, folder: &str) -> Result<&'m [String], AppError> {
