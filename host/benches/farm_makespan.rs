@@ -62,11 +62,14 @@ async fn one_run(backends: usize) -> (Duration, BTreeMap<String, usize>) {
     let submits = (0..JOBS).map(|i| {
         let app = app.clone();
         async move {
-            let args = json!({"prompt": "a knight", "width": 64, "height": 64, "steps": STEPS, "seed": i});
+            let args =
+                json!({"prompt": "a knight", "width": 64, "height": 64, "steps": STEPS, "seed": i});
             let Value::Object(args) = args else {
                 unreachable!()
             };
-            app.generate("character-portrait", args).await.expect("submitted")
+            app.generate("character-portrait", args)
+                .await
+                .expect("submitted")
         }
     });
     let jobs = futures_util::future::join_all(submits).await;
@@ -91,7 +94,10 @@ async fn run() {
     println!(
         "farm makespan: {JOBS} jobs x {STEPS} steps x {STEP_DELAY:?} per step, simulators in-process ({runs} runs, dev profile)"
     );
-    println!("{:>8} {:>12} {:>10}   jobs per backend", "backends", "makespan", "vs 1");
+    println!(
+        "{:>8} {:>12} {:>10}   jobs per backend",
+        "backends", "makespan", "vs 1"
+    );
     let mut baseline = None;
     for backends in SIZES {
         let mut times = Vec::new();

@@ -31,6 +31,7 @@ use crate::loader::{LiveComfy, PackLoader, admission_key};
 use crate::missing_model::{self, ModelLimits};
 use crate::packs::PackSet;
 use crate::postprocess::PackPostprocessor;
+use crate::runnable::{Runnable, RunnableCache};
 use crate::workflow_file::{WorkflowDirs, WorkflowSource};
 
 /// What a custom workflow (`load_workflow`, or `generate_image` with a workflow) submitted.
@@ -69,6 +70,8 @@ pub struct App {
     model_limits: ModelLimits,
     /// Images from clients (no input folders, default caps until [`App::with_image_intake`]).
     intake: ImageIntake,
+    /// Which templates can run where, as last computed.
+    runnable: RunnableCache,
 }
 
 impl App {
@@ -87,7 +90,20 @@ impl App {
             gate: GraphGate::default(),
             model_limits: ModelLimits::DEFAULT,
             intake: ImageIntake::default(),
+            runnable: RunnableCache::default(),
         }
+    }
+
+    /// Which templates can run now and on which backends (see [`crate::runnable`]); `None`
+    /// when no backend answers.
+    pub async fn runnable(&self) -> Option<Arc<Runnable>> {
+        let views = self.member_views().await.ok()?;
+        let catalog = self.catalog();
+        let answer = self
+            .runnable
+            .compute(&catalog, &views, &self.farm, &self.gate, self.admission())
+            .await;
+        Some(answer)
     }
 
     /// The same service with this image intake (caps, input folders, pool from the settings).

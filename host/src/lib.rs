@@ -43,6 +43,7 @@ pub mod packs;
 pub mod postprocess;
 pub mod reattach;
 pub mod results;
+pub mod runnable;
 pub mod scaffold;
 pub mod selftest;
 pub mod sim_control;

@@ -397,3 +397,19 @@ async fn a_running_job_with_retries_is_resubmitted_elsewhere() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn list_workflows_knows_which_templates_run_where() {
+    let a = sim(&["m.safetensors"], &[], Duration::ZERO).await;
+    let b = sim(&["m.safetensors"], &["VAEEncode"], Duration::ZERO).await;
+    let rig = farm(&[&a, &b], &[1.0, 1.0], &[]).await;
+    let runnable = rig.app.runnable().await.expect("both answer");
+    assert_eq!(runnable["character-portrait"], ["a", "b"]);
+    assert_eq!(runnable["image-variation"], ["a"], "b lacks VAEEncode");
+    assert_eq!(runnable["inpaint"], ["a"]);
+    let again = rig.app.runnable().await.unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&runnable, &again),
+        "cached until something changes"
+    );
+}

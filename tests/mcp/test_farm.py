@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness import Sim, connect
+from harness import Sim, connect, poll
 
 SMALL = {"prompt": "a tiny test image", "width": 64, "height": 64, "steps": 2}
 
@@ -50,6 +50,14 @@ async def test_a_farm_routes_by_machine_and_moves_queued_jobs_off_a_dead_one(tmp
                 "beta.safetensors": ["b"],
                 "shared.safetensors": ["a", "b"],
             }, folder
+
+            # Runnable where: only connected machines take work, so wait until both are.
+            listed = await poll(
+                lambda: conn.ok("list_workflows"),
+                lambda out: {w["id"]: w.get("backends") for w in out["workflows"]}["character-portrait"] == ["a", "b"],
+                "both machines to take work",
+            )
+            assert all(w["runnable"] is True for w in listed["workflows"]), listed["workflows"]
 
             for checkpoint, machine in [("beta.safetensors", "b"), ("alpha.safetensors", "a")]:
                 args = {"template": "character-portrait", **SMALL, "checkpoint": checkpoint, "wait": True, "timeout": 60}

@@ -70,7 +70,11 @@ pub async fn list(app: &App, folder: Option<&str>) -> Result<Value, AppError> {
 }
 
 /// `{file: [backend names]}` for `files` of `folder`.
-fn where_json(folder: &str, files: &[String], by_backend: &[(String, Arc<ModelSnapshot>)]) -> Value {
+fn where_json(
+    folder: &str,
+    files: &[String],
+    by_backend: &[(String, Arc<ModelSnapshot>)],
+) -> Value {
     let entries = files.iter().map(|file| {
         let names: Vec<&str> = by_backend
             .iter()

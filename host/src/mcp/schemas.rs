@@ -497,6 +497,8 @@ pub fn list_workflows_output() -> Arc<JsonObject> {
                     "default_height": {"type": "integer"},
                     "pack": {"type": "object"},
                     "parameters": {"type": "array", "items": {"type": "object"}},
+                    "runnable": {"type": "boolean", "description": "Whether a ComfyUI backend can run the template now (its graph passes the checks there); absent when no backend answers."},
+                    "backends": {"type": "array", "items": {"type": "string"}, "description": "The backends that can run it now."},
                 },
                 "required": ["id", "name", "parameters"],
             },

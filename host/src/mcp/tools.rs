@@ -144,7 +144,7 @@ pub async fn call(
     let args = Args::new(name, arguments);
     let outcome = match name {
         GENERATE_IMAGE => generate_image(shared, args, context).await,
-        LIST_WORKFLOWS => list_workflows(shared, args),
+        LIST_WORKFLOWS => list_workflows(shared, args).await,
         GET_WORKFLOW_STATUS => get_workflow_status(shared, args).await,
         CANCEL_WORKFLOW => cancel_workflow(shared, args).await,
         LOAD_WORKFLOW => load_workflow(shared, args, context).await,
@@ -347,7 +347,7 @@ async fn respond_with_job(
     Outcome::Success { value, blocks }
 }
 
-fn list_workflows(shared: &Shared, mut args: Args<'_>) -> Result<Outcome, ArgumentError> {
+async fn list_workflows(shared: &Shared, mut args: Args<'_>) -> Result<Outcome, ArgumentError> {
     let category = args.string("category")?;
     let tags: Vec<String> = match args.take("tags") {
         None => Vec::new(),
@@ -365,6 +365,7 @@ fn list_workflows(shared: &Shared, mut args: Args<'_>) -> Result<Outcome, Argume
     };
     args.finish(&["category", "tags"])?;
     let catalog = shared.app.catalog();
+    let runnable = shared.app.runnable().await;
     let workflows: Vec<Value> = catalog
         .templates()
         .iter()
@@ -382,7 +383,7 @@ fn list_workflows(shared: &Shared, mut args: Args<'_>) -> Result<Outcome, Argume
             })
         })
         .map(|t| {
-            json!({
+            let mut entry = json!({
                 "id": t.info.id,
                 "name": t.info.name,
                 "description": t.info.description,
@@ -392,7 +393,12 @@ fn list_workflows(shared: &Shared, mut args: Args<'_>) -> Result<Outcome, Argume
                 "default_height": t.info.default_height,
                 "pack": {"name": t.pack.name, "version": t.pack.version},
                 "parameters": render::parameters_json(&t.info),
-            })
+            });
+            if let Some(backends) = runnable.as_ref().and_then(|r| r.get(&t.info.id)) {
+                entry["runnable"] = json!(!backends.is_empty());
+                entry["backends"] = json!(backends);
+            }
+            entry
         })
         .collect();
     let errors: Vec<Value> = catalog
