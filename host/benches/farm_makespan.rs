@@ -23,19 +23,11 @@ const RUNS: usize = 3;
 const SIZES: [usize; 3] = [1, 2, 4];
 
 fn runs() -> usize {
-    std::env::var("FARM_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n: &usize| n > 0)
-        .unwrap_or(RUNS)
+    common::env_count("FARM_BENCH_RUNS", RUNS)
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(run());
+    common::block_on(run());
 }
 
 async fn one_run(backends: usize) -> (Duration, BTreeMap<String, usize>) {

@@ -37,11 +37,7 @@ const SIZES: [(u32, u32, ImageFormat); 4] = [
 ];
 
 fn runs() -> usize {
-    std::env::var("UPLOADS_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n: &usize| n > 0)
-        .unwrap_or(RUNS)
+    common::env_count("UPLOADS_BENCH_RUNS", RUNS)
 }
 
 /// A photo-like test image: a gradient plus deterministic noise; `variant` changes one pixel.
@@ -85,11 +81,7 @@ async fn timed_generate(app: &App, template: &str, a: Map<String, Value>) -> Dur
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(run());
+    common::block_on(run());
 }
 
 async fn run() {

@@ -97,6 +97,26 @@ async fn finished(app: &App, prompt_id: &str) -> comfyui::JobSnapshot {
     done
 }
 
+/// `character-portrait` with `a`.
+async fn portrait(
+    app: &App,
+    a: Map<String, Value>,
+) -> Result<comfyui::JobSnapshot, comfyui_mcp::error::AppError> {
+    app.generate("character-portrait", a).await
+}
+
+/// `image-variation` of `image` (base64) with `checkpoint` (image templates take no size).
+async fn variation(
+    app: &App,
+    image: &str,
+    checkpoint: &str,
+) -> Result<comfyui::JobSnapshot, comfyui_mcp::error::AppError> {
+    let mut a = args(json!({"image": image, "checkpoint": checkpoint}));
+    a.remove("width");
+    a.remove("height");
+    app.generate("image-variation", a).await
+}
+
 #[tokio::test]
 async fn graphs_go_where_their_model_and_nodes_are() {
     let a = sim(&["alpha.safetensors"], &[], Duration::ZERO).await;
@@ -104,21 +124,11 @@ async fn graphs_go_where_their_model_and_nodes_are() {
     let rig = farm(&[&a, &b], &[1.0, 1.0], &[]).await;
 
     for _ in 0..3 {
-        let job = rig
-            .app
-            .generate(
-                "character-portrait",
-                args(json!({"checkpoint": "beta.safetensors"})),
-            )
+        let job = portrait(&rig.app, args(json!({"checkpoint": "beta.safetensors"})))
             .await
             .unwrap();
         assert_eq!(job.backend, "b", "only b has beta.safetensors");
-        let job = rig
-            .app
-            .generate(
-                "character-portrait",
-                args(json!({"checkpoint": "alpha.safetensors"})),
-            )
+        let job = portrait(&rig.app, args(json!({"checkpoint": "alpha.safetensors"})))
             .await
             .unwrap();
         assert_eq!(job.backend, "a");
@@ -131,15 +141,7 @@ async fn graphs_go_where_their_model_and_nodes_are() {
     use base64::Engine as _;
     let image = base64::engine::general_purpose::STANDARD.encode(&png);
     for _ in 0..3 {
-        let job = rig
-            .app
-            .generate(
-                "image-variation",
-                args(json!({"image": image, "checkpoint": "alpha.safetensors"}))
-                    .into_iter()
-                    .filter(|(k, _)| k != "width" && k != "height")
-                    .collect(),
-            )
+        let job = variation(&rig.app, &image, "alpha.safetensors")
             .await
             .unwrap();
         assert_eq!(job.backend, "a");
@@ -148,15 +150,7 @@ async fn graphs_go_where_their_model_and_nodes_are() {
         assert_eq!(done.backend, "a", "the status names the backend");
     }
     // No member has both beta.safetensors and VAEEncode: the error names what is missing where.
-    let err = rig
-        .app
-        .generate(
-            "image-variation",
-            args(json!({"image": image, "checkpoint": "beta.safetensors"}))
-                .into_iter()
-                .filter(|(k, _)| k != "width" && k != "height")
-                .collect(),
-        )
+    let err = variation(&rig.app, &image, "beta.safetensors")
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "no_backend", "{err}");
@@ -191,11 +185,7 @@ async fn work_is_spread_by_load_and_capacity() {
     let rig = farm(&[&a, &b], &[3.0, 1.0], &[]).await;
     let mut on: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..8 {
-        let job = rig
-            .app
-            .generate("character-portrait", args(json!({"seed": i})))
-            .await
-            .unwrap();
+        let job = portrait(&rig.app, args(json!({"seed": i}))).await.unwrap();
         *on.entry(job.backend).or_default() += 1;
     }
     assert_eq!(
@@ -213,11 +203,7 @@ async fn equal_members_share_the_work_evenly() {
     let rig = farm(&[&a, &b], &[1.0, 1.0], &[]).await;
     // Each job finishes before the next: loads are equal every time, ties alternate.
     for i in 0..6 {
-        let job = rig
-            .app
-            .generate("character-portrait", args(json!({"seed": i})))
-            .await
-            .unwrap();
+        let job = portrait(&rig.app, args(json!({"seed": i}))).await.unwrap();
         finished(&rig.app, &job.prompt_id).await;
     }
     assert_eq!((prompts(&a), prompts(&b)), (3, 3));
@@ -229,12 +215,7 @@ async fn cancel_and_status_go_to_the_member_holding_the_job() {
     let b = sim(&["beta.safetensors"], &[], Duration::ZERO).await;
     b.hold_queue(true);
     let rig = farm(&[&a, &b], &[1.0, 1.0], &[]).await;
-    let job = rig
-        .app
-        .generate(
-            "character-portrait",
-            args(json!({"checkpoint": "beta.safetensors"})),
-        )
+    let job = portrait(&rig.app, args(json!({"checkpoint": "beta.safetensors"})))
         .await
         .unwrap();
     assert_eq!(job.backend, "b");
@@ -271,9 +252,7 @@ async fn queued_jobs_of_a_dead_member_move_and_complete_under_the_same_id() {
     let rig = farm(&[&a, &b], &[1.0, 1.0], &[]).await;
     let mut on_a = Vec::new();
     for i in 0..4 {
-        let job = rig
-            .app
-            .generate("character-portrait", args(json!({"seed": 100 + i})))
+        let job = portrait(&rig.app, args(json!({"seed": 100 + i})))
             .await
             .unwrap();
         if job.backend == "a" {
@@ -386,9 +365,7 @@ async fn a_running_job_with_retries_is_resubmitted_elsewhere() {
         "{:?}",
         done.warnings
     );
-    let err = rig
-        .app
-        .generate("character-portrait", args(json!({"retries": 4})))
+    let err = portrait(&rig.app, args(json!({"retries": 4})))
         .await
         .unwrap_err();
     assert!(
