@@ -206,10 +206,10 @@ fn image_parameters_resolve_to_the_uploads_and_nothing_else() {
         got.get("mask"),
         Some(&ParamValue::Image(upload("in/m.png")))
     );
-    // Provenance: the upload's name, size and digest.
+    // Provenance: the upload's name, size, alpha and digest.
     assert_eq!(
         got.to_json()["image"],
-        json!({"image": "in/a.png", "width": 2, "height": 2, "sha256": "ab".repeat(32)})
+        json!({"image": "in/a.png", "width": 2, "height": 2, "has_alpha": false, "sha256": "ab".repeat(32)})
     );
     // An optional mask left out is absent (images have no defaults); the extra input is ignored.
     let got =
