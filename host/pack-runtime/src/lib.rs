@@ -63,7 +63,7 @@ pub use cache::{CacheError, DEFAULT_CACHE_MAX_MB};
 pub use compiler::{Compiler, DEFAULT_BASELINE_ABOVE_MB, sandbox_config};
 pub use error::{CallError, ImportFix, LoadError, NoPostprocess, UnlinkedImport};
 pub use imports::MAX_REPORTED_IMPORTS;
-pub use limits::{Limits, NATIVE_STACK_HEADROOM, TABLE_ELEMENT_BYTES};
+pub use limits::{DEFAULT_POOL_SLOTS, Limits, NATIVE_STACK_HEADROOM, TABLE_ELEMENT_BYTES};
 pub use metadata::{MetadataError, MetadataLimits, MetadataProblem};
 pub use pack::{BuiltGraph, CallStats, Pack};
 pub use params::{FieldError, ResolveError, ResolvedParams};

@@ -93,7 +93,7 @@ impl Runtime {
         };
         let engines = std::iter::once(&cranelift)
             .chain(winch.as_ref())
-            .map(|b| b.engine.clone())
+            .flat_map(Backend::engines)
             .collect();
         let ticker = EpochTicker::start(engines);
         Ok(Self {
@@ -180,10 +180,19 @@ impl Runtime {
                 reason: crate::text::cap(&format!("{e:#}"), self.config.limits.max_error_bytes),
             }
         })?;
+        let fallback = backend.fallback.as_ref().map(|sandbox| {
+            crate::pack::Fallback::new(
+                sandbox.clone(),
+                component.clone(),
+                abi.major,
+                abi.postprocessor,
+            )
+        });
         Pack::describe(
             path.to_owned(),
             sha256,
             pre,
+            fallback,
             abi.version,
             backend.engine.clone(),
             self.config.limits.clone(),
