@@ -67,8 +67,9 @@ pub struct CallStats {
     pub pooled: bool,
 }
 
-/// The on-demand twin of a pooling pack: the same compiled code, loaded into
-/// the twin engine on the first call the pool cannot serve.
+/// The on-demand twin of a pooling pack: the same compiled code in the twin
+/// engine (compiled or cached there), linked on the first call the pool
+/// cannot serve.
 pub(crate) struct Fallback {
     sandbox: Arc<Sandbox>,
     component: Component,
@@ -93,20 +94,14 @@ impl Fallback {
         }
     }
 
-    /// The pre-instantiated pack in the twin engine, loaded once.
+    /// The pre-instantiated pack in the twin engine, linked once.
     fn pre(&self) -> Result<&PackPre, &str> {
         self.pre
             .get_or_init(|| {
-                let bytes = self.component.serialize().map_err(|e| format!("{e:#}"))?;
-                // SAFETY: the bytes were serialized just now by this wasmtime
-                // from a component it compiled; `deserialize` checks that the
-                // twin engine's settings match the ones they were compiled with.
-                let component = unsafe { Component::deserialize(&self.sandbox.engine, &bytes) }
-                    .map_err(|e| format!("{e:#}"))?;
                 let instance_pre = self
                     .sandbox
                     .linker
-                    .instantiate_pre(&component)
+                    .instantiate_pre(&self.component)
                     .map_err(|e| format!("{e:#}"))?;
                 PackPre::new(self.major, instance_pre, self.postprocessor)
                     .map_err(|e| format!("{e:#}"))

@@ -169,8 +169,29 @@ impl Runtime {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         };
-        let instance_pre = backend
-            .linker
+        // A pooling backend compiles with its on-demand twin (below); the
+        // pool runs a copy of that code, and the twin what the pool cannot serve.
+        let (engine, linker, component, fallback) = match &backend.fallback {
+            Some(twin) => match pooled_copy(&backend.engine, &component) {
+                Ok(pooled) => (
+                    &backend.engine,
+                    &backend.linker,
+                    pooled,
+                    Some(crate::pack::Fallback::new(
+                        twin.clone(),
+                        component,
+                        abi.major,
+                        abi.postprocessor,
+                    )),
+                ),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), "the pack does not fit an instance pool slot, every call is allocated on demand: {e:#}");
+                    (&twin.engine, &twin.linker, component, None)
+                }
+            },
+            None => (&backend.engine, &backend.linker, component, None),
+        };
+        let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(compile_err)?;
         let pre = PackPre::new(abi.major, instance_pre, abi.postprocessor).map_err(|e| {
@@ -180,21 +201,13 @@ impl Runtime {
                 reason: crate::text::cap(&format!("{e:#}"), self.config.limits.max_error_bytes),
             }
         })?;
-        let fallback = backend.fallback.as_ref().map(|sandbox| {
-            crate::pack::Fallback::new(
-                sandbox.clone(),
-                component.clone(),
-                abi.major,
-                abi.postprocessor,
-            )
-        });
         Pack::describe(
             path.to_owned(),
             sha256,
             pre,
             fallback,
             abi.version,
-            backend.engine.clone(),
+            engine.clone(),
             self.config.limits.clone(),
             self.ticker.clone(),
         )
@@ -228,7 +241,9 @@ impl Runtime {
         bytes: &[u8],
         sha256: &str,
     ) -> Result<Component, LoadError> {
-        let engine = &backend.engine;
+        // The on-demand engine of a pooling backend: its artifacts always
+        // load, whatever a pool slot holds.
+        let engine = backend.fallback.as_ref().map_or(&backend.engine, |twin| &twin.engine);
         if let Some(component) = self
             .cache
             .as_ref()
@@ -248,6 +263,17 @@ impl Runtime {
         }
         Ok(component)
     }
+}
+
+/// `component` (compiled by the on-demand twin of `pooled`) loaded into the
+/// pooling engine `pooled`; fails when the pack needs more than a pool slot
+/// holds (a memory or table larger, more of them, a bigger instance).
+fn pooled_copy(pooled: &Engine, component: &Component) -> wasmtime::Result<Component> {
+    let bytes = component.serialize()?;
+    // SAFETY: the bytes were serialized just now by this wasmtime from a
+    // component it compiled, with the same `Config` but the allocation
+    // strategy; `deserialize` checks that the engine settings match.
+    unsafe { Component::deserialize(pooled, &bytes) }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] for as long as a runtime
