@@ -57,6 +57,7 @@ mod runtime;
 mod sandbox;
 mod spec;
 pub mod text;
+mod threads;
 
 pub use abi::{ABI_PACKAGE, ABI_VERSION, SUPPORTED_ABI_VERSIONS};
 pub use cache::{CacheError, DEFAULT_CACHE_MAX_MB};

@@ -2,8 +2,8 @@
 //! per call, dropped afterwards whatever happened.
 //!
 //! Every call (metadata at load, self-tests, builds, post-processing) goes through
-//! [`Pack::call`], so every call runs: on a thread of its own with
-//! [`Limits::native_stack_bytes`] of native stack; under the store-wide
+//! [`Pack::call`], so every call runs: on a call thread (one call at a time,
+//! reused: `threads.rs`) with [`Limits::native_stack_bytes`] of native stack; under the store-wide
 //! limiter (`limiter.rs`) from instantiation on, start functions included;
 //! with the epoch deadline; with clocks and randomness fixed by the call's
 //! seed (`purity.rs`). Its error is classified from typed facts only: the
@@ -35,6 +35,7 @@ use crate::runtime::{EPOCH_TICK, EpochTicker};
 use crate::sandbox::{CapturedOutput, HostView, StoreState};
 use crate::spec::{ImageInput, PackInfo, TemplateInfo};
 use crate::text;
+use crate::threads::CallThreads;
 
 /// A pack that loaded, described itself, and passed metadata validation.
 pub struct Pack {
@@ -51,6 +52,7 @@ pub struct Pack {
     abi_version: String,
     engine: Engine,
     limits: Limits,
+    threads: Arc<CallThreads>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -144,6 +146,7 @@ impl Pack {
         abi_version: String,
         engine: Engine,
         limits: Limits,
+        threads: Arc<CallThreads>,
         ticker: Arc<EpochTicker>,
     ) -> Result<Self, LoadError> {
         let mut pack = Pack {
@@ -161,6 +164,7 @@ impl Pack {
             abi_version,
             engine,
             limits,
+            threads,
             _ticker: ticker,
         };
         let offline: Arc<dyn HostView> = Arc::new(crate::sandbox::StaticHost::default());
@@ -536,19 +540,13 @@ impl Pack {
         // caller's span and are emitted on the caller's thread.
         let span = tracing::Span::current();
         let started = std::time::Instant::now();
-        let joined = std::thread::scope(|scope| {
-            let worker = std::thread::Builder::new()
-                .name("pack-call".into())
-                .stack_size(self.limits.native_stack_bytes())
-                .spawn_scoped(scope, || {
-                    let _entered = span.enter();
-                    self.call_here(host, seed, f)
-                })
-                .map_err(|e| CallError::Thread(e.to_string()))?;
-            Ok(worker
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-        });
+        let joined = self
+            .threads
+            .run(|| {
+                let _entered = span.enter();
+                self.call_here(host, seed, f)
+            })
+            .map_err(CallError::Thread);
         let (result, output, peak_memory_bytes, pooled) = match joined {
             Ok(done) => done,
             Err(e) => {

@@ -15,6 +15,7 @@ use crate::compiler::{Backend, Compiler, DEFAULT_BASELINE_ABOVE_MB};
 use crate::error::LoadError;
 use crate::limits::Limits;
 use crate::pack::Pack;
+use crate::threads::CallThreads;
 
 /// How often the epoch advances. A call's deadline is a number of ticks, so
 /// this is the resolution of the time limit. 10 ms keeps the overshoot small
@@ -74,6 +75,7 @@ pub struct Runtime {
     winch: Option<Backend>,
     config: RuntimeConfig,
     cache: Option<CompileCache>,
+    threads: Arc<CallThreads>,
     ticker: Arc<EpochTicker>,
 }
 
@@ -96,11 +98,13 @@ impl Runtime {
             .flat_map(Backend::engines)
             .collect();
         let ticker = EpochTicker::start(engines);
+        let threads = Arc::new(CallThreads::new(&config.limits));
         Ok(Self {
             cranelift,
             winch,
             config,
             cache,
+            threads,
             ticker,
         })
     }
@@ -209,6 +213,7 @@ impl Runtime {
             abi.version,
             engine.clone(),
             self.config.limits.clone(),
+            self.threads.clone(),
             self.ticker.clone(),
         )
     }

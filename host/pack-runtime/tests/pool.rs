@@ -233,3 +233,32 @@ fn a_pack_bigger_than_a_slot_behaves_as_without_the_pool() {
     assert!(pooled.contains("memory limit of 16 MiB"), "{pooled}");
     assert_eq!(pooled, on_demand);
 }
+
+/// A host that panics when asked for models.
+struct Panicking;
+
+impl HostView for Panicking {
+    fn models(&self, _folder: &str) -> Vec<String> {
+        panic!("host bug");
+    }
+    fn has_node(&self, _class_type: &str) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_panic_in_a_call_reaches_the_caller_and_the_call_threads_keep_serving() {
+    let rt = runtime(slots(1), None);
+    let pack = shipped(&rt);
+    let (_, first) = build(&pack, host());
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build(&pack, Arc::new(Panicking))
+    }));
+    assert!(panicked.is_err(), "the host's panic is resumed on the caller");
+    for _ in 0..3 {
+        let (result, stats) = build(&pack, host());
+        result.expect("calls after the panic succeed");
+        assert!(stats.pooled);
+        assert_eq!(stats.peak_memory_bytes, first.peak_memory_bytes);
+    }
+}
