@@ -98,9 +98,7 @@ fn main() {
     for (k, (name, samples)) in names.iter().zip(samples).enumerate() {
         let (median, p99, min) = stats(samples);
         medians.push(median);
-        let pooled = pooled_calls
-            .get(k)
-            .map_or(String::new(), |n| n.to_string());
+        let pooled = pooled_calls.get(k).map_or(String::new(), |n| n.to_string());
         println!("{name:<62} {median:>10.2?} {p99:>10.2?} {min:>10.2?} {pooled:>7}");
     }
     println!(

@@ -1,5 +1,18 @@
-//! The engine: one wasmtime `Engine` configured for the sandbox, the epoch
-//! ticker that enforces call deadlines, the linker, and the compile cache.
+//! The engine: the wasmtime engines configured for the sandbox (per
+//! compiler; a pooling one with its on-demand twin, `compiler.rs`), the
+//! epoch ticker that enforces call deadlines, the linkers, the call threads
+//! and the compile cache.
+//!
+//! A pooling backend compiles (and caches) with its on-demand twin, whose
+//! artifacts load whatever a pool slot holds; the pool runs a copy of that
+//! code (`Component::serialize`, then `deserialize` into the pooling engine,
+//! which checks that both engines compile alike), so a loaded Cranelift pack
+//! holds its machine code twice (a Rust pack's is about 1 MB). A pack the
+//! pool cannot hold at all (a memory or table larger than a slot) runs every
+//! call on demand. The twins share one `Config` but the allocation
+//! strategy, including `memory_reservation` = `Limits::memory_bytes`, so a
+//! change of the memory cap changes the compatibility hash and with it the
+//! cache key.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -195,9 +208,7 @@ impl Runtime {
             },
             None => (&backend.engine, &backend.linker, component, None),
         };
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(compile_err)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(compile_err)?;
         let pre = PackPre::new(abi.major, instance_pre, abi.postprocessor).map_err(|e| {
             LoadError::ExportMismatch {
                 path: path.to_owned(),
@@ -248,7 +259,10 @@ impl Runtime {
     ) -> Result<Component, LoadError> {
         // The on-demand engine of a pooling backend: its artifacts always
         // load, whatever a pool slot holds.
-        let engine = backend.fallback.as_ref().map_or(&backend.engine, |twin| &twin.engine);
+        let engine = backend
+            .fallback
+            .as_ref()
+            .map_or(&backend.engine, |twin| &twin.engine);
         if let Some(component) = self
             .cache
             .as_ref()

@@ -138,7 +138,10 @@ fn a_pooled_call_gets_memory_up_to_the_cap_and_not_a_byte_more() {
                 memory_bytes: cap,
                 ..slots(1)
             };
-            runtime(limits, None).load_file(&path).ok().map(|p| (cap, p))
+            runtime(limits, None)
+                .load_file(&path)
+                .ok()
+                .map(|p| (cap, p))
         })
         .expect("the pack loads within 32 pages of its build peak");
     // The pool's memory slots are sized from the cap: exactly it fits.
@@ -254,7 +257,10 @@ fn a_panic_in_a_call_reaches_the_caller_and_the_call_threads_keep_serving() {
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         build(&pack, Arc::new(Panicking))
     }));
-    assert!(panicked.is_err(), "the host's panic is resumed on the caller");
+    assert!(
+        panicked.is_err(),
+        "the host's panic is resumed on the caller"
+    );
     for _ in 0..3 {
         let (result, stats) = build(&pack, host());
         result.expect("calls after the panic succeed");
