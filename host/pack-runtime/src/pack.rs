@@ -69,6 +69,14 @@ pub struct CallStats {
     pub pooled: bool,
 }
 
+/// A pack as the runtime compiled and linked it: pre-instantiated in
+/// `engine`, with the on-demand twin when `engine` pools instances.
+pub(crate) struct Linked {
+    pub pre: PackPre,
+    pub fallback: Option<Fallback>,
+    pub engine: Engine,
+}
+
 /// The on-demand twin of a pooling pack: the same compiled code in the twin
 /// engine (compiled or cached there), linked on the first call the pool
 /// cannot serve.
@@ -141,14 +149,17 @@ impl Pack {
     pub(crate) fn describe(
         path: PathBuf,
         sha256: String,
-        pre: PackPre,
-        fallback: Option<Fallback>,
+        linked: Linked,
         abi_version: String,
-        engine: Engine,
         limits: Limits,
         threads: Arc<CallThreads>,
         ticker: Arc<EpochTicker>,
     ) -> Result<Self, LoadError> {
+        let Linked {
+            pre,
+            fallback,
+            engine,
+        } = linked;
         let mut pack = Pack {
             path,
             sha256,

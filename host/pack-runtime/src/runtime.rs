@@ -219,10 +219,12 @@ impl Runtime {
         Pack::describe(
             path.to_owned(),
             sha256,
-            pre,
-            fallback,
+            crate::pack::Linked {
+                pre,
+                fallback,
+                engine: engine.clone(),
+            },
             abi.version,
-            engine.clone(),
             self.config.limits.clone(),
             self.threads.clone(),
             self.ticker.clone(),
