@@ -51,6 +51,7 @@ pub struct Limits {
     /// limits. Each slot reserves address space, not memory: 2 linear
     /// memories of `memory_bytes` + 32 MiB guard and 4 tables of
     /// `memory_bytes` each (448 MiB per slot at the defaults, 7 GiB for 16).
+    /// Also the most finished call threads kept for reuse (`threads.rs`).
     pub pool_slots: usize,
     /// Maximum size of the graph JSON a pack may return, in bytes (default 4 MiB).
     pub max_graph_bytes: usize,
