@@ -2,9 +2,10 @@
 //! per call, dropped afterwards whatever happened.
 //!
 //! Every call (metadata at load, self-tests, builds, post-processing) goes through
-//! [`Pack::call`], so every call runs: on a call thread (one call at a time,
-//! reused: `threads.rs`) with [`Limits::native_stack_bytes`] of native stack; under the store-wide
-//! limiter (`limiter.rs`) from instantiation on, start functions included;
+//! [`Pack::call`], so every call runs: on a call thread (one call at a
+//! time, reused: `threads.rs`) with [`Limits::native_stack_bytes`] of native
+//! stack; under the store-wide limiter (`limiter.rs`) from instantiation
+//! on, start functions included;
 //! with the epoch deadline; with clocks and randomness fixed by the call's
 //! seed (`purity.rs`). Its error is classified from typed facts only: the
 //! limiter's refusal, the trap code, and the phase (instantiate, bind the
