@@ -387,6 +387,10 @@ pub struct Settings {
     /// WebAssembly stack of one pack call, in KiB (each call runs on a thread with this plus 2 MiB).
     #[arg(long, env = "COMFYUI_MCP_PACK_STACK_KB", default_value_t = pack_runtime::Limits::default().wasm_stack_bytes >> 10, global = true)]
     pub pack_stack_kb: usize,
+    /// Pack calls at once served from the instance pool (faster
+    /// instantiation); calls past it are allocated on demand. 0 turns the pool off.
+    #[arg(long, env = "COMFYUI_MCP_PACK_POOL_SLOTS", default_value_t = pack_runtime::DEFAULT_POOL_SLOTS, global = true)]
+    pub pack_pool_slots: usize,
     /// Bytes of log output (log, stdout, stderr) kept per pack call.
     #[arg(long, env = "COMFYUI_MCP_PACK_LOG_BYTES", default_value_t = pack_runtime::Limits::default().max_log_bytes, global = true)]
     pub pack_log_bytes: usize,
@@ -676,6 +680,7 @@ impl Settings {
             max_memories: self.pack_max_memories,
             max_tables: self.pack_max_tables,
             wasm_stack_bytes: self.pack_stack_kb << 10,
+            pool_slots: self.pack_pool_slots,
             max_log_bytes: self.pack_log_bytes,
             max_log_lines: self.pack_log_lines,
             max_error_bytes: self.pack_error_bytes,

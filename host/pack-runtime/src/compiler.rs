@@ -18,12 +18,60 @@
 //! hostile packs under both); the compile cache keys artifacts by the
 //! engine's compatibility hash, so artifacts of the two never mix; a pack
 //! Winch cannot compile (a feature it does not support) falls back to
-//! Cranelift; both engines' epochs are advanced by the one ticker.
+//! Cranelift; every engine's epoch is advanced by the one ticker.
+//!
+//! ## The instance pool (Cranelift)
+//!
+//! Every call instantiates the pack in a fresh store. With on-demand
+//! allocation that means an `mmap` of the memory reservation, `mprotect`s and
+//! a copy-on-write image map per memory and a `malloc` per table and instance,
+//! and as many `munmap`s when the store drops. The Cranelift engine instead
+//! uses wasmtime's pooling allocator ([`Limits::pool_slots`] slots, default
+//! [`crate::DEFAULT_POOL_SLOTS`]): memories, tables and instances are
+//! reserved once at start-up and a call takes and returns slots (README,
+//! Benchmarks, "per call"). Winch serves big interpreter packs whose calls
+//! cost milliseconds, so its engine keeps on-demand allocation.
+//!
+//! Sizes, all derived from [`Limits`] so the pool never admits what the
+//! limiter would refuse nor refuses, mid-call, what it would admit:
+//! * one slot = one component instance, up to `max_instances` core
+//!   instances, 2 linear memories and 4 tables (a Rust pack uses 1 and 2;
+//!   counts past the slot's share fall back, see below);
+//! * a memory slot holds `memory_bytes` (the limiter's budget, so a growth
+//!   the limiter grants always fits) plus wasmtime's 32 MiB guard; a table
+//!   slot holds `memory_bytes / TABLE_ELEMENT_BYTES` elements (a growth past
+//!   that is over the budget by itself, and the limiter refuses it first);
+//! * the address space reserved (never committed) is therefore 2 x
+//!   (64 + 32) MiB + 4 x 64 MiB = 448 MiB per slot at the defaults, 7 GiB for
+//!   16 slots. On-demand allocation reserves 4 GiB + 32 MiB per live memory,
+//!   so 16 concurrent calls reserved 64 GiB before.
+//!
+//! The memory reservation is `memory_bytes` instead of wasmtime's 4 GiB (the
+//! pool's memory slots are that size), so Cranelift emits explicit bounds
+//! checks; the benchmark's per-call figure includes that cost.
+//!
+//! **Fallback when the pool is full** (more calls at once than slots, or a
+//! pack needing more memories, tables, instances or a bigger instance than a
+//! slot holds): the call is instantiated again, in a fresh store with the
+//! rest of its deadline, by an on-demand twin engine with the identical
+//! `Config` but the allocation strategy, so it runs the same compiled code
+//! (`Component::serialize` then `deserialize`, which checks the tunables,
+//! done once per pack on its first fallback). Chosen over waiting for a slot
+//! or a typed "pool full" error because the admission (host) already bounds
+//! calls at once, so an overflow is rare and should cost nothing but speed;
+//! and a pack too big for a slot must still behave exactly as without the
+//! pool. A failed pooled instantiation is retried only when it was neither
+//! a trap nor a limiter refusal (so never a timeout or a memory cap: those
+//! are final), and the retry's errors are what the caller sees.
+
+use std::sync::Arc;
 
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, OptLevel, Strategy};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy,
+};
 
-use crate::limits::Limits;
+use crate::limits::{Limits, TABLE_ELEMENT_BYTES};
 use crate::runtime::EngineError;
 use crate::sandbox::StoreState;
 
@@ -57,17 +105,20 @@ impl Compiler {
     }
 }
 
+/// Memories one pool slot holds (see the module docs).
+const POOL_MEMORIES_PER_SLOT: u32 = 2;
+/// Tables one pool slot holds (see the module docs).
+const POOL_TABLES_PER_SLOT: u32 = 4;
+
 /// An engine and the linker of the host API and WASI for it.
-pub(crate) struct Backend {
+pub(crate) struct Sandbox {
     pub engine: Engine,
     pub linker: Linker<StoreState>,
-    pub compiler: Compiler,
 }
 
-impl Backend {
-    pub(crate) fn new(limits: &Limits, compiler: Compiler) -> Result<Self, EngineError> {
-        let engine = Engine::new(&sandbox_config(limits, compiler))
-            .map_err(|e| EngineError(e.to_string()))?;
+impl Sandbox {
+    fn new(config: &Config) -> Result<Self, EngineError> {
+        let engine = Engine::new(config).map_err(|e| EngineError(format!("{e:#}")))?;
         let mut linker = Linker::<StoreState>::new(&engine);
         // Synchronous WASI: calls run on a blocking thread, never inside a
         // future, so no async support is needed in the store.
@@ -75,16 +126,89 @@ impl Backend {
             .map_err(|e| EngineError(e.to_string()))?;
         // Every served ABI major's host imports, side by side.
         crate::bindings::add_to_linker(&mut linker).map_err(|e| EngineError(e.to_string()))?;
-        Ok(Self {
-            engine,
-            linker,
-            compiler,
-        })
+        Ok(Self { engine, linker })
     }
 }
 
+/// The engine packs of one compiler are compiled and run with, and the
+/// on-demand twin its calls fall back to when it is a pooling engine.
+pub(crate) struct Backend {
+    pub engine: Engine,
+    pub linker: Linker<StoreState>,
+    pub compiler: Compiler,
+    /// The on-demand twin of a pooling engine; `None` without a pool.
+    pub fallback: Option<Arc<Sandbox>>,
+}
+
+impl Backend {
+    pub(crate) fn new(limits: &Limits, compiler: Compiler) -> Result<Self, EngineError> {
+        let config = sandbox_config(limits, compiler);
+        if let Some(pooling) = pooling_config(limits, compiler) {
+            let mut pooled = config.clone();
+            pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+            match Sandbox::new(&pooled) {
+                Ok(primary) => {
+                    return Ok(Self {
+                        engine: primary.engine,
+                        linker: primary.linker,
+                        compiler,
+                        fallback: Some(Arc::new(Sandbox::new(&config)?)),
+                    });
+                }
+                // The reservation can fail under an address-space ulimit:
+                // serve every call on demand rather than not at all.
+                Err(e) => tracing::warn!(
+                    slots = limits.pool_slots,
+                    "cannot reserve the instance pool, allocating every pack call on demand: {e}"
+                ),
+            }
+        }
+        let sandbox = Sandbox::new(&config)?;
+        Ok(Self {
+            engine: sandbox.engine,
+            linker: sandbox.linker,
+            compiler,
+            fallback: None,
+        })
+    }
+
+    /// Every engine of this backend, for the epoch ticker.
+    pub(crate) fn engines(&self) -> impl Iterator<Item = Engine> + '_ {
+        std::iter::once(self.engine.clone()).chain(self.fallback.iter().map(|f| f.engine.clone()))
+    }
+}
+
+/// Whether `compiler`'s engine pools instances under `limits`.
+fn pooled(limits: &Limits, compiler: Compiler) -> bool {
+    compiler == Compiler::Cranelift && limits.pool_slots > 0
+}
+
+/// The pooling allocator of `compiler`'s engine, `None` when it allocates on
+/// demand. Sizes: see the module docs.
+fn pooling_config(limits: &Limits, compiler: Compiler) -> Option<PoolingAllocationConfig> {
+    if !pooled(limits, compiler) {
+        return None;
+    }
+    let slots = u32::try_from(limits.pool_slots).unwrap_or(u32::MAX);
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(count(limits.max_instances)))
+        .total_memories(slots.saturating_mul(POOL_MEMORIES_PER_SLOT))
+        .total_tables(slots.saturating_mul(POOL_TABLES_PER_SLOT))
+        .max_core_instances_per_component(count(limits.max_instances))
+        .max_memories_per_component(count(limits.max_memories))
+        .max_tables_per_component(count(limits.max_tables))
+        .max_memories_per_module(count(limits.max_memories))
+        .max_tables_per_module(count(limits.max_tables))
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(limits.memory_bytes / TABLE_ELEMENT_BYTES);
+    Some(pool)
+}
+
 /// The engine configuration every pack runs under, with `compiler` as code
-/// generator. Public for the compile benchmark only; the host goes through [`crate::Runtime`].
+/// generator and on-demand allocation (the pooling engine adds its
+/// allocation strategy to this, nothing else). Public for the compile benchmark only; the host goes through [`crate::Runtime`].
 #[doc(hidden)]
 pub fn sandbox_config(limits: &Limits, compiler: Compiler) -> Config {
     let mut wasm = Config::new();
@@ -109,5 +233,10 @@ pub fn sandbox_config(limits: &Limits, compiler: Compiler) -> Config {
     // Never used (calls are synchronous), but wasmtime refuses a wasm stack
     // larger than it; give it the same headroom as the call threads.
     wasm.async_stack_size(limits.native_stack_bytes());
+    if pooled(limits, compiler) {
+        // The pool's memory slots are `memory_bytes` (module docs); the
+        // on-demand twin must compile identically, so it shares this.
+        wasm.memory_reservation(limits.memory_bytes as u64);
+    }
     wasm
 }

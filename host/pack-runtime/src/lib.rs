@@ -22,6 +22,12 @@
 //! * a pack is compiled once (or loaded from the compile cache) and
 //!   pre-instantiated once; every call gets a fresh `Store`, so nothing leaks
 //!   between calls or callers and a trap only ever poisons its own store;
+//! * a call's instance comes from the Cranelift engine's instance pool
+//!   ([`Limits::pool_slots`] calls at once; memories and tables are reset
+//!   when a slot is returned), or from on-demand allocation when the pool is
+//!   off, full, or too small for the pack, under the same limits and with
+//!   the same compiled code (`compiler.rs`); calls run on reused call
+//!   threads (`threads.rs`);
 //! * every call runs under [`Limits`]: one memory budget for all memories
 //!   and tables of the call, caps on instances, memories and tables, a
 //!   wall-clock deadline enforced by epoch interruption, a wasm stack limit
@@ -57,13 +63,14 @@ mod runtime;
 mod sandbox;
 mod spec;
 pub mod text;
+mod threads;
 
 pub use abi::{ABI_PACKAGE, ABI_VERSION, SUPPORTED_ABI_VERSIONS};
 pub use cache::{CacheError, DEFAULT_CACHE_MAX_MB};
 pub use compiler::{Compiler, DEFAULT_BASELINE_ABOVE_MB, sandbox_config};
 pub use error::{CallError, ImportFix, LoadError, NoPostprocess, UnlinkedImport};
 pub use imports::MAX_REPORTED_IMPORTS;
-pub use limits::{Limits, NATIVE_STACK_HEADROOM, TABLE_ELEMENT_BYTES};
+pub use limits::{DEFAULT_POOL_SLOTS, Limits, NATIVE_STACK_HEADROOM, TABLE_ELEMENT_BYTES};
 pub use metadata::{MetadataError, MetadataLimits, MetadataProblem};
 pub use pack::{BuiltGraph, CallStats, Pack};
 pub use params::{FieldError, ResolveError, ResolvedParams};

@@ -97,7 +97,12 @@ impl CallLimiter {
 
     /// Growth of a memory or table from `current` to `desired` units of
     /// `unit_bytes` each. Over its own declared `maximum` it is an ordinary
-    /// failed grow (-1 for `memory.grow`, as the spec says): nothing is charged.
+    /// failed grow (-1 for `memory.grow`, as the spec says): nothing is
+    /// charged; unless `desired` alone is over the whole budget, which is
+    /// refused whatever the maximum. That order keeps pooled and on-demand
+    /// calls alike: a pooled table reports its slot's capacity
+    /// (`memory_bytes / TABLE_ELEMENT_BYTES`, `compiler.rs`) as its maximum,
+    /// and only a growth over the budget on its own can pass that capacity.
     fn grow_to(
         &mut self,
         current: usize,
@@ -105,7 +110,8 @@ impl CallLimiter {
         maximum: Option<usize>,
         unit_bytes: usize,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|max| desired > max) {
+        let alone_over_budget = desired.saturating_mul(unit_bytes) > self.budget;
+        if !alone_over_budget && maximum.is_some_and(|max| desired > max) {
             return Ok(false);
         }
         self.grow(desired.saturating_sub(current).saturating_mul(unit_bytes))
@@ -202,5 +208,20 @@ mod tests {
         assert_eq!(l.used(), 0);
         assert!(!l.memory_growing(0, 800, Some(700)).unwrap());
         assert!(l.refusal().is_none());
+    }
+
+    #[test]
+    fn a_growth_over_the_whole_budget_is_refused_whatever_the_maximum() {
+        let mut l = limiter(1000);
+        // A pooled table reports its slot's capacity (budget / 8) as maximum.
+        let capacity = 1000 / TABLE_ELEMENT_BYTES;
+        assert!(l.table_growing(0, capacity + 1, Some(capacity)).is_err());
+        assert_eq!(
+            l.refusal(),
+            Some(Refusal {
+                used: 0,
+                requested: (capacity + 1) * TABLE_ELEMENT_BYTES
+            })
+        );
     }
 }

@@ -18,6 +18,10 @@ pub const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 /// running pack calls keeps for host frames (wasmtime's entry trampolines,
 /// WASI and our host functions). See [`Limits::native_stack_bytes`].
 pub const NATIVE_STACK_HEADROOM: usize = 2 << 20;
+
+/// Default [`Limits::pool_slots`]: calls the pooling allocator serves at
+/// once before calls fall back to on-demand allocation (see `compiler.rs`).
+pub const DEFAULT_POOL_SLOTS: usize = 16;
 use crate::metadata::MetadataLimits;
 
 /// Limits applied to every call into a pack (metadata calls at load time included).
@@ -40,6 +44,15 @@ pub struct Limits {
     /// enough for interpreters such as QuickJS or SpiderMonkey). An engine
     /// setting: it applies to every pack of a runtime.
     pub wasm_stack_bytes: usize,
+    /// Calls at once whose instances come from the pooling allocator
+    /// (default [`DEFAULT_POOL_SLOTS`]; 0 turns the pool off). An engine
+    /// setting of the Cranelift engine: a call past the slots (or needing
+    /// more than a slot holds) runs on on-demand allocation under the same
+    /// limits. Each slot reserves address space, not memory: 2 linear
+    /// memories of `memory_bytes` + 32 MiB guard and 4 tables of
+    /// `memory_bytes` each (448 MiB per slot at the defaults, 7 GiB for 16).
+    /// Also the most finished call threads kept for reuse (`threads.rs`).
+    pub pool_slots: usize,
     /// Maximum size of the graph JSON a pack may return, in bytes (default 4 MiB).
     pub max_graph_bytes: usize,
     /// Maximum bytes of a pack's stdout, stderr and log lines kept per call,
@@ -77,6 +90,7 @@ impl Default for Limits {
             max_tables: 32,
             call_timeout: Duration::from_secs(2),
             wasm_stack_bytes: 4 << 20,
+            pool_slots: DEFAULT_POOL_SLOTS,
             max_graph_bytes: 4 << 20,
             max_log_bytes: 64 << 10,
             max_log_lines: 256,

@@ -2,22 +2,30 @@
 //! per call, dropped afterwards whatever happened.
 //!
 //! Every call (metadata at load, self-tests, builds, post-processing) goes through
-//! [`Pack::call`], so every call runs: on a thread of its own with
-//! [`Limits::native_stack_bytes`] of native stack; under the store-wide
-//! limiter (`limiter.rs`) from instantiation on, start functions included;
+//! [`Pack::call`], so every call runs: on a call thread (one call at a
+//! time, reused: `threads.rs`) with [`Limits::native_stack_bytes`] of native
+//! stack; under the store-wide limiter (`limiter.rs`) from instantiation
+//! on, start functions included;
 //! with the epoch deadline; with clocks and randomness fixed by the call's
 //! seed (`purity.rs`). Its error is classified from typed facts only: the
 //! limiter's refusal, the trap code, and the phase (instantiate, bind the
 //! exports, run) in which it failed.
+//!
+//! A pack of a pooling engine is instantiated from the instance pool; when
+//! the pool cannot serve the call it is instantiated again by the on-demand
+//! twin engine ([`Fallback`]; the rules are in `compiler.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use wasmtime::component::{Component, Instance};
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::{Bound, PackFailure, PackPre};
+use crate::bindings::{Bound, Major, PackFailure, PackPre};
+use crate::compiler::Sandbox;
 use crate::error::{CallError, LoadError, NoPostprocess};
 use crate::limits::Limits;
 use crate::metadata::validate_metadata;
@@ -28,6 +36,7 @@ use crate::runtime::{EPOCH_TICK, EpochTicker};
 use crate::sandbox::{CapturedOutput, HostView, StoreState};
 use crate::spec::{ImageInput, PackInfo, TemplateInfo};
 use crate::text;
+use crate::threads::CallThreads;
 
 /// A pack that loaded, described itself, and passed metadata validation.
 pub struct Pack {
@@ -38,10 +47,13 @@ pub struct Pack {
     /// Template id -> index in `templates`.
     index: HashMap<String, usize>,
     pre: PackPre,
+    /// Where calls go when `engine`'s instance pool cannot serve them.
+    fallback: Option<Fallback>,
     /// The `comfyui:workflow` version of its `templates` export.
     abi_version: String,
     engine: Engine,
     limits: Limits,
+    threads: Arc<CallThreads>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -53,6 +65,61 @@ pub struct CallStats {
     /// The most bytes the call's memories and tables held at once, as the
     /// store's limiter counts them against [`Limits::memory_bytes`].
     pub peak_memory_bytes: usize,
+    /// Whether the call's instance came from the instance pool (false when
+    /// the pool is off, full, or too small for the pack: see [`Limits::pool_slots`]).
+    pub pooled: bool,
+}
+
+/// A pack as the runtime compiled and linked it: pre-instantiated in
+/// `engine`, with the on-demand twin when `engine` pools instances.
+pub(crate) struct Linked {
+    pub pre: PackPre,
+    pub fallback: Option<Fallback>,
+    pub engine: Engine,
+}
+
+/// The on-demand twin of a pooling pack: the same compiled code in the twin
+/// engine (compiled or cached there), linked on the first call the pool
+/// cannot serve.
+pub(crate) struct Fallback {
+    sandbox: Arc<Sandbox>,
+    component: Component,
+    major: Major,
+    postprocessor: bool,
+    pre: OnceLock<Result<PackPre, String>>,
+}
+
+impl Fallback {
+    pub(crate) fn new(
+        sandbox: Arc<Sandbox>,
+        component: Component,
+        major: Major,
+        postprocessor: bool,
+    ) -> Self {
+        Self {
+            sandbox,
+            component,
+            major,
+            postprocessor,
+            pre: OnceLock::new(),
+        }
+    }
+
+    /// The pre-instantiated pack in the twin engine, linked once.
+    fn pre(&self) -> Result<&PackPre, &str> {
+        self.pre
+            .get_or_init(|| {
+                let instance_pre = self
+                    .sandbox
+                    .linker
+                    .instantiate_pre(&self.component)
+                    .map_err(|e| format!("{e:#}"))?;
+                PackPre::new(self.major, instance_pre, self.postprocessor)
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }
 
 /// A graph a template built, with the parameters it was built from.
@@ -83,12 +150,17 @@ impl Pack {
     pub(crate) fn describe(
         path: PathBuf,
         sha256: String,
-        pre: PackPre,
+        linked: Linked,
         abi_version: String,
-        engine: Engine,
         limits: Limits,
+        threads: Arc<CallThreads>,
         ticker: Arc<EpochTicker>,
     ) -> Result<Self, LoadError> {
+        let Linked {
+            pre,
+            fallback,
+            engine,
+        } = linked;
         let mut pack = Pack {
             path,
             sha256,
@@ -100,9 +172,11 @@ impl Pack {
             templates: Vec::new(),
             index: HashMap::new(),
             pre,
+            fallback,
             abi_version,
             engine,
             limits,
+            threads,
             _ticker: ticker,
         };
         let offline: Arc<dyn HostView> = Arc::new(crate::sandbox::StaticHost::default());
@@ -478,25 +552,20 @@ impl Pack {
         // caller's span and are emitted on the caller's thread.
         let span = tracing::Span::current();
         let started = std::time::Instant::now();
-        let joined = std::thread::scope(|scope| {
-            let worker = std::thread::Builder::new()
-                .name("pack-call".into())
-                .stack_size(self.limits.native_stack_bytes())
-                .spawn_scoped(scope, || {
-                    let _entered = span.enter();
-                    self.call_here(host, seed, f)
-                })
-                .map_err(|e| CallError::Thread(e.to_string()))?;
-            Ok(worker
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-        });
-        let (result, output, peak_memory_bytes) = match joined {
+        let joined = self
+            .threads
+            .run(|| {
+                let _entered = span.enter();
+                self.call_here(host, seed, f)
+            })
+            .map_err(CallError::Thread);
+        let (result, output, peak_memory_bytes, pooled) = match joined {
             Ok(done) => done,
             Err(e) => {
                 let stats = CallStats {
                     elapsed: started.elapsed(),
                     peak_memory_bytes: 0,
+                    pooled: false,
                 };
                 return (Err(e), stats);
             }
@@ -505,36 +574,47 @@ impl Pack {
         let stats = CallStats {
             elapsed: started.elapsed(),
             peak_memory_bytes,
+            pooled,
         };
         (result, stats)
     }
 
     /// [`Pack::call`] on the current thread, which must have
     /// [`Limits::native_stack_bytes`] of stack. Returns the call's output
-    /// for the caller to log, and the peak bytes its memories and tables held.
+    /// for the caller to log, the peak bytes its memories and tables held,
+    /// and whether its instance came from the pool.
     fn call_here<R>(
         &self,
         host: Arc<dyn HostView>,
         seed: CallSeed,
         f: impl FnOnce(&mut Store<StoreState>, &Bound) -> wasmtime::Result<R>,
-    ) -> (Result<R, CallError>, CapturedOutput, usize) {
-        let mut store = Store::new(&self.engine, StoreState::new(&self.limits, host, seed));
-        store.limiter(|state| &mut state.limiter);
-        let ticks = self
-            .limits
-            .call_timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis()) as u64;
-        store.set_epoch_deadline(ticks.max(1) + 1);
-        store.epoch_deadline_trap();
-        let result = self
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
+    ) -> (Result<R, CallError>, CapturedOutput, usize, bool) {
+        let started = Instant::now();
+        let mut pre = &self.pre;
+        let mut store = self.store(&self.engine, host.clone(), seed, self.limits.call_timeout);
+        let mut instance = pre.instance_pre().instantiate(&mut store);
+        let mut pooled = self.fallback.is_some();
+        if let (Err(err), Some(fallback)) = (&instance, &self.fallback)
+            && pool_could_not_serve(err, &store)
+        {
+            tracing::debug!(pack = %text::escape_control(&self.info.name), "the instance pool cannot serve this call, instantiating on demand: {err:#}");
+            match fallback.pre() {
+                Ok(twin) => {
+                    let left = self.limits.call_timeout.saturating_sub(started.elapsed());
+                    pre = twin;
+                    store = self.store(&fallback.sandbox.engine, host, seed, left);
+                    instance = pre.instance_pre().instantiate(&mut store);
+                    pooled = false;
+                }
+                Err(reason) => {
+                    tracing::warn!(pack = %text::escape_control(&self.info.name), "cannot load the pack into the on-demand engine: {reason}");
+                }
+            }
+        }
+        let result = instance
             .map_err(|e| (Phase::Instantiate, e))
-            .and_then(|instance| {
-                self.pre
-                    .bind(&mut store, &instance)
+            .and_then(|instance: Instance| {
+                pre.bind(&mut store, &instance)
                     .map_err(|e| (Phase::Bind, e))
             })
             .and_then(|bindings| f(&mut store, &bindings).map_err(|e| (Phase::Run, e)));
@@ -542,7 +622,24 @@ impl Pack {
         let refused = store.data().limiter.refusal().is_some();
         let peak = store.data().limiter.used();
         let result = result.map_err(|(phase, err)| self.classify(phase, err, refused, &output));
-        (result, output, peak)
+        (result, output, peak, pooled)
+    }
+
+    /// A fresh store of `engine` under the pack's limits, with `time` left
+    /// before its epoch deadline traps.
+    fn store(
+        &self,
+        engine: &Engine,
+        host: Arc<dyn HostView>,
+        seed: CallSeed,
+        time: Duration,
+    ) -> Store<StoreState> {
+        let mut store = Store::new(engine, StoreState::new(&self.limits, host, seed));
+        store.limiter(|state| &mut state.limiter);
+        let ticks = time.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
+        store.set_epoch_deadline(ticks.max(1) + 1);
+        store.epoch_deadline_trap();
+        store
     }
 
     fn classify(
@@ -606,6 +703,14 @@ impl Pack {
             said: tail.last,
         }
     }
+}
+
+/// Whether a pooled instantiation failed for want of pool space: any error
+/// that is neither a trap (a start function's, the deadline's) nor a growth
+/// the limiter refused. Those are final; anything else is retried on demand,
+/// which reproduces the error if the pool was not the cause.
+fn pool_could_not_serve(err: &wasmtime::Error, store: &Store<StoreState>) -> bool {
+    err.downcast_ref::<Trap>().is_none() && store.data().limiter.refusal().is_none()
 }
 
 /// Where in a call an error arose.

@@ -1,5 +1,18 @@
-//! The engine: one wasmtime `Engine` configured for the sandbox, the epoch
-//! ticker that enforces call deadlines, the linker, and the compile cache.
+//! The engine: the wasmtime engines configured for the sandbox (per
+//! compiler; a pooling one with its on-demand twin, `compiler.rs`), the
+//! epoch ticker that enforces call deadlines, the linkers, the call threads
+//! and the compile cache.
+//!
+//! A pooling backend compiles (and caches) with its on-demand twin, whose
+//! artifacts load whatever a pool slot holds; the pool runs a copy of that
+//! code (`Component::serialize`, then `deserialize` into the pooling engine,
+//! which checks that both engines compile alike), so a loaded Cranelift pack
+//! holds its machine code twice (a Rust pack's is about 1 MB). A pack the
+//! pool cannot hold at all (a memory or table larger than a slot) runs every
+//! call on demand. The twins share one `Config` but the allocation
+//! strategy, including `memory_reservation` = `Limits::memory_bytes`, so a
+//! change of the memory cap changes the compatibility hash and with it the
+//! cache key.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -15,6 +28,7 @@ use crate::compiler::{Backend, Compiler, DEFAULT_BASELINE_ABOVE_MB};
 use crate::error::LoadError;
 use crate::limits::Limits;
 use crate::pack::Pack;
+use crate::threads::CallThreads;
 
 /// How often the epoch advances. A call's deadline is a number of ticks, so
 /// this is the resolution of the time limit. 10 ms keeps the overshoot small
@@ -74,6 +88,7 @@ pub struct Runtime {
     winch: Option<Backend>,
     config: RuntimeConfig,
     cache: Option<CompileCache>,
+    threads: Arc<CallThreads>,
     ticker: Arc<EpochTicker>,
 }
 
@@ -93,14 +108,16 @@ impl Runtime {
         };
         let engines = std::iter::once(&cranelift)
             .chain(winch.as_ref())
-            .map(|b| b.engine.clone())
+            .flat_map(Backend::engines)
             .collect();
         let ticker = EpochTicker::start(engines);
+        let threads = Arc::new(CallThreads::new(&config.limits));
         Ok(Self {
             cranelift,
             winch,
             config,
             cache,
+            threads,
             ticker,
         })
     }
@@ -169,10 +186,29 @@ impl Runtime {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         };
-        let instance_pre = backend
-            .linker
-            .instantiate_pre(&component)
-            .map_err(compile_err)?;
+        // A pooling backend compiles with its on-demand twin (below); the
+        // pool runs a copy of that code, and the twin what the pool cannot serve.
+        let (engine, linker, component, fallback) = match &backend.fallback {
+            Some(twin) => match pooled_copy(&backend.engine, &component) {
+                Ok(pooled) => (
+                    &backend.engine,
+                    &backend.linker,
+                    pooled,
+                    Some(crate::pack::Fallback::new(
+                        twin.clone(),
+                        component,
+                        abi.major,
+                        abi.postprocessor,
+                    )),
+                ),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), "the pack does not fit an instance pool slot, every call is allocated on demand: {e:#}");
+                    (&twin.engine, &twin.linker, component, None)
+                }
+            },
+            None => (&backend.engine, &backend.linker, component, None),
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(compile_err)?;
         let pre = PackPre::new(abi.major, instance_pre, abi.postprocessor).map_err(|e| {
             LoadError::ExportMismatch {
                 path: path.to_owned(),
@@ -183,10 +219,14 @@ impl Runtime {
         Pack::describe(
             path.to_owned(),
             sha256,
-            pre,
+            crate::pack::Linked {
+                pre,
+                fallback,
+                engine: engine.clone(),
+            },
             abi.version,
-            backend.engine.clone(),
             self.config.limits.clone(),
+            self.threads.clone(),
             self.ticker.clone(),
         )
     }
@@ -219,7 +259,12 @@ impl Runtime {
         bytes: &[u8],
         sha256: &str,
     ) -> Result<Component, LoadError> {
-        let engine = &backend.engine;
+        // The on-demand engine of a pooling backend: its artifacts always
+        // load, whatever a pool slot holds.
+        let engine = backend
+            .fallback
+            .as_ref()
+            .map_or(&backend.engine, |twin| &twin.engine);
         if let Some(component) = self
             .cache
             .as_ref()
@@ -239,6 +284,17 @@ impl Runtime {
         }
         Ok(component)
     }
+}
+
+/// `component` (compiled by the on-demand twin of `pooled`) loaded into the
+/// pooling engine `pooled`; fails when the pack needs more than a pool slot
+/// holds (a memory or table larger, more of them, a bigger instance).
+fn pooled_copy(pooled: &Engine, component: &Component) -> wasmtime::Result<Component> {
+    let bytes = component.serialize()?;
+    // SAFETY: the bytes were serialized just now by this wasmtime from a
+    // component it compiled, with the same `Config` but the allocation
+    // strategy; `deserialize` checks that the engine settings match.
+    unsafe { Component::deserialize(pooled, &bytes) }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] for as long as a runtime

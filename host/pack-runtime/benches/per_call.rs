@@ -1,0 +1,146 @@
+//! Per-call cost of the shipped pack (fresh store + instantiate + build),
+//! with the instance pool (`Limits::pool_slots` at its default) and without
+//! it (`pool_slots: 0`, on-demand allocation and wasmtime's default memory
+//! reservation, as before the pool), calls interleaved one by one so both
+//! see the same machine load. Also: the same with the pool full (every call
+//! through the on-demand fallback), and spawning the call thread alone.
+//!
+//! Run with: `cargo bench --profile dev -p comfyui-mcp-pack-runtime --bench per_call`
+//! (prints a table; never asserts on timings).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pack_runtime::{HostView, Limits, Runtime, RuntimeConfig, StaticHost};
+use serde_json::json;
+
+fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (pick(0.5), pick(0.99), samples[0])
+}
+
+fn runtime(pool_slots: usize) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        limits: Limits {
+            pool_slots,
+            ..Limits::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+fn main() {
+    let calls: usize = std::env::var("COMFYUI_MCP_BENCH_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/game-assets.wasm");
+    let on_demand = runtime(0).load_file(&path).unwrap();
+    let pooled = runtime(pack_runtime::DEFAULT_POOL_SLOTS)
+        .load_file(&path)
+        .unwrap();
+    // A pool of one slot, held by a call parked in the host: every call
+    // measured on it goes through the fallback.
+    let full = Arc::new(runtime(1).load_file(&path).unwrap());
+    let host: Arc<dyn HostView> = Arc::new(StaticHost {
+        models: [(
+            "checkpoints".to_owned(),
+            vec!["tiny-random-sd15.safetensors".to_owned()],
+        )]
+        .into(),
+        nodes: None,
+    });
+    let args = json!({"prompt": "a brass key", "seed": 1, "steps": 20})
+        .as_object()
+        .unwrap()
+        .clone();
+    let (parked, release) = park(&full, &args);
+
+    let mut samples: [Vec<Duration>; 4] = Default::default();
+    let mut pooled_calls = [0usize; 3];
+    for i in 0..calls {
+        let template = ["item-icon", "pixel-art"][i % 2];
+        for (k, pack) in [&on_demand, &pooled, &*full].into_iter().enumerate() {
+            let t = Instant::now();
+            let (built, stats) = pack.build_with_stats(template, &args, host.clone());
+            samples[k].push(t.elapsed());
+            built.unwrap();
+            pooled_calls[k] += usize::from(stats.unwrap().pooled);
+        }
+        let t = Instant::now();
+        std::thread::Builder::new()
+            .stack_size(Limits::default().native_stack_bytes())
+            .spawn(|| ())
+            .unwrap()
+            .join()
+            .unwrap();
+        samples[3].push(t.elapsed());
+    }
+    release.send(()).unwrap();
+    drop(release);
+    parked.join().unwrap();
+
+    println!("pack: templates/game-assets.wasm, {calls} calls each, interleaved");
+    println!(
+        "{:<62} {:>10} {:>10} {:>10} {:>7}",
+        "figure", "median", "p99", "min", "pooled"
+    );
+    let names = [
+        "per call, on demand (pool_slots 0, as before)",
+        "per call, instance pool (default slots)",
+        "per call, pool full: on-demand fallback",
+        "spawning the call thread alone (6 MiB stack)",
+    ];
+    let mut medians = Vec::new();
+    for (k, (name, samples)) in names.iter().zip(samples).enumerate() {
+        let (median, p99, min) = stats(samples);
+        medians.push(median);
+        let pooled = pooled_calls.get(k).map_or(String::new(), |n| n.to_string());
+        println!("{name:<62} {median:>10.2?} {p99:>10.2?} {min:>10.2?} {pooled:>7}");
+    }
+    println!(
+        "median ratio, on demand / pool: {:.2}x",
+        medians[0].as_secs_f64() / medians[1].as_secs_f64()
+    );
+}
+
+/// Starts a call on `pack` that holds its pool slot until `release` is sent.
+fn park(
+    pack: &Arc<pack_runtime::Pack>,
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> (std::thread::JoinHandle<()>, std::sync::mpsc::Sender<()>) {
+    let (release, wait) = std::sync::mpsc::channel();
+    let (entered, started) = std::sync::mpsc::channel();
+    let host: Arc<dyn HostView> = Arc::new(Parked {
+        entered,
+        wait: std::sync::Mutex::new(wait),
+    });
+    let pack = pack.clone();
+    let args = args.clone();
+    let handle = std::thread::spawn(move || {
+        let (_, stats) = pack.build_with_stats("item-icon", &args, host);
+        assert!(stats.unwrap().pooled);
+    });
+    started.recv().unwrap();
+    (handle, release)
+}
+
+/// A host whose model list blocks until released (once).
+struct Parked {
+    entered: std::sync::mpsc::Sender<()>,
+    wait: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl HostView for Parked {
+    fn models(&self, _folder: &str) -> Vec<String> {
+        let _ = self.entered.send(());
+        let _ = self.wait.lock().unwrap().recv();
+        vec!["tiny-random-sd15.safetensors".to_owned()]
+    }
+    fn has_node(&self, _class_type: &str) -> bool {
+        true
+    }
+}
