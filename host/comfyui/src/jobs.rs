@@ -490,6 +490,11 @@ impl ComfyUi {
         self.inner.lock().fail(prompt_id, failure)
     }
 
+    /// Whether this backend follows the job in memory (no snapshot is copied).
+    pub fn holds(&self, prompt_id: &str) -> bool {
+        self.inner.lock().contains(prompt_id)
+    }
+
     /// The job's current snapshot, without asking ComfyUI.
     pub fn snapshot(&self, prompt_id: &str) -> Option<JobSnapshot> {
         self.inner.lock().snapshot(prompt_id)

@@ -139,24 +139,24 @@ impl Farm {
                     .map(|(i, e)| format!("`{}`: {e}", self.members[*i].name()))
                     .collect();
                 let why = if reasons.is_empty() {
-                    "; no other backend is up to take the job".to_owned()
+                    "and no other backend is up to take the job".to_owned()
                 } else {
                     format!(
-                        "; no other backend can take the job: {}",
+                        "and no other backend can take the job: {}",
                         reasons.join("; ")
                     )
                 };
-                return self.fail(from, prompt_id, trim_semicolon(&why));
+                return self.fail(from, prompt_id, why);
             }
         };
         let to = placement.member;
         let target = &self.members[to];
         if let Err(e) = entry.inputs.upload(target.comfy.client()).await {
             let why = format!(
-                "; uploading its input images to `{}` failed: {e}",
+                "and uploading its input images to `{}` failed: {e}",
                 target.name()
             );
-            return self.fail(from, prompt_id, trim_semicolon(&why));
+            return self.fail(from, prompt_id, why);
         }
         let mut moved = entry.clone();
         moved.member = to;
@@ -171,8 +171,8 @@ impl Farm {
             .await
         {
             self.retained.keep(prompt_id, entry);
-            let why = format!("; resubmitting it to `{}` failed: {e}", target.name());
-            return self.fail(from, prompt_id, trim_semicolon(&why));
+            let why = format!("and resubmitting it to `{}` failed: {e}", target.name());
+            return self.fail(from, prompt_id, why);
         }
         let old = self.members[from].name();
         let when = if running {
@@ -193,9 +193,4 @@ impl Farm {
         tracing::info!(prompt_id, from = %old, to = %target.name(), running, "job moved to another backend");
         retain::watch_release(self, prompt_id, to, retries_left);
     }
-}
-
-/// `"; reason"` → `"reason"` joined after the "stopped answering" head with a comma.
-fn trim_semicolon(why: &str) -> String {
-    format!("and {}", why.trim_start_matches("; "))
 }

@@ -186,9 +186,7 @@ impl Farm {
 
     /// The member following `prompt_id` in this process, if any.
     pub fn holder(&self, prompt_id: &str) -> Option<&Member> {
-        self.members
-            .iter()
-            .find(|m| m.comfy.snapshot(prompt_id).is_some())
+        self.members.iter().find(|m| m.comfy.holds(prompt_id))
     }
 
     /// The member a job is on: the one following it here, else the one the job store
@@ -245,8 +243,7 @@ impl Farm {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let snap = member.comfy.wait(prompt_id, left).await?;
             let open = snap.as_ref().is_some_and(|s| !s.state.is_terminal());
-            let moved =
-                member.comfy.snapshot(prompt_id).is_none() && self.holder(prompt_id).is_some();
+            let moved = !member.comfy.holds(prompt_id) && self.holder(prompt_id).is_some();
             if open && moved && !left.is_zero() {
                 continue;
             }
