@@ -59,49 +59,7 @@ pub struct SubmitAccepted {
     pub node_errors: Value,
 }
 
-/// One job in ComfyUI's queue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueueEntry {
-    /// Priority: lower runs first (front-queued jobs are negative).
-    pub number: f64,
-    /// The job.
-    pub prompt_id: String,
-    /// The submitter's client id, if any.
-    pub client_id: Option<String>,
-}
-
-/// `GET /queue`, with `pending` in run order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct QueueSnapshot {
-    /// The running job(s) (at most one on a stock ComfyUI).
-    pub running: Vec<QueueEntry>,
-    /// Pending jobs sorted by `number` (the order they will run).
-    pub pending: Vec<QueueEntry>,
-}
-
-impl QueueSnapshot {
-    /// True when `prompt_id` is running.
-    pub fn is_running(&self, prompt_id: &str) -> bool {
-        self.running.iter().any(|e| e.prompt_id == prompt_id)
-    }
-
-    /// Jobs ahead of a pending `prompt_id` (running ones included); `Some(0)` when it runs;
-    /// `None` when it is not in the queue.
-    pub fn position(&self, prompt_id: &str) -> Option<u32> {
-        if self.is_running(prompt_id) {
-            return Some(0);
-        }
-        self.pending
-            .iter()
-            .position(|e| e.prompt_id == prompt_id)
-            .map(|i| (self.running.len() + i) as u32)
-    }
-
-    /// True when `prompt_id` is running or pending.
-    pub fn contains(&self, prompt_id: &str) -> bool {
-        self.position(prompt_id).is_some()
-    }
-}
+pub use crate::queue::{QueueEntry, QueueSnapshot};
 
 /// One `/history/{id}` entry, typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,35 +186,6 @@ struct RawUpload {
     subfolder: String,
     #[serde(rename = "type", default)]
     kind: String,
-}
-
-/// Reads a `GET /queue` body: entries are `[number, prompt_id, prompt, extra_data, outputs]`;
-/// `queue_pending` is ComfyUI's heap array, so it is sorted here by `number` (run order).
-/// Malformed entries are skipped.
-pub fn parse_queue(raw: &Value) -> QueueSnapshot {
-    let parse = |key: &str| -> Vec<QueueEntry> {
-        raw.get(key)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|item| {
-                let arr = item.as_array()?;
-                Some(QueueEntry {
-                    number: arr.first().and_then(Value::as_f64).unwrap_or(0.0),
-                    prompt_id: arr.get(1)?.as_str()?.to_owned(),
-                    client_id: arr
-                        .get(3)
-                        .and_then(|x| x.get("client_id"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                })
-            })
-            .collect()
-    };
-    let running = parse("queue_running");
-    let mut pending = parse("queue_pending");
-    pending.sort_by(|a, b| a.number.total_cmp(&b.number));
-    QueueSnapshot { running, pending }
 }
 
 /// An error message built from a whole `source()` chain (reqwest's top level alone says only
@@ -390,10 +319,8 @@ impl ComfyClient {
 
     /// `GET /queue`, pending sorted by `number`.
     pub async fn queue(&self) -> Result<QueueSnapshot, ClientError> {
-        let raw: Value = self
-            .get_json("GET /queue", &["queue"], BodyKind::LargeJson)
-            .await?;
-        Ok(parse_queue(&raw))
+        self.get_json("GET /queue", &["queue"], BodyKind::LargeJson)
+            .await
     }
 
     /// `GET /history/{id}`: `None` when ComfyUI does not know the id (or it has not finished).
@@ -897,42 +824,12 @@ mod tests {
     #[test]
     fn queue_pending_heap_is_sorted_into_run_order() {
         let t = transcript("queue_snapshot_running_and_pending.json");
-        let q = parse_queue(&t["response"]["json"]);
-        assert_eq!(q.running.len(), 1);
-        let numbers: Vec<f64> = q.pending.iter().map(|e| e.number).collect();
+        let bytes = serde_json::to_vec(&t["response"]["json"]).unwrap();
+        let q: QueueSnapshot = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(q.running().len(), 1);
+        let numbers: Vec<f64> = q.pending().iter().map(|e| e.number).collect();
         assert_eq!(numbers, vec![-30.0, 26.0, 27.0, 28.0, 29.0]);
-        assert_eq!(q.pending[0].client_id.as_deref(), Some("queue-9cd422"));
-        assert_eq!(q.position(&q.pending[0].prompt_id.clone()), Some(1));
-        assert_eq!(
-            parse_queue(&json!({"queue_running": [[1]], "queue_pending": "x"})),
-            QueueSnapshot::default()
-        );
-    }
-
-    #[test]
-    fn queue_snapshot_position_counts_running_and_pending() {
-        let q = QueueSnapshot {
-            running: vec![QueueEntry {
-                number: 25.0,
-                prompt_id: "r".into(),
-                client_id: None,
-            }],
-            pending: vec![
-                QueueEntry {
-                    number: -30.0,
-                    prompt_id: "f".into(),
-                    client_id: None,
-                },
-                QueueEntry {
-                    number: 26.0,
-                    prompt_id: "a".into(),
-                    client_id: None,
-                },
-            ],
-        };
-        assert_eq!(q.position("r"), Some(0));
-        assert_eq!(q.position("f"), Some(1));
-        assert_eq!(q.position("a"), Some(2));
-        assert_eq!(q.position("zz"), None);
+        assert_eq!(q.pending()[0].client_id.as_deref(), Some("queue-9cd422"));
+        assert_eq!(q.position(&q.pending()[0].prompt_id.clone()), Some(1));
     }
 }

@@ -58,6 +58,12 @@ use crate::ws::{WsOptions, WsSignal, spawn_event_stream};
 
 /// How often open jobs are reconciled with ComfyUI as a safety net.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+/// Passes asked for by submissions start no sooner than this many times the last pass's
+/// duration after it ended: the reconciler spends at most about 1/(1 + this) of its time
+/// reading `/queue`, however long the queue (and ComfyUI answers its reads at that rate).
+pub const RECONCILE_DUTY: u32 = 9;
+/// Default [`BackendOptions::submit_settle`].
+pub const SUBMIT_SETTLE: Duration = Duration::from_millis(50);
 /// Default number of `GET /models/{folder}` requests in flight at once.
 pub const DEFAULT_MODEL_FETCH_CONCURRENCY: usize = 4;
 /// Default wait before the one retry of `/history` for a succeeded job without images.
@@ -138,6 +144,12 @@ pub struct BackendOptions {
     pub ws: WsOptions,
     /// Safety-net reconciliation period while jobs are open.
     pub reconcile_interval: Duration,
+    /// How long after a submission the reconciler waits for more before it reads `/queue`
+    /// once for all of them (default [`SUBMIT_SETTLE`], 50 ms): queue positions are filled
+    /// in that soon, and a burst of n submissions costs one `/queue` read, not n. Each read
+    /// carries the whole queue (every graph in it), so passes asked for by submissions are
+    /// also spaced by [`RECONCILE_DUTY`] times the last pass's duration.
+    pub submit_settle: Duration,
     /// How long `cancel` waits for ComfyUI to confirm an interrupt.
     pub cancel_confirm_timeout: Duration,
     /// How long a catalog / models / stats / queue fetch that failed by timeout, connection
@@ -170,6 +182,7 @@ impl BackendOptions {
         Self {
             ws: WsOptions::default(),
             reconcile_interval: RECONCILE_INTERVAL,
+            submit_settle: SUBMIT_SETTLE,
             cancel_confirm_timeout: cfg.timeout,
             negative_cache_ttl: DEFAULT_NEGATIVE_TTL,
             model_fetch_concurrency: DEFAULT_MODEL_FETCH_CONCURRENCY,
@@ -194,7 +207,11 @@ struct Inner {
     models: SharedCache<Arc<ModelSnapshot>>,
     stats: SharedCache<Arc<serde_json::Value>>,
     queue: SharedCache<Arc<QueueSnapshot>>,
+    /// Asks for a reconciliation pass now.
     reconcile: Notify,
+    /// A job was submitted, or the queue moved with jobs of ours in it: a pass within
+    /// [`BackendOptions::submit_settle`], spaced by [`RECONCILE_DUTY`].
+    queue_moved: Notify,
     persist: Option<Arc<Persistence>>,
     /// Images being post-processed at once, across jobs.
     postprocess_slots: Arc<tokio::sync::Semaphore>,
@@ -263,6 +280,7 @@ impl ComfyUi {
             stats: SharedCache::new("system_stats", ttl, None),
             queue: SharedCache::new("queue", ttl, Some(Duration::ZERO)),
             reconcile: Notify::new(),
+            queue_moved: Notify::new(),
         });
         tokio::spawn(event_loop(inner.clone(), rx, token.clone()));
         tokio::spawn(reconcile_loop(inner.clone(), token.clone()));
@@ -425,8 +443,8 @@ impl ComfyUi {
             }
         };
         let snap = inner.lock().accepted(&prompt_id, &accepted);
-        // Wake the reconciler: it fills in the queue position and starts the safety-net polling.
-        inner.reconcile.notify_one();
+        // The reconciler fills in the queue position and starts the safety-net polling.
+        inner.queue_moved.notify_one();
         if let Some((nodes, sha)) = stored {
             inner.record_new(&accepted.prompt_id, nodes, sha).await;
         }
@@ -668,7 +686,7 @@ impl ComfyUi {
             if queue.is_running(prompt_id) {
                 return self.interrupt_and_confirm(prompt_id).await;
             }
-            if queue.pending.iter().any(|e| e.prompt_id == prompt_id) {
+            if queue.is_pending(prompt_id) {
                 inner.client.delete_queued(&[prompt_id]).await?;
                 let after = inner.client.queue().await?;
                 if after.is_running(prompt_id) {
@@ -712,7 +730,7 @@ impl ComfyUi {
     /// nothing runs.
     pub async fn interrupt_running(&self) -> Result<Option<String>, CancelError> {
         let queue = self.inner.client.queue().await?;
-        let Some(running) = queue.running.first() else {
+        let Some(running) = queue.running().first() else {
             return Ok(None);
         };
         let id = running.prompt_id.clone();
@@ -953,6 +971,7 @@ impl Inner {
                 tokio::spawn(self.clone().finalize(id, None));
             }
             Some(Action::Reconcile) => self.reconcile.notify_one(),
+            Some(Action::QueueMoved) => self.queue_moved.notify_one(),
             None => {}
         }
     }
@@ -1283,19 +1302,37 @@ async fn event_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<WsSignal>, token: 
     }
 }
 
+/// Runs reconciliation passes: at once when woken through `reconcile`; within
+/// `submit_settle` of a submission or a queue move (one pass for all in that window), spaced by
+/// [`RECONCILE_DUTY`] times the last pass's duration; and every `reconcile_interval` while
+/// jobs are open; asleep while none is.
 async fn reconcile_loop(inner: Arc<Inner>, token: CancellationToken) {
+    use tokio::time::Instant;
+    const IDLE: Duration = Duration::from_secs(3600);
+    let mut next: Option<Instant> = None;
+    // When the last pass ended, and how long it took.
+    let mut last = (Instant::now(), Duration::ZERO);
     loop {
         let period = if inner.lock().has_open() {
             inner.options.reconcile_interval
         } else {
-            // Nothing to watch: sleep until woken (a connect or an event asks for it).
-            Duration::from_secs(3600)
+            IDLE
         };
+        let deadline = *next.get_or_insert_with(|| Instant::now() + period);
         tokio::select! {
             _ = token.cancelled() => return,
             _ = inner.reconcile.notified() => {}
-            _ = tokio::time::sleep(period) => {}
+            _ = inner.queue_moved.notified() => {
+                let settled = Instant::now() + inner.options.submit_settle;
+                let spaced = last.0 + last.1 * RECONCILE_DUTY;
+                next = Some(deadline.min(settled.max(spaced)));
+                continue;
+            }
+            _ = tokio::time::sleep_until(deadline) => {}
         }
+        next = None;
+        let started = Instant::now();
         inner.reconcile().await;
+        last = (Instant::now(), started.elapsed());
     }
 }

@@ -3,7 +3,7 @@
 //! output storage.
 //!
 //! Module map: `config` (connection settings), `error` (error types), `types` (shared wire
-//! types), `cache` (single-flight caches), `client` (HTTP API), `events` (websocket messages), `ws` (websocket task),
+//! types), `cache` (single-flight caches), `client` (HTTP API), `queue` (`GET /queue`, typed), `events` (websocket messages), `ws` (websocket task),
 //! `snapshot` (public job view), `tracker` (job state machine, no I/O), `jobs` (the backend
 //! service), `outputs` (downloads and provenance), `postprocess` (the post-processing stage: contract,
 //! PNG codec, per-job run), `store` (the job store interface and job listing),
@@ -22,6 +22,7 @@ pub mod outputs;
 pub mod persist;
 pub mod policy;
 pub mod postprocess;
+pub mod queue;
 pub mod reattach;
 pub mod snapshot;
 pub mod store;

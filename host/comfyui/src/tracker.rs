@@ -34,8 +34,11 @@ pub const LOST_MESSAGE: &str = "ComfyUI restarted and lost the job: it is neithe
 pub enum Action {
     /// The job succeeded: download its images, then complete it.
     Finalize(String),
-    /// Ask ComfyUI (`/queue`, `/history`) where the open jobs are.
+    /// Ask ComfyUI (`/queue`, `/history`) where the open jobs are, now (an event was missed).
     Reconcile,
+    /// ComfyUI's queue moved while jobs of ours wait in it: their positions are to be read
+    /// again, soon (one read for every such change in a short window).
+    QueueMoved,
 }
 
 /// Run-time bookkeeping of an open job.
@@ -458,7 +461,7 @@ impl JobTable {
     /// Applies one websocket event; returns what the driver must do next.
     pub fn apply_event(&mut self, event: &Event) -> Option<Action> {
         match event {
-            Event::Status { .. } => self.has_queued().then_some(Action::Reconcile),
+            Event::Status { .. } => self.has_queued().then_some(Action::QueueMoved),
             Event::ExecutionStart {
                 prompt_id,
                 timestamp,
@@ -1158,15 +1161,12 @@ mod tests {
             prompt_id: id.into(),
             client_id: None,
         };
-        t.apply_queue(&QueueSnapshot {
-            running: vec![entry(1.0, "other")],
-            pending: vec![entry(2.0, "o2"), entry(3.0, "x")],
-        });
+        t.apply_queue(&QueueSnapshot::new(
+            vec![entry(1.0, "other")],
+            vec![entry(2.0, "o2"), entry(3.0, "x")],
+        ));
         assert_eq!(t.snapshot("x").unwrap().queue_position, Some(2));
-        t.apply_queue(&QueueSnapshot {
-            running: vec![entry(3.0, "x")],
-            pending: vec![],
-        });
+        t.apply_queue(&QueueSnapshot::new(vec![entry(3.0, "x")], vec![]));
         let s = t.snapshot("x").unwrap();
         assert_eq!((s.state, s.queue_position), (JobState::Running, Some(0)));
     }

@@ -130,15 +130,15 @@ async fn queue_delete_and_interrupt_calls() {
             .unwrap();
     }
     let q = c.queue().await.unwrap();
-    assert!(q.running.is_empty());
-    let order: Vec<&str> = q.pending.iter().map(|e| e.prompt_id.as_str()).collect();
+    assert!(q.running().is_empty());
+    let order: Vec<&str> = q.pending().iter().map(|e| e.prompt_id.as_str()).collect();
     assert_eq!(
         order,
         ids.iter().map(String::as_str).collect::<Vec<_>>(),
         "run order"
     );
     assert_eq!(q.position(&ids[2]), Some(2));
-    assert_eq!(q.pending[0].client_id.as_deref(), Some("q"));
+    assert_eq!(q.pending()[0].client_id.as_deref(), Some("q"));
     c.delete_queued(&[&ids[1]]).await.unwrap();
     let q = c.queue().await.unwrap();
     assert!(!q.contains(&ids[1]) && q.contains(&ids[0]) && q.contains(&ids[2]));

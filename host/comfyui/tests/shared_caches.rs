@@ -169,3 +169,51 @@ async fn statuses_of_many_queued_jobs_use_one_queue_request() {
     assert_eq!(queue_gets, 1);
     sim.hold_queue(false);
 }
+
+/// A burst of submissions (each also moves ComfyUI's queue, announced by a websocket
+/// `status` event) costs one `GET /queue`, not one per submission and per event: each read
+/// carries the whole queue, so that made a burst quadratic in its length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_submissions_reads_the_queue_once() {
+    const JOBS: usize = 40;
+    let sim = sim(SimConfig::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut options = fast_options();
+    options.reconcile_interval = Duration::from_secs(3600);
+    // Every submission of the burst lands in one settle window.
+    options.submit_settle = Duration::from_secs(2);
+    let comfy = ComfyUi::connect_with(config(&sim.base_url(), &out), options).unwrap();
+    let b = Backend { comfy, out };
+    connected(&b.comfy).await;
+    sim.hold_queue(true);
+    sim.clear_requests();
+    let mut ids = Vec::new();
+    for i in 0..JOBS {
+        let job = b
+            .comfy
+            .submit(request(empty_image_graph(1, &format!("mcp/burst{i}"))))
+            .await
+            .unwrap();
+        ids.push(job.prompt_id);
+    }
+    let last = ids.last().unwrap().clone();
+    let mut rx = b.comfy.watch(&last).unwrap();
+    tokio::time::timeout(
+        BOUND,
+        rx.wait_for(|s| s.queue_position == Some(JOBS as u32 - 1)),
+    )
+    .await
+    .expect("positions known")
+    .unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let s = b.comfy.watch(id).unwrap().borrow().clone();
+        assert_eq!(s.queue_position, Some(i as u32), "{s:?}");
+    }
+    let queue_gets = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/queue"))
+        .count();
+    assert_eq!(queue_gets, 1, "one read for the whole burst");
+    sim.hold_queue(false);
+}
