@@ -54,6 +54,17 @@ fn stats(mut samples: Vec<Duration>, mut to_post: Vec<Duration>, total: Duration
     }
 }
 
+/// CPU time this process (client, server and simulator together) has used so far, from
+/// `/proc/self/stat` (utime + stime, in clock ticks of 10 ms); `None` off Linux.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// Time from `sent` to the simulator's receipt of the newest `POST /prompt`.
 fn to_post(sim: &simulator::SimHandle, sent: Instant) -> Duration {
     let arrived = sim
@@ -141,6 +152,7 @@ async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle, checked: bool) -
     // Throughput with requests in flight together: write a burst of calls back to
     // back on the one stdio stream, then read every answer.
     let started = Instant::now();
+    let cpu_before = process_cpu();
     for j in 0..BURST {
         let mut line = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": BURST_ID + j, "method": "tools/call", "params": {"name": "generate_image", "arguments": arguments(WARMUP + CALLS + j)}})).unwrap();
         line.push(b'\n');
@@ -158,7 +170,16 @@ async fn bench_stdio(app: Arc<App>, sim: &simulator::SimHandle, checked: bool) -
             answered += 1;
         }
     }
-    let burst_rate = BURST as f64 / started.elapsed().as_secs_f64();
+    let wall = started.elapsed();
+    let burst_rate = BURST as f64 / wall.as_secs_f64();
+    if let (Some(before), Some(after)) = (cpu_before, process_cpu()) {
+        let cpu = after.saturating_sub(before);
+        println!(
+            "  burst: {:.2} cores busy on average, {:.0} µs of CPU per call (client, server and simulator together)",
+            cpu.as_secs_f64() / wall.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / BURST as f64
+        );
+    }
     (sequential, burst_rate)
 }
 

@@ -10,7 +10,11 @@
 //! - After every websocket (re)connect, and every 2 s while a job is open, open jobs are
 //!   reconciled with `/queue` and `/history` (ComfyUI does not replay events), so a job that
 //!   finished while the socket was down still completes, and a job lost in a ComfyUI restart
-//!   fails with a clear message instead of hanging.
+//!   fails with a clear message instead of hanging. A submission, and a websocket `status`
+//!   event (the queue moved) while a job of ours waits, ask for a pass within
+//!   [`BackendOptions::submit_settle`] that serves every such request in that window, spaced
+//!   by [`RECONCILE_DUTY`] times the last pass's duration: a `/queue` read carries the whole
+//!   queue, so a burst of n submissions costs one read, never n (which made bursts quadratic).
 //! - The node catalog, model lists, system stats and the queue snapshot are single-flight
 //!   [`SharedCache`]s: concurrent callers share one request and its result or error, no lock
 //!   is held across HTTP. They are cached per connection generation; the generation changes on
@@ -886,7 +890,11 @@ impl Inner {
         let Some(p) = &self.persist else {
             return;
         };
-        let Some(snapshot) = self.lock().snapshot(prompt_id) else {
+        // The receiver has seen the snapshot stored: the follower writes changes after it.
+        let Some((snapshot, rx)) = ({
+            let table = self.lock();
+            table.snapshot(prompt_id).zip(table.watch(prompt_id))
+        }) else {
             return;
         };
         let job = StoredJob {
@@ -900,9 +908,7 @@ impl Inner {
             tracing::error!(prompt_id, error = %e, "could not record the job in the store; it is followed in memory only");
             return;
         }
-        if let Some(rx) = self.lock().watch(prompt_id) {
-            tokio::spawn(p.clone().follow(self.clone(), rx, self.token.clone()));
-        }
+        tokio::spawn(p.clone().follow(self.clone(), rx, self.token.clone(), true));
     }
 
     /// Before an interrupt or a disappearance ends one of our jobs: if another process

@@ -180,7 +180,10 @@ pub async fn write_provenance(
     ctx: &ProvenanceContext,
 ) -> Result<PathBuf, OutputError> {
     let dir = job_dir(output_dir, &job.prompt_id);
-    create_dir(&dir).await?;
+    if job.files.is_empty() {
+        // Otherwise the images are in it already.
+        create_dir(&dir).await?;
+    }
     let (template_id, workflow_path) = match &job.origin {
         JobOrigin::Template { template_id, .. } => (Some(template_id.as_str()), None),
         JobOrigin::Workflow { path, .. } => (None, Some(path.as_str())),
@@ -220,25 +223,17 @@ pub async fn write_provenance(
     };
     let bytes = serde_json::to_vec_pretty(&doc).expect("provenance serialises");
     let dest = checked_path(&dir, PROVENANCE_FILE)?;
-    let tmp = temp_path(&dir, PROVENANCE_FILE);
-    if let Err(source) = tokio::fs::write(&tmp, &bytes).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(OutputError::Io {
-            action: "write",
-            path: tmp,
-            source,
-        });
-    }
-    rename(&tmp, &dest).await?;
+    write_atomically(&dir, &dest, bytes).await?;
     Ok(dest)
 }
 
 /// Writes `bytes` to `dest` (a file inside `dir`) atomically: a hidden temp file in `dir`,
-/// then a rename over `dest`. The temp file is removed when anything fails.
+/// then a rename over `dest`. The temp file is removed when anything fails. Both steps run
+/// in one blocking task (one hop off the runtime, not one per file operation).
 pub(crate) async fn write_atomically(
     dir: &Path,
     dest: &Path,
-    bytes: &[u8],
+    bytes: impl AsRef<[u8]> + Send + 'static,
 ) -> Result<(), OutputError> {
     let name = dest
         .file_name()
@@ -246,19 +241,29 @@ pub(crate) async fn write_atomically(
         .unwrap_or_default();
     let dest = checked_path(dir, &name)?;
     let tmp = temp_path(dir, &name);
-    if let Err(source) = tokio::fs::write(&tmp, bytes).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(OutputError::Io {
-            action: "write",
-            path: tmp,
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| OutputError::Io {
+            action,
+            path,
             source,
-        });
-    }
-    if let Err(e) = rename(&tmp, &dest).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    Ok(())
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let written = std::fs::write(&tmp, bytes)
+            .map_err(io("write", &tmp))
+            .and_then(|()| std::fs::rename(&tmp, &dest).map_err(io("rename into place", &dest)));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    })
+    .await
+    .map_err(|e| OutputError::Io {
+        action: "write",
+        path: dir.to_owned(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 /// Moves `from` to `to` (both inside `dir`) by a rename.

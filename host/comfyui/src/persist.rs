@@ -125,14 +125,23 @@ impl Persistence {
         .map_err(|e| StoreError(Box::new(e)))?
     }
 
-    /// Writes every change of a job until its ending is stored.
+    /// Writes every change of a job until its ending is stored. With `stored` the value
+    /// `rx` holds now is already in the store (the insert of a new job): the first write is
+    /// of its first change.
     pub(crate) async fn follow(
         self: Arc<Self>,
         tracked: Arc<impl Tracked>,
         mut rx: watch::Receiver<JobSnapshot>,
         token: CancellationToken,
+        stored: bool,
     ) {
         let mut failures = 0;
+        if stored {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                changed = rx.changed() => if changed.is_err() { return },
+            }
+        }
         loop {
             let snap = rx.borrow_and_update().clone();
             let (id, ending) = (snap.prompt_id.clone(), snap.state.is_terminal());
@@ -190,7 +199,12 @@ impl Persistence {
                     for job in beat.adopted {
                         if let Some(rx) = tracked.adopt(&job) {
                             tracked.clone().guard_execution(rx.clone(), token.clone());
-                            tokio::spawn(self.clone().follow(tracked.clone(), rx, token.clone()));
+                            tokio::spawn(self.clone().follow(
+                                tracked.clone(),
+                                rx,
+                                token.clone(),
+                                false,
+                            ));
                         }
                     }
                     if adopted {

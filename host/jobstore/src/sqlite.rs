@@ -196,11 +196,8 @@ impl SqliteJobStore {
 
     fn load(&self, conn: &Connection, prompt_id: &str) -> Result<Option<StoredJob>, StoreError> {
         let raw = conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM jobs WHERE prompt_id = ?1"),
-                [prompt_id],
-                rows::read_raw,
-            )
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE prompt_id = ?1"))
+            .and_then(|mut stmt| stmt.query_row([prompt_id], rows::read_raw))
             .optional()
             .map_err(|e| self.err(e))?;
         raw.map(|r| r.decode(&self.path)).transpose()
@@ -210,18 +207,15 @@ impl SqliteJobStore {
         self.write(|tx, me, _| {
             let now = now_unix();
             let current: Option<String> = tx
-                .query_row(
-                    "SELECT state FROM jobs WHERE prompt_id = ?1",
-                    [&snap.prompt_id],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT state FROM jobs WHERE prompt_id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&snap.prompt_id], |r| r.get(0)))
                 .optional()
                 .map_err(|e| self.err(e))?;
             let Some(current) = current else {
                 return Ok(Update::Missing);
             };
             let changed = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE jobs SET state = ?2, rank = ?3, progress = MAX(progress, ?4),
                         queue_position = ?5, started_at = COALESCE(started_at, ?6),
                         finished_at = ?7, execution_time = ?8, error = ?9, node_errors = ?10,
@@ -229,7 +223,9 @@ impl SqliteJobStore {
                         cancel_requested = MAX(cancel_requested, ?15),
                         postprocess_ms = ?16, postprocessing = ?17
                      WHERE prompt_id = ?1 AND (rank < ?3 OR (rank = ?3 AND rank < 2))",
-                    params![
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
                         snap.prompt_id,
                         snap.state.as_str(),
                         rank(snap.state),
@@ -247,8 +243,8 @@ impl SqliteJobStore {
                         kind == Write::Cancel,
                         snap.postprocess_ms,
                         snap.postprocessing.as_ref().map(json),
-                    ],
-                )
+                    ])
+                })
                 .map_err(|e| self.err(e))?;
             if changed == 0 {
                 let stored = self
@@ -267,7 +263,7 @@ impl SqliteJobStore {
     fn insert_job(&self, job: &StoredJob) -> Result<(), StoreError> {
         let s = &job.snapshot;
         self.write(|tx, me, _| {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO jobs (prompt_id, origin, template_id, parameters, metadata,
                     graph_sha256, graph_nodes, state, rank, progress, queue_position,
                     submitted_at, started_at, finished_at, execution_time, error, node_errors,
@@ -282,7 +278,9 @@ impl SqliteJobStore {
                     updated_at = excluded.updated_at, backend = excluded.backend,
                     owner = excluded.owner
                  WHERE jobs.rank < 2",
-                params![
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     s.prompt_id,
                     json(&s.origin),
                     s.origin.template_id(),
@@ -309,8 +307,8 @@ impl SqliteJobStore {
                     job.cancel_requested,
                     s.postprocess_ms,
                     s.postprocessing.as_ref().map(json),
-                ],
-            )
+                ])
+            })
             .map_err(|e| self.err(e))?;
             add_transition(tx, &s.prompt_id, JobState::Queued, s.submitted_at, &me.id)
                 .map_err(|e| self.err(e))?;
@@ -499,12 +497,12 @@ fn connect(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
 }
 
 fn renew_lease(tx: &rusqlite::Transaction<'_>, me: &Me, now: f64) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO owners (owner_id, pid, host, started_at, heartbeat_at)
          VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT (owner_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-        params![me.id, me.pid, me.host, now],
-    )?;
+    )?
+    .execute(params![me.id, me.pid, me.host, now])?;
     Ok(())
 }
 

@@ -267,11 +267,12 @@ impl ImageRun<'_> {
             let name = outputs::raw_name(&file.filename, taken);
             *raw = Some(outputs::move_within(self.dir, &file.path, &name).await?);
         }
-        outputs::write_atomically(self.dir, &file.path, &png).await?;
+        let bytes = png.len() as u64;
+        outputs::write_atomically(self.dir, &file.path, png).await?;
         Ok(SavedImage {
             width,
             height,
-            bytes: png.len() as u64,
+            bytes,
             postprocess: Some(ImagePostprocess {
                 steps: result.steps,
                 ms: start.elapsed().as_secs_f64() * 1000.0,
