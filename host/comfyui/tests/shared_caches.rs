@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use comfyui::{ComfyConfig, ComfyUi};
+use comfyui::{BackendOptions, ComfyConfig, ComfyUi};
 use common::*;
-use simulator::SimConfig;
+use simulator::{SimConfig, SimHandle};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -126,27 +126,44 @@ async fn failures_expire_after_the_negative_ttl() {
     assert!(recovered, "the failure was cached past its TTL");
 }
 
-/// `statuses` refreshes many queued jobs from ONE `GET /queue`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statuses_of_many_queued_jobs_use_one_queue_request() {
+/// A connected backend on a fresh simulator whose queue is held, with no safety-net polling in
+/// the way of request counts (submissions still ask for a pass); `tune` adjusts the options.
+async fn held_backend(tune: impl FnOnce(&mut BackendOptions)) -> (SimHandle, Backend) {
     let sim = sim(SimConfig::default()).await;
     let out = tempfile::tempdir().unwrap();
     let mut options = fast_options();
-    // No safety-net polling in the way of the count (submits still wake the reconciler).
     options.reconcile_interval = Duration::from_secs(3600);
+    tune(&mut options);
     let comfy = ComfyUi::connect_with(config(&sim.base_url(), &out), options).unwrap();
     let b = Backend { comfy, out };
     connected(&b.comfy).await;
     sim.hold_queue(true);
+    (sim, b)
+}
+
+/// Submits `n` one-image jobs one after the other; their prompt ids in order.
+async fn submit_jobs(b: &Backend, n: usize, prefix: &str) -> Vec<String> {
     let mut ids = Vec::new();
-    for i in 0..5 {
-        let job = b
-            .comfy
-            .submit(request(empty_image_graph(1, &format!("mcp/q{i}"))))
-            .await
-            .unwrap();
-        ids.push(job.prompt_id);
+    for i in 0..n {
+        let graph = empty_image_graph(1, &format!("mcp/{prefix}{i}"));
+        ids.push(b.comfy.submit(request(graph)).await.unwrap().prompt_id);
     }
+    ids
+}
+
+/// The `GET /queue` requests the simulator has logged.
+fn queue_reads(sim: &SimHandle) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/queue"))
+        .count()
+}
+
+/// `statuses` refreshes many queued jobs from ONE `GET /queue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_of_many_queued_jobs_use_one_queue_request() {
+    let (sim, b) = held_backend(|_| {}).await;
+    let ids = submit_jobs(&b, 5, "q").await;
     // Let the reconciliation the submits asked for settle (it fills in every position).
     let last = ids.last().unwrap().clone();
     let mut rx = b.comfy.watch(&last).unwrap();
@@ -161,11 +178,7 @@ async fn statuses_of_many_queued_jobs_use_one_queue_request() {
         let s = s.as_ref().unwrap().as_ref().unwrap();
         assert_eq!(s.queue_position, Some(i as u32), "{s:?}");
     }
-    let queue_gets = sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "GET" && r.path.ends_with("/queue"))
-        .count();
+    let queue_gets = queue_reads(&sim);
     assert_eq!(queue_gets, 1);
     sim.hold_queue(false);
 }
@@ -176,26 +189,10 @@ async fn statuses_of_many_queued_jobs_use_one_queue_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_submissions_reads_the_queue_once() {
     const JOBS: usize = 40;
-    let sim = sim(SimConfig::default()).await;
-    let out = tempfile::tempdir().unwrap();
-    let mut options = fast_options();
-    options.reconcile_interval = Duration::from_secs(3600);
     // Every submission of the burst lands in one settle window.
-    options.submit_settle = Duration::from_secs(2);
-    let comfy = ComfyUi::connect_with(config(&sim.base_url(), &out), options).unwrap();
-    let b = Backend { comfy, out };
-    connected(&b.comfy).await;
-    sim.hold_queue(true);
+    let (sim, b) = held_backend(|o| o.submit_settle = Duration::from_secs(2)).await;
     sim.clear_requests();
-    let mut ids = Vec::new();
-    for i in 0..JOBS {
-        let job = b
-            .comfy
-            .submit(request(empty_image_graph(1, &format!("mcp/burst{i}"))))
-            .await
-            .unwrap();
-        ids.push(job.prompt_id);
-    }
+    let ids = submit_jobs(&b, JOBS, "burst").await;
     let last = ids.last().unwrap().clone();
     let mut rx = b.comfy.watch(&last).unwrap();
     tokio::time::timeout(
@@ -209,11 +206,7 @@ async fn a_burst_of_submissions_reads_the_queue_once() {
         let s = b.comfy.watch(id).unwrap().borrow().clone();
         assert_eq!(s.queue_position, Some(i as u32), "{s:?}");
     }
-    let queue_gets = sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "GET" && r.path.ends_with("/queue"))
-        .count();
+    let queue_gets = queue_reads(&sim);
     assert_eq!(queue_gets, 1, "one read for the whole burst");
     sim.hold_queue(false);
 }
