@@ -180,10 +180,7 @@ pub async fn write_provenance(
     ctx: &ProvenanceContext,
 ) -> Result<PathBuf, OutputError> {
     let dir = job_dir(output_dir, &job.prompt_id);
-    if job.files.is_empty() {
-        // Otherwise the images are in it already.
-        create_dir(&dir).await?;
-    }
+    create_dir(&dir).await?;
     let (template_id, workflow_path) = match &job.origin {
         JobOrigin::Template { template_id, .. } => (Some(template_id.as_str()), None),
         JobOrigin::Workflow { path, .. } => (None, Some(path.as_str())),

@@ -136,11 +136,8 @@ impl Persistence {
         stored: bool,
     ) {
         let mut failures = 0;
-        if stored {
-            tokio::select! {
-                _ = token.cancelled() => return,
-                changed = rx.changed() => if changed.is_err() { return },
-            }
+        if stored && !next_change(&mut rx, &token).await {
+            return;
         }
         loop {
             let snap = rx.borrow_and_update().clone();
@@ -168,9 +165,8 @@ impl Persistence {
                     }
                 }
             }
-            tokio::select! {
-                _ = token.cancelled() => return,
-                changed = rx.changed() => if changed.is_err() { return },
+            if !next_change(&mut rx, &token).await {
+                return;
             }
         }
     }
@@ -272,4 +268,13 @@ impl Persistence {
 
 fn tracking_settled(id: &str, stored: &JobSnapshot) {
     tracing::info!(prompt_id = %id, state = %stored.state, "the job store already holds this job's ending (set by another server or the open-job bound); taking it");
+}
+
+/// Waits for the job's next change; false when the job's sender is gone or `token` is
+/// cancelled first.
+async fn next_change(rx: &mut watch::Receiver<JobSnapshot>, token: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = token.cancelled() => false,
+        changed = rx.changed() => changed.is_ok(),
+    }
 }

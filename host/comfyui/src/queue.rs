@@ -103,7 +103,7 @@ impl QueueSnapshot {
 
     /// True when `prompt_id` is running.
     pub fn is_running(&self, prompt_id: &str) -> bool {
-        self.position(prompt_id) == Some(0) && self.running.iter().any(|e| e.prompt_id == prompt_id)
+        self.running.iter().any(|e| e.prompt_id == prompt_id)
     }
 
     /// True when `prompt_id` waits in the queue (not running).
