@@ -343,6 +343,9 @@ async fn job_finished_while_disconnected_completes_on_reconnect() {
     let cfg = config(&sim.base_url(), &out);
     let mut options = fast_options();
     options.reconcile_interval = Duration::from_secs(3600);
+    // The pass the submission asks for runs at once, before the socket drops (a settled
+    // one could run after the job ended and complete it without the reconnect).
+    options.submit_settle = Duration::ZERO;
     let comfy = comfyui::ComfyUi::connect_with(cfg, options).unwrap();
     connected(&comfy).await;
     let before = *comfy.connection().borrow();
