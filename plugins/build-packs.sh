@@ -22,7 +22,7 @@ TARGET=wasm32-wasip2
 OUT="${CARGO_TARGET_DIR:-$PLUGINS/target}/$TARGET/release"
 
 # Test packs (members under test-packs/, except the `support` library).
-TEST_PACKS=(endless-loop memory-hog panicker huge-output wasi-snoop noisy-logger wrong-abi clash mini mini-v2 slow-loader two-faced a-clash sleeper-agent graph-bomb text-bomb deep-recursion clock-snoop metadata-bomb bad-specs template-cap py-traceback py-import-error sloppy mini-abi2 post-hog abi3 no-postprocessor bad-example)
+TEST_PACKS=(endless-loop memory-hog panicker huge-output wasi-snoop noisy-logger wrong-abi clash mini mini-v2 slow-loader two-faced a-clash sleeper-agent graph-bomb text-bomb deep-recursion clock-snoop metadata-bomb bad-specs template-cap py-traceback py-import-error sloppy mini-abi2 post-hog abi3 no-postprocessor bad-example grudge)
 DEBIAN_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 wasi-libc)
 
 log() { printf 'build-packs: %s\n' "$*" >&2; }

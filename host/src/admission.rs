@@ -16,7 +16,10 @@
 //!   each with a [`PACK_THREAD_STACK`] native stack (room for the 4 MiB of
 //!   wasm stack the engine allows plus the host frames below it), so thread
 //!   count and peak memory are bounded by permits × the per-call memory cap,
-//!   whatever the number of callers;
+//!   whatever the number of callers. Each declares its stack to the pack
+//!   runtime (`pack_runtime::declare_call_thread`), so a pack call runs on
+//!   it directly (a wasm stack setting above what it holds makes the
+//!   runtime use its own larger call threads instead);
 //! * a job is handed to the pool only while it holds both permits, so a pool
 //!   thread is always free for it; the permits are released on that thread
 //!   when the job returns (or panics), never earlier: a caller that gives up
@@ -184,6 +187,8 @@ impl Admission {
                 .name(format!("pack-call-{i}"))
                 .stack_size(PACK_THREAD_STACK)
                 .spawn(move || {
+                    // Pack calls run right here, not on a further thread.
+                    pack_runtime::declare_call_thread(PACK_THREAD_STACK);
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match rx.lock() {

@@ -391,6 +391,10 @@ pub struct Settings {
     /// instantiation); calls past it are allocated on demand. 0 turns the pool off.
     #[arg(long, env = "COMFYUI_MCP_PACK_POOL_SLOTS", default_value_t = pack_runtime::DEFAULT_POOL_SLOTS, global = true)]
     pub pack_pool_slots: usize,
+    /// KiB of each pooled memory and table kept resident between calls
+    /// (reset in place, no page faults on reuse); 0 returns every page to the kernel.
+    #[arg(long, env = "COMFYUI_MCP_PACK_POOL_KEEP_RESIDENT_KB", default_value_t = pack_runtime::Limits::default().pool_keep_resident_bytes >> 10, global = true)]
+    pub pack_pool_keep_resident_kb: usize,
     /// Bytes of log output (log, stdout, stderr) kept per pack call.
     #[arg(long, env = "COMFYUI_MCP_PACK_LOG_BYTES", default_value_t = pack_runtime::Limits::default().max_log_bytes, global = true)]
     pub pack_log_bytes: usize,
@@ -681,6 +685,7 @@ impl Settings {
             max_tables: self.pack_max_tables,
             wasm_stack_bytes: self.pack_stack_kb << 10,
             pool_slots: self.pack_pool_slots,
+            pool_keep_resident_bytes: self.pack_pool_keep_resident_kb << 10,
             max_log_bytes: self.pack_log_bytes,
             max_log_lines: self.pack_log_lines,
             max_error_bytes: self.pack_error_bytes,

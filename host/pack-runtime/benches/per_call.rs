@@ -1,9 +1,14 @@
 //! Per-call cost of the shipped pack (fresh store + instantiate + build),
 //! with the instance pool (`Limits::pool_slots` at its default) and without
 //! it (`pool_slots: 0`, on-demand allocation and wasmtime's default memory
-//! reservation, as before the pool), calls interleaved one by one so both
-//! see the same machine load. Also: the same with the pool full (every call
-//! through the on-demand fallback), and spawning the call thread alone.
+//! reservation, as before the pool), calls interleaved one by one so all
+//! see the same machine load. Also: the pool with every page of a returned
+//! slot handed back to the kernel (`pool_keep_resident_bytes: 0`, as before
+//! the resident budget); the pool on a thread that declared its stack
+//! (`declare_call_thread`, as the server's admission threads do: no hop to a
+//! call thread); the pool full (every call through the on-demand fallback);
+//! and spawning the call thread alone. Everything runs on one thread with
+//! the native stack a call needs, which declares it only for its arm.
 //!
 //! Run with: `cargo bench --profile dev -p comfyui-mcp-pack-runtime --bench per_call`
 //! (prints a table; never asserts on timings).
@@ -21,10 +26,11 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
     (pick(0.5), pick(0.99), samples[0])
 }
 
-fn runtime(pool_slots: usize) -> Runtime {
+fn runtime(pool_slots: usize, pool_keep_resident_bytes: usize) -> Runtime {
     Runtime::new(RuntimeConfig {
         limits: Limits {
             pool_slots,
+            pool_keep_resident_bytes,
             ..Limits::default()
         },
         ..RuntimeConfig::default()
@@ -33,18 +39,28 @@ fn runtime(pool_slots: usize) -> Runtime {
 }
 
 fn main() {
+    std::thread::Builder::new()
+        .stack_size(Limits::default().native_stack_bytes())
+        .spawn(measure)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn measure() {
+    let keep = Limits::default().pool_keep_resident_bytes;
     let calls: usize = std::env::var("COMFYUI_MCP_BENCH_CALLS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(2000);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/game-assets.wasm");
-    let on_demand = runtime(0).load_file(&path).unwrap();
-    let pooled = runtime(pack_runtime::DEFAULT_POOL_SLOTS)
-        .load_file(&path)
-        .unwrap();
+    let slots = pack_runtime::DEFAULT_POOL_SLOTS;
+    let on_demand = runtime(0, keep).load_file(&path).unwrap();
+    let released = runtime(slots, 0).load_file(&path).unwrap();
+    let pooled = runtime(slots, keep).load_file(&path).unwrap();
     // A pool of one slot, held by a call parked in the host: every call
     // measured on it goes through the fallback.
-    let full = Arc::new(runtime(1).load_file(&path).unwrap());
+    let full = Arc::new(runtime(1, keep).load_file(&path).unwrap());
     let host: Arc<dyn HostView> = Arc::new(StaticHost {
         models: [(
             "checkpoints".to_owned(),
@@ -59,17 +75,27 @@ fn main() {
         .clone();
     let (parked, release) = park(&full, &args);
 
-    let mut samples: [Vec<Duration>; 4] = Default::default();
-    let mut pooled_calls = [0usize; 3];
+    let mut samples: [Vec<Duration>; 6] = Default::default();
+    let mut pooled_calls = [0usize; 5];
+    let declared = Limits::default().native_stack_bytes();
+    let arms = [
+        (&on_demand, 0),
+        (&released, 0),
+        (&pooled, 0),
+        (&pooled, declared),
+        (&*full, 0),
+    ];
     for i in 0..calls {
         let template = ["item-icon", "pixel-art"][i % 2];
-        for (k, pack) in [&on_demand, &pooled, &*full].into_iter().enumerate() {
+        for (k, (pack, stack)) in arms.into_iter().enumerate() {
+            pack_runtime::declare_call_thread(stack);
             let t = Instant::now();
             let (built, stats) = pack.build_with_stats(template, &args, host.clone());
             samples[k].push(t.elapsed());
             built.unwrap();
             pooled_calls[k] += usize::from(stats.unwrap().pooled);
         }
+        pack_runtime::declare_call_thread(0);
         let t = Instant::now();
         std::thread::Builder::new()
             .stack_size(Limits::default().native_stack_bytes())
@@ -77,7 +103,7 @@ fn main() {
             .unwrap()
             .join()
             .unwrap();
-        samples[3].push(t.elapsed());
+        samples[5].push(t.elapsed());
     }
     release.send(()).unwrap();
     drop(release);
@@ -90,7 +116,9 @@ fn main() {
     );
     let names = [
         "per call, on demand (pool_slots 0, as before)",
-        "per call, instance pool (default slots)",
+        "per call, pool, slots reset by madvise (keep-resident 0)",
+        "per call, pool (defaults), on a call thread",
+        "per call, pool (defaults), on the declared caller thread",
         "per call, pool full: on-demand fallback",
         "spawning the call thread alone (6 MiB stack)",
     ];
@@ -101,9 +129,12 @@ fn main() {
         let pooled = pooled_calls.get(k).map_or(String::new(), |n| n.to_string());
         println!("{name:<62} {median:>10.2?} {p99:>10.2?} {min:>10.2?} {pooled:>7}");
     }
+    let ratio = |a: usize, b: usize| medians[a].as_secs_f64() / medians[b].as_secs_f64();
     println!(
-        "median ratio, on demand / pool: {:.2}x",
-        medians[0].as_secs_f64() / medians[1].as_secs_f64()
+        "median ratios: on demand / pool {:.2}x; keep-resident 0 / default {:.2}x; call thread / declared caller {:.2}x",
+        ratio(0, 2),
+        ratio(1, 2),
+        ratio(2, 3)
     );
 }
 

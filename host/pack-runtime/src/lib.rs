@@ -27,7 +27,8 @@
 //!   when a slot is returned), or from on-demand allocation when the pool is
 //!   off, full, or too small for the pack, under the same limits and with
 //!   the same compiled code (`compiler.rs`); calls run on reused call
-//!   threads (`threads.rs`);
+//!   threads (`threads.rs`), or on the caller's own thread when it declared
+//!   a large enough stack ([`declare_call_thread`]);
 //! * every call runs under [`Limits`]: one memory budget for all memories
 //!   and tables of the call, caps on instances, memories and tables, a
 //!   wall-clock deadline enforced by epoch interruption, a wasm stack limit
@@ -79,3 +80,4 @@ pub use purity::{FIXED_WALL_CLOCK_SECS, MONOTONIC_STEP_NS};
 pub use runtime::{EngineError, Runtime, RuntimeConfig, StartError};
 pub use sandbox::{HostView, StaticHost};
 pub use spec::{Alias, ImageInput, PackInfo, ParamKind, ParamSpec, ParamValue, TemplateInfo};
+pub use threads::declare_call_thread;

@@ -15,8 +15,13 @@
 //!   native stack;
 //! * a panic in a call is caught on its thread and resumed on the caller's,
 //!   so a thread never dies with a call half done and is reused after;
-//! * dropping the runtime and its packs ends the idle threads.
+//! * dropping the runtime and its packs ends the idle threads;
+//! * a thread that declared its stack ([`declare_call_thread`]) at least as
+//!   large as the configured one runs its calls itself, without a hop: a
+//!   caller that already keeps call threads (the server's admission pool)
+//!   pays no second thread switch per call.
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
@@ -24,6 +29,22 @@ use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 use crate::limits::Limits;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+thread_local! {
+    /// Native stack the current thread declared, in bytes (0: none).
+    static DECLARED_STACK: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Declares that the current thread was spawned with `stack_bytes` of
+/// native stack, so pack calls made on it run on it directly when that is
+/// at least [`Limits::native_stack_bytes`] (instead of on a call thread of
+/// the runtime). Call it first thing on a thread you spawned with
+/// `std::thread::Builder::stack_size(stack_bytes)`; declaring more than the
+/// thread has lets a deeply recursing pack overflow the native stack, which
+/// aborts the process.
+pub fn declare_call_thread(stack_bytes: usize) {
+    DECLARED_STACK.with(|declared| declared.set(stack_bytes));
+}
 
 /// Idle call threads of one runtime. See the module docs.
 pub(crate) struct CallThreads {
@@ -44,6 +65,9 @@ impl CallThreads {
     /// Runs `f` on a call thread and returns what it returned; `Err` when
     /// no thread could be started. A panic in `f` is resumed here.
     pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, String> {
+        if DECLARED_STACK.with(Cell::get) >= self.stack_bytes {
+            return Ok(f());
+        }
         let (done, result) = sync_channel(1);
         let job = move || {
             let _ = done.send(catch_unwind(AssertUnwindSafe(f)));

@@ -268,3 +268,53 @@ fn a_panic_in_a_call_reaches_the_caller_and_the_call_threads_keep_serving() {
         assert_eq!(stats.peak_memory_bytes, first.peak_memory_bytes);
     }
 }
+
+/// What `grudge` (a pack that counts its calls in a static and reads the
+/// memory it grows before marking it) reports of the calls before it.
+fn grudge_reports(limits: Limits, calls: usize) -> Vec<(String, bool)> {
+    let rt = runtime(limits, None);
+    let pack = rt
+        .load_file(&repo().join("tests/packs/grudge.wasm"))
+        .expect("grudge loads");
+    (0..calls)
+        .map(|_| {
+            let (built, stats) =
+                pack.build_with_stats("remember", &Map::new(), Arc::new(StaticHost::default()));
+            let graph = built.expect("grudge builds").graph;
+            let prefix = graph
+                .as_object()
+                .and_then(|nodes| {
+                    nodes
+                        .values()
+                        .find_map(|node| node["inputs"]["filename_prefix"].as_str())
+                })
+                .expect("a SaveImage node")
+                .to_owned();
+            (prefix, stats.expect("the pack ran").pooled)
+        })
+        .collect()
+}
+
+/// A returned slot keeps up to `pool_keep_resident_bytes` of each memory
+/// resident, reset in place: a call never sees what the call before it
+/// left, neither in its data segment nor in memory it grew, within that
+/// budget or beyond it, whatever the budget.
+#[test]
+fn a_reused_slot_shows_no_trace_of_the_calls_before_within_or_beyond_the_resident_budget() {
+    let fresh = "comfyui-mcp/grudge/1-0-0".to_owned();
+    for keep in [Limits::default().pool_keep_resident_bytes, 64 << 10, 0] {
+        let limits = Limits {
+            pool_keep_resident_bytes: keep,
+            ..slots(1)
+        };
+        for (i, (prefix, pooled)) in grudge_reports(limits, 4).into_iter().enumerate() {
+            assert!(pooled, "call {i} came from the one slot (keep {keep})");
+            assert_eq!(prefix, fresh, "call {i}, keep-resident {keep} bytes");
+        }
+    }
+    // Without the pool, the same.
+    for (prefix, pooled) in grudge_reports(slots(0), 2) {
+        assert!(!pooled);
+        assert_eq!(prefix, fresh);
+    }
+}

@@ -366,31 +366,67 @@ impl Decls {
         }
     }
 
-    fn specs(&self) -> Vec<ParamSpec> {
-        let mut specs = vec![self.prompt.spec(), self.negative_prompt.spec()];
-        specs.extend(self.image.iter().map(ImageDecl::spec));
-        specs.extend(self.mask.iter().map(ImageDecl::spec));
+    /// Every declared parameter, in listing order.
+    fn each(&self) -> Vec<&dyn Declared> {
+        let mut all: Vec<&dyn Declared> = vec![&self.prompt, &self.negative_prompt];
+        all.extend(self.image.iter().map(|d| d as &dyn Declared));
+        all.extend(self.mask.iter().map(|d| d as &dyn Declared));
         if let Some((w, h)) = &self.size {
-            specs.extend([w.spec(), h.spec()]);
+            all.extend([w as &dyn Declared, h]);
         }
-        specs.extend([
-            self.steps.spec(),
-            self.cfg_scale.spec(),
-            self.seed.spec(),
-            self.sampler.spec(),
-            self.scheduler.spec(),
-            self.denoise.spec(),
-            self.batch_size.spec(),
-            self.checkpoint.spec(),
+        all.extend([
+            &self.steps as &dyn Declared,
+            &self.cfg_scale,
+            &self.seed,
+            &self.sampler,
+            &self.scheduler,
+            &self.denoise,
+            &self.batch_size,
+            &self.checkpoint,
         ]);
-        specs.extend(self.grow_mask_by.iter().map(IntDecl::spec));
+        all.extend(self.grow_mask_by.iter().map(|d| d as &dyn Declared));
         if let Some((colours, dither)) = &self.palette {
-            specs.extend([colours.spec(), dither.spec()]);
+            all.extend([colours as &dyn Declared, dither]);
         }
-        specs.extend(self.transparent_background.iter().map(BoolDecl::spec));
-        specs
+        all.extend(
+            self.transparent_background
+                .iter()
+                .map(|d| d as &dyn Declared),
+        );
+        all
+    }
+
+    fn specs(&self) -> Vec<ParamSpec> {
+        self.each().into_iter().map(Declared::spec).collect()
+    }
+
+    /// The declared names, in listing order (what a build checks names against,
+    /// without building the specs).
+    fn names(&self) -> Vec<&'static str> {
+        self.each().into_iter().map(Declared::name).collect()
     }
 }
+
+/// One parameter declaration: its name and the spec `template-info` lists.
+trait Declared {
+    fn name(&self) -> &'static str;
+    fn spec(&self) -> ParamSpec;
+}
+
+macro_rules! declared {
+    ($($decl:ty),*) => {$(
+        impl Declared for $decl {
+            fn name(&self) -> &'static str {
+                self.name
+            }
+            fn spec(&self) -> ParamSpec {
+                <$decl>::spec(self)
+            }
+        }
+    )*};
+}
+
+declared!(TextDecl, IntDecl, NumberDecl, BoolDecl, ImageDecl);
 
 /// The parameter specs of a template, for its `template-info`.
 pub fn specs(def: &TemplateDef) -> Vec<ParamSpec> {
@@ -457,10 +493,10 @@ impl Settings {
     pub fn decode(def: &TemplateDef, params: &[Param]) -> Result<Settings, BuildError> {
         let decls = Decls::for_template(def);
         let mut errors = Vec::new();
-        let specs = decls.specs();
+        let names = decls.names();
         for (i, p) in params.iter().enumerate() {
-            if !specs.iter().any(|s| s.name == p.name) {
-                let accepted: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            if !names.contains(&p.name.as_str()) {
+                let accepted = &names;
                 errors.push(field_error(
                     &p.name,
                     format!("unknown parameter; accepted: {}", accepted.join(", ")),
