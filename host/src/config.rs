@@ -595,6 +595,9 @@ pub struct Settings {
     /// At most this many ended jobs are kept in the store (oldest pruned first).
     #[arg(long, env = "COMFYUI_MCP_DB_KEEP_JOBS", default_value_t = jobstore::StoreOptions::DEFAULT_RETENTION_COUNT, value_parser = positive_count, global = true)]
     pub db_keep_jobs: usize,
+    /// Most job-store writes committed in one transaction when they queue behind one another.
+    #[arg(long, env = "COMFYUI_MCP_DB_MAX_BATCH", default_value_t = jobstore::StoreOptions::DEFAULT_MAX_BATCH, value_parser = positive_count, global = true)]
+    pub db_max_batch: usize,
     /// Pruning also deletes the job's image folder (off: images stay on disk).
     #[arg(
         long,
@@ -874,6 +877,7 @@ impl Settings {
             max_open: Duration::from_secs(self.job_max_open_secs),
             retention_age: Duration::from_secs(self.db_keep_days.saturating_mul(86_400)),
             retention_count: self.db_keep_jobs,
+            max_batch: self.db_max_batch,
         }
     }
 

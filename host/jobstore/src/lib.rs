@@ -5,7 +5,7 @@
 //! the async runtime.
 //!
 //! Module map: `schema` (DDL and migrations), `rows` (row ⇄ job), `owner` (process identity,
-//! leases), `error` (typed errors), `sqlite` (the store itself).
+//! leases), `error` (typed errors), `group` (group commit of the writes), `sqlite` (the store itself).
 //!
 //! Lifecycle: [`SqliteJobStore::open`] creates or migrates the file, checks it
 //! (`PRAGMA quick_check`), and registers this process as an owner — every failure there
@@ -15,6 +15,7 @@
 //! [`StoreOptions::max_open`], and prunes ended jobs beyond the retention age and count.
 
 mod error;
+mod group;
 mod owner;
 mod rows;
 pub mod schema;

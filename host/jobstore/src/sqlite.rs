@@ -1,10 +1,11 @@
 //! [`SqliteJobStore`]: the [`JobStore`] on one SQLite file.
 //!
 //! Invariants:
-//! - Two connections per process: writes go through one (every write is one
-//!   `BEGIN IMMEDIATE` transaction, so writers of different processes queue on SQLite's lock
-//!   for at most the busy timeout), reads through the other (WAL: readers never wait for
-//!   writers).
+//! - Two connections per process: writes go through one (in `BEGIN IMMEDIATE`
+//!   transactions, so writers of different processes queue on SQLite's lock for at most the
+//!   busy timeout; writes queued behind one another share a transaction, at most
+//!   [`StoreOptions::max_batch`] of them, each in its own savepoint: `group.rs`), reads
+//!   through the other (WAL: readers never wait for writers).
 //! - State only moves forward, enforced by the `WHERE` of the `UPDATE` itself
 //!   (`rank < new rank`, or equal rank while open), so no interleaving of processes can move
 //!   a job back or replace one ending by another; progress only grows (`MAX`).
@@ -24,9 +25,10 @@ use comfyui::store::{
 };
 use comfyui::{JobFailure, JobSnapshot, JobState};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::StoreError;
+use crate::group::GroupWriter;
 use crate::owner::{Me, OwnerRow};
 use crate::rows::{self, COLUMNS, json, rank};
 use crate::schema;
@@ -47,6 +49,9 @@ pub struct StoreOptions {
     pub retention_age: Duration,
     /// At most this many ended jobs are kept (the oldest pruned first).
     pub retention_count: usize,
+    /// Most writes committed in one transaction when they queue behind one another
+    /// (`group.rs`); bounds how long a burst of this process's writes holds SQLite's lock.
+    pub max_batch: usize,
 }
 
 impl StoreOptions {
@@ -60,6 +65,8 @@ impl StoreOptions {
     pub const DEFAULT_RETENTION_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
     /// Default retention count.
     pub const DEFAULT_RETENTION_COUNT: usize = 100_000;
+    /// Default most writes to a transaction.
+    pub const DEFAULT_MAX_BATCH: usize = 64;
 }
 
 impl Default for StoreOptions {
@@ -70,6 +77,7 @@ impl Default for StoreOptions {
             max_open: Self::DEFAULT_MAX_OPEN,
             retention_age: Self::DEFAULT_RETENTION_AGE,
             retention_count: Self::DEFAULT_RETENTION_COUNT,
+            max_batch: Self::DEFAULT_MAX_BATCH,
         }
     }
 }
@@ -79,7 +87,7 @@ pub struct SqliteJobStore {
     path: PathBuf,
     options: StoreOptions,
     me: Me,
-    writer: Mutex<Connection>,
+    writer: GroupWriter,
     reader: Mutex<Connection>,
 }
 
@@ -116,9 +124,9 @@ impl SqliteJobStore {
         let reader = connect(path, busy)?;
         let store = Self {
             path: path.to_path_buf(),
-            options,
+            options: options.clone(),
             me: Me::new(),
-            writer: Mutex::new(writer),
+            writer: GroupWriter::new(writer, options.max_batch),
             reader: Mutex::new(reader),
         };
         store.write(|tx, me, _| renew_lease(tx, me, now_unix()).map_err(|e| store.err(e)))?;
@@ -180,18 +188,19 @@ impl SqliteJobStore {
         f(&conn).map_err(|e| self.err(e))
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer connection.
+    /// Transactions the writer connection has committed (for tests and benchmarks).
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction of the writer connection, shared with
+    /// the writes queued behind it (`group.rs`); returns once that transaction committed.
     fn write<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, &Me, &StoreOptions) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection, &Me, &StoreOptions) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = lock(&self.writer);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        let out = f(&tx, &self.me, &self.options)?;
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(out)
+        self.writer
+            .write(|tx| f(tx, &self.me, &self.options), |e| self.err(e))
     }
 
     fn load(&self, conn: &Connection, prompt_id: &str) -> Result<Option<StoredJob>, StoreError> {
@@ -496,7 +505,7 @@ fn connect(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn renew_lease(tx: &rusqlite::Transaction<'_>, me: &Me, now: f64) -> rusqlite::Result<()> {
+fn renew_lease(tx: &Connection, me: &Me, now: f64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO owners (owner_id, pid, host, started_at, heartbeat_at)
          VALUES (?1, ?2, ?3, ?4, ?4)
@@ -507,7 +516,7 @@ fn renew_lease(tx: &rusqlite::Transaction<'_>, me: &Me, now: f64) -> rusqlite::R
 }
 
 fn add_transition(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     prompt_id: &str,
     state: JobState,
     at: f64,
@@ -521,12 +530,7 @@ fn add_transition(
 }
 
 /// Fails every job open for longer than `max_open` (any owner).
-fn expire_open(
-    tx: &rusqlite::Transaction<'_>,
-    me: &Me,
-    now: f64,
-    max_open: Duration,
-) -> rusqlite::Result<usize> {
+fn expire_open(tx: &Connection, me: &Me, now: f64, max_open: Duration) -> rusqlite::Result<usize> {
     let cut = now - max_open.as_secs_f64();
     let failure = JobFailure::message(
         "JobExpired",
@@ -557,7 +561,7 @@ fn expire_open(
 
 /// Owners other than `me` that are gone.
 fn gone_owners(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     me: &Me,
     now: f64,
     lease: Duration,
@@ -589,7 +593,7 @@ fn gone_owners(
 /// Open jobs of `backend` (any when empty; jobs recorded before backends were named count
 /// for every backend) whose owner is gone, up to `limit`, now owned by `me`.
 fn claim(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     me: &Me,
     gone: &[String],
     limit: usize,
@@ -636,7 +640,7 @@ fn claim(
 }
 
 /// Drops the rows of gone owners that no longer own an open job.
-fn forget_owners(tx: &rusqlite::Transaction<'_>, gone: &[String]) -> rusqlite::Result<()> {
+fn forget_owners(tx: &Connection, gone: &[String]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "DELETE FROM owners WHERE owner_id = ?1
          AND NOT EXISTS (SELECT 1 FROM jobs WHERE owner = ?1 AND rank < 2)",

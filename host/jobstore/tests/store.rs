@@ -561,3 +561,49 @@ fn recording_an_open_job_again_moves_it_and_an_ended_one_stays() {
         ("gpu-a", JobState::Completed)
     );
 }
+
+/// Writers of many threads at once (a burst of submissions and their updates): group
+/// commit shares transactions among them (`group.rs`, where the batching itself is tested
+/// deterministically), and every job with its transitions is stored, whatever shared whose
+/// transaction. A second process's writes get through between the batches.
+#[test]
+fn concurrent_writers_lose_nothing_and_another_process_gets_its_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.sqlite3");
+    let store = Arc::new(open(&path));
+    let other = open(&path);
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let id = format!("t{t}-{i}");
+                    store.insert(&job(&id, "t", now_unix())).unwrap();
+                    let running = with_state(snapshot(&id, "t", now_unix()), JobState::Running);
+                    assert_eq!(store.update(&running).unwrap(), Update::Applied);
+                }
+            })
+        })
+        .collect();
+    for i in 0..10 {
+        other
+            .insert(&job(&format!("other-{i}"), "t", now_unix()))
+            .unwrap();
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(store.count().unwrap(), 210);
+    for t in 0..8 {
+        for i in 0..25 {
+            let id = format!("t{t}-{i}");
+            let states: Vec<JobState> = store
+                .transitions(&id)
+                .unwrap()
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect();
+            assert_eq!(states, [JobState::Queued, JobState::Running], "{id}");
+        }
+    }
+}

@@ -160,6 +160,27 @@ mod tests {
     }
 
     #[test]
+    fn at_most_max_backends_are_accepted() {
+        let list = |n: usize| {
+            (0..n)
+                .map(|i| format!("http://gpu-{i}:8188"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            from_url_list(&list(MAX_BACKENDS)).unwrap().len(),
+            MAX_BACKENDS
+        );
+        let err = from_url_list(&list(MAX_BACKENDS + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("65 backends are configured, more than the limit of 64"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_backends_file_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.json");
