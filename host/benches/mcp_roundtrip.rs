@@ -83,6 +83,25 @@ async fn start_app(sim: &simulator::SimHandle, out: &Path) -> Arc<App> {
     common::shipped_app(sim, out, &cache, &[]).await
 }
 
+/// Restarts the simulator (its held queue emptied) and waits until the server has
+/// reconnected and ended every job the restart lost, and their store writes are done.
+async fn restart(app: &App, sim: &simulator::SimHandle) {
+    sim.restart().await;
+    sim.hold_queue(true);
+    let settled = async {
+        let mut conn = app.comfy().connection();
+        conn.wait_for(|c| c.connected).await.expect("reconnects");
+        while app.comfy().open_jobs() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The lost jobs' endings are written by their followers, just after.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    tokio::time::timeout(Duration::from_secs(60), settled)
+        .await
+        .expect("the server settles after the restart");
+}
+
 /// Round trips over the stdio framing; `checked` puts the framing layer of the real stdio
 /// transport (message checks, size limit, in-flight ids) in front of rmcp, as
 /// `serve_stdio` does.
@@ -237,12 +256,10 @@ fn main() {
         );
         let (stdio, burst_rate) = bench_stdio(app.clone(), &sim, false).await;
         // Empty the held queue between phases, so a phase does not pay for 700 queued
-        // jobs in every /queue reconciliation.
-        sim.restart().await;
-        sim.hold_queue(true);
+        // jobs in every /queue reconciliation, nor for the previous phase's jobs failing.
+        restart(&app, &sim).await;
         let (checked, checked_burst_rate) = bench_stdio(app.clone(), &sim, true).await;
-        sim.restart().await;
-        sim.hold_queue(true);
+        restart(&app, &sim).await;
         let http = bench_http(app.clone(), &sim).await;
         for (name, s) in [
             ("stdio framing (pipe)", stdio),
