@@ -278,3 +278,111 @@ async fn next_change(rx: &mut watch::Receiver<JobSnapshot>, token: &Cancellation
         changed = rx.changed() => changed.is_ok(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Heartbeat, JobPage, JobQuery};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Reads take 50 ms and count how many run at once; prune hands out its passes.
+    #[derive(Debug, Default)]
+    struct Counting {
+        running: AtomicUsize,
+        peak: AtomicUsize,
+        passes: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl JobStore for Counting {
+        fn insert(&self, _job: &StoredJob) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn update(&self, _snapshot: &JobSnapshot) -> Result<Update, StoreError> {
+            Ok(Update::Applied)
+        }
+        fn get(&self, _prompt_id: &str) -> Result<Option<StoredJob>, StoreError> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            Ok(None)
+        }
+        fn list(&self, _query: &JobQuery) -> Result<JobPage, StoreError> {
+            Ok(JobPage::default())
+        }
+        fn cancel(&self, _snapshot: &JobSnapshot) -> Result<Update, StoreError> {
+            Ok(Update::Applied)
+        }
+        fn heartbeat(&self, _: &[String], _: usize, _: &str) -> Result<Heartbeat, StoreError> {
+            Ok(Heartbeat::default())
+        }
+        fn prune(&self) -> Result<Vec<String>, StoreError> {
+            Ok(self.passes.lock().unwrap().pop().unwrap_or_default())
+        }
+    }
+
+    fn persistence(store: &Arc<Counting>, options: PersistOptions) -> Persistence {
+        Persistence::new(store.clone(), options)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_concurrency_store_calls_run_at_once() {
+        for concurrency in [1, 2, 3] {
+            let store = Arc::new(Counting::default());
+            let persist = Arc::new(persistence(
+                &store,
+                PersistOptions {
+                    concurrency,
+                    ..PersistOptions::default()
+                },
+            ));
+            let calls: Vec<_> = (0..concurrency + 2)
+                .map(|_| {
+                    let persist = persist.clone();
+                    tokio::spawn(async move { persist.call(|s| s.get("job")).await })
+                })
+                .collect();
+            for call in calls {
+                call.await.unwrap().unwrap();
+            }
+            assert_eq!(
+                store.peak.load(Ordering::SeqCst),
+                concurrency,
+                "{} calls at a limit of {concurrency}",
+                concurrency + 2
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn pruned_jobs_lose_their_images_only_when_asked() {
+        for prune_images in [false, true] {
+            let out = tempfile::tempdir().unwrap();
+            for id in ["a", "b", "kept"] {
+                let dir = crate::outputs::job_dir(out.path(), id);
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("image.png"), b"png").unwrap();
+            }
+            let store = Arc::new(Counting::default());
+            // Two passes (as a full first pass would be followed by another), then none.
+            *store.passes.lock().unwrap() = vec![vec!["b".into()], vec!["a".into()]];
+            let persist = persistence(
+                &store,
+                PersistOptions {
+                    prune_images,
+                    ..PersistOptions::default()
+                },
+            );
+            persist.prune_now(out.path()).await;
+            for (id, pruned) in [("a", true), ("b", true), ("kept", false)] {
+                let exists = crate::outputs::job_dir(out.path(), id).exists();
+                assert_eq!(
+                    exists,
+                    !(pruned && prune_images),
+                    "{id}, prune_images {prune_images}"
+                );
+            }
+        }
+    }
+}
