@@ -160,3 +160,38 @@ fn a_python_style_crash_names_the_exception_in_check() {
         "{r}"
     );
 }
+
+/// A ComfyUI that accepts the connection and never answers: the probe gives up at
+/// `COMFYUI_MCP_CHECK_PROBE_MS`, says so, and the check goes on with the stock catalog.
+#[test]
+fn a_silent_comfyui_is_given_up_at_the_probe_budget() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    // Accepted connections are kept open, unanswered, until the test ends.
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in silent.incoming().take(8) {
+            open.push(conn);
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_comfyui-mcp"))
+        .args(["check", "templates/game-assets.wasm", "--json"])
+        .current_dir(repo())
+        .env("COMFYUI_MCP_CACHE_DIR", cache.path())
+        .env("COMFYUI_URL", &url)
+        .env("COMFYUI_MCP_CHECK_PROBE_MS", "300")
+        .env_remove("COMFYUI_TEMPLATES_DIR")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let r = json(&out);
+    assert_eq!(r["catalog"]["kind"], "stock", "{}", r["catalog"]);
+    let detail = r["catalog"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("no answer within 300 ms (COMFYUI_MCP_CHECK_PROBE_MS)"),
+        "{detail}"
+    );
+    // The listener thread stays blocked in `accept` until the process ends.
+    drop(held);
+}
