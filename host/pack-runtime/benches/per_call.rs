@@ -7,6 +7,8 @@
 //! the resident budget); the pool on a thread that declared its stack
 //! (`declare_call_thread`, as the server's admission threads do: no hop to a
 //! call thread); the pool full (every call through the on-demand fallback);
+//! the same path as the server's for a trivial pack (`tests/packs/mini.wasm`, a
+//! two-node graph: the floor of instantiation and the component boundary);
 //! and spawning the call thread alone. Everything runs on one thread with
 //! the native stack a call needs, which declares it only for its arm.
 //!
@@ -58,6 +60,8 @@ fn measure() {
     let on_demand = runtime(0, keep).load_file(&path).unwrap();
     let released = runtime(slots, 0).load_file(&path).unwrap();
     let pooled = runtime(slots, keep).load_file(&path).unwrap();
+    let mini_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/packs/mini.wasm");
+    let mini = runtime(slots, keep).load_file(&mini_path).unwrap();
     // A pool of one slot, held by a call parked in the host: every call
     // measured on it goes through the fallback.
     let full = Arc::new(runtime(1, keep).load_file(&path).unwrap());
@@ -75,8 +79,8 @@ fn measure() {
         .clone();
     let (parked, release) = park(&full, &args);
 
-    let mut samples: [Vec<Duration>; 6] = Default::default();
-    let mut pooled_calls = [0usize; 5];
+    let mut samples: [Vec<Duration>; 7] = Default::default();
+    let mut pooled_calls = [0usize; 6];
     let declared = Limits::default().native_stack_bytes();
     let arms = [
         (&on_demand, 0),
@@ -95,6 +99,13 @@ fn measure() {
             built.unwrap();
             pooled_calls[k] += usize::from(stats.unwrap().pooled);
         }
+        pack_runtime::declare_call_thread(declared);
+        let t = Instant::now();
+        let (built, stats) =
+            mini.build_with_stats("solid-color", &Default::default(), host.clone());
+        samples[5].push(t.elapsed());
+        built.unwrap();
+        pooled_calls[5] += usize::from(stats.unwrap().pooled);
         pack_runtime::declare_call_thread(0);
         let t = Instant::now();
         std::thread::Builder::new()
@@ -103,7 +114,7 @@ fn measure() {
             .unwrap()
             .join()
             .unwrap();
-        samples[5].push(t.elapsed());
+        samples[6].push(t.elapsed());
     }
     release.send(()).unwrap();
     drop(release);
@@ -120,6 +131,7 @@ fn measure() {
         "per call, pool (defaults), on a call thread",
         "per call, pool (defaults), on the declared caller thread",
         "per call, pool full: on-demand fallback",
+        "floor: trivial pack (mini.wasm), the server's path",
         "spawning the call thread alone (6 MiB stack)",
     ];
     let mut medians = Vec::new();
