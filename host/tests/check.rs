@@ -15,6 +15,11 @@ fn repo() -> PathBuf {
 /// Runs the binary; `comfyui` is `COMFYUI_URL` (port 9 on loopback: nothing
 /// listens, so the probe fails at once and the stock catalog is used).
 fn check(args: &[&str], comfyui: &str) -> Output {
+    check_with(args, comfyui, &[])
+}
+
+/// [`check`] with more environment variables.
+fn check_with(args: &[&str], comfyui: &str, env: &[(&str, &str)]) -> Output {
     let cache = tempfile::tempdir().unwrap();
     Command::new(env!("CARGO_BIN_EXE_comfyui-mcp"))
         .arg("check")
@@ -22,6 +27,7 @@ fn check(args: &[&str], comfyui: &str) -> Output {
         .current_dir(repo())
         .env("COMFYUI_MCP_CACHE_DIR", cache.path())
         .env("COMFYUI_URL", comfyui)
+        .envs(env.iter().copied())
         .env_remove("COMFYUI_TEMPLATES_DIR")
         .output()
         .expect("runs")
@@ -174,16 +180,11 @@ fn a_silent_comfyui_is_given_up_at_the_probe_budget() {
             open.push(conn);
         }
     });
-    let cache = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_comfyui-mcp"))
-        .args(["check", "templates/game-assets.wasm", "--json"])
-        .current_dir(repo())
-        .env("COMFYUI_MCP_CACHE_DIR", cache.path())
-        .env("COMFYUI_URL", &url)
-        .env("COMFYUI_MCP_CHECK_PROBE_MS", "300")
-        .env_remove("COMFYUI_TEMPLATES_DIR")
-        .output()
-        .expect("runs");
+    let out = check_with(
+        &["templates/game-assets.wasm", "--json"],
+        &url,
+        &[("COMFYUI_MCP_CHECK_PROBE_MS", "300")],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let r = json(&out);
     assert_eq!(r["catalog"]["kind"], "stock", "{}", r["catalog"]);

@@ -124,9 +124,9 @@ impl SqliteJobStore {
         let reader = connect(path, busy)?;
         let store = Self {
             path: path.to_path_buf(),
-            options: options.clone(),
-            me: Me::new(),
             writer: GroupWriter::new(writer, options.max_batch),
+            options,
+            me: Me::new(),
             reader: Mutex::new(reader),
         };
         store.write(|tx, me, _| renew_lease(tx, me, now_unix()).map_err(|e| store.err(e)))?;
