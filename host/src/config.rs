@@ -1033,6 +1033,37 @@ mod graph_settings_tests {
 mod body_limit_tests {
     use super::*;
 
+    /// This round's budgets: their variables, their defaults, and where they arrive.
+    #[test]
+    fn pool_keep_resident_and_db_batch_read_their_variables_and_reach_their_limits() {
+        use clap::CommandFactory as _;
+        let cmd = Cli::command();
+        for (id, env) in [
+            (
+                "pack_pool_keep_resident_kb",
+                "COMFYUI_MCP_PACK_POOL_KEEP_RESIDENT_KB",
+            ),
+            ("db_max_batch", "COMFYUI_MCP_DB_MAX_BATCH"),
+        ] {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(env)), "{id}");
+        }
+        let d = settings(&[]);
+        assert_eq!(
+            d.limits().pool_keep_resident_bytes,
+            pack_runtime::Limits::default().pool_keep_resident_bytes
+        );
+        assert_eq!(
+            d.store_options().max_batch,
+            jobstore::StoreOptions::DEFAULT_MAX_BATCH
+        );
+        let s = settings(&["--pack-pool-keep-resident-kb", "0", "--db-max-batch", "1"]);
+        assert_eq!(s.limits().pool_keep_resident_bytes, 0);
+        assert_eq!(s.store_options().max_batch, 1);
+        let zero = <Cli as Parser>::try_parse_from(["comfyui-mcp", "--db-max-batch", "0"]);
+        assert!(zero.is_err(), "a batch of 0 writes is refused");
+    }
+
     fn settings(args: &[&str]) -> Settings {
         let mut all = vec!["comfyui-mcp"];
         all.extend_from_slice(args);
