@@ -1,16 +1,24 @@
 //! Per-call cost of the shipped pack (fresh store + instantiate + build),
 //! with the instance pool (`Limits::pool_slots` at its default) and without
 //! it (`pool_slots: 0`, on-demand allocation and wasmtime's default memory
-//! reservation, as before the pool), calls interleaved one by one so all
-//! see the same machine load. Also: the pool with every page of a returned
-//! slot handed back to the kernel (`pool_keep_resident_bytes: 0`, as before
-//! the resident budget); the pool on a thread that declared its stack
-//! (`declare_call_thread`, as the server's admission threads do: no hop to a
-//! call thread); the pool full (every call through the on-demand fallback);
-//! the same path as the server's for a trivial pack (`tests/packs/mini.wasm`, a
-//! two-node graph: the floor of instantiation and the component boundary);
-//! and spawning the call thread alone. Everything runs on one thread with
-//! the native stack a call needs, which declares it only for its arm.
+//! reservation, as before the pool). Also: the pool with every page of a
+//! returned slot handed back to the kernel (`pool_keep_resident_bytes: 0`,
+//! as before the resident budget); the pool on a thread that declared its
+//! stack (`declare_call_thread`, as the server's admission threads do: no hop
+//! to a call thread); the pool full (every call through the on-demand
+//! fallback); the same path as the server's for a trivial pack
+//! (`tests/packs/mini.wasm`, a two-node graph: the floor of instantiation and
+//! the component boundary); and spawning the call thread alone. Everything
+//! runs on one thread with the native stack a call needs, which declares it
+//! only for its arm.
+//!
+//! Arms rotate in blocks of `COMFYUI_MCP_BENCH_BLOCK` consecutive calls
+//! (default 100), so every arm sees the same machine load over the run and
+//! each is measured as a server runs it, call after call on the same pack.
+//! With a block of 1 every call follows one of another arm: each then pays
+//! for the caches and TLB entries the others evicted (the on-demand arms map
+//! and unmap a memory reservation per call), which roughly doubles the
+//! cheapest arms' figures.
 //!
 //! Run with: `cargo bench -p comfyui-mcp-pack-runtime --bench per_call` (the optimised
 //! build, as the README's figures; `--profile dev` reuses the test build's wasmtime), with
@@ -57,6 +65,10 @@ fn measure() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(2000);
+    let block: usize = std::env::var("COMFYUI_MCP_BENCH_BLOCK")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/game-assets.wasm");
     let slots = pack_runtime::DEFAULT_POOL_SLOTS;
     let on_demand = runtime(0, keep).load_file(&path).unwrap();
@@ -95,31 +107,37 @@ fn measure() {
         (&*full, 0, None, &args),
         (&mini, declared, Some("solid-color"), &no_args),
     ];
-    for i in 0..calls {
+    let block = block.clamp(1, calls.max(1));
+    for first in (0..calls).step_by(block) {
+        let count = block.min(calls - first);
         for (k, (pack, stack, template, arguments)) in arms.into_iter().enumerate() {
-            let template = template.unwrap_or(["item-icon", "pixel-art"][i % 2]);
             pack_runtime::declare_call_thread(stack);
-            let t = Instant::now();
-            let (built, stats) = pack.build_with_stats(template, arguments, host.clone());
-            samples[k].push(t.elapsed());
-            built.unwrap();
-            pooled_calls[k] += usize::from(stats.unwrap().pooled);
+            for i in first..first + count {
+                let template = template.unwrap_or(["item-icon", "pixel-art"][i % 2]);
+                let t = Instant::now();
+                let (built, stats) = pack.build_with_stats(template, arguments, host.clone());
+                samples[k].push(t.elapsed());
+                drop(built.unwrap());
+                pooled_calls[k] += usize::from(stats.unwrap().pooled);
+            }
         }
         pack_runtime::declare_call_thread(0);
-        let t = Instant::now();
-        std::thread::Builder::new()
-            .stack_size(Limits::default().native_stack_bytes())
-            .spawn(|| ())
-            .unwrap()
-            .join()
-            .unwrap();
-        samples[6].push(t.elapsed());
+        for _ in 0..count {
+            let t = Instant::now();
+            std::thread::Builder::new()
+                .stack_size(Limits::default().native_stack_bytes())
+                .spawn(|| ())
+                .unwrap()
+                .join()
+                .unwrap();
+            samples[6].push(t.elapsed());
+        }
     }
     release.send(()).unwrap();
     drop(release);
     parked.join().unwrap();
 
-    println!("pack: templates/game-assets.wasm, {calls} calls each, interleaved");
+    println!("pack: templates/game-assets.wasm, {calls} calls each, arms rotating in blocks of {block}");
     println!(
         "{:<62} {:>10} {:>10} {:>10} {:>7}",
         "figure", "median", "p99", "min", "pooled"

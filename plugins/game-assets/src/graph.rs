@@ -20,14 +20,13 @@
 //! Every class, input name, type and output index is that of stock ComfyUI's
 //! `/object_info` (a test checks the graphs against the catalog bundled with the host).
 //! Invariant: the output is a pure function of its inputs; keys are written in a fixed
-//! order (serde_json `preserve_order`), so equal inputs give byte-identical JSON.
-
-use serde_json::{Value as Json, json};
+//! order (each node as `writer.rs` appends it), so equal inputs give byte-identical JSON.
 
 use crate::comfyui::workflow::types::BuildError;
 use crate::image_graph;
 use crate::params::Settings;
 use crate::templates::{Input, Style, TemplateDef};
+use crate::writer::Graph;
 
 /// Largest side, in pixels, the pixel-art sampler renders at.
 pub const PIXEL_ART_MAX_RENDER_SIDE: u32 = 1024;
@@ -35,36 +34,61 @@ pub const PIXEL_ART_MAX_RENDER_SIDE: u32 = 1024;
 /// Largest pixel-art oversampling factor.
 pub const PIXEL_ART_MAX_FACTOR: u32 = 4;
 
+/// Bytes reserved for a graph's text: more than any template writes with a
+/// prompt of a few hundred characters, so the buffer rarely grows.
+const GRAPH_CAPACITY: usize = 4096;
+
 /// Builds the graph for `def` with `settings`, loading checkpoint `ckpt`.
 pub fn build(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Result<String, BuildError> {
-    let graph = match def.input {
-        Input::Text => text_graph(def, settings, ckpt),
-        Input::Image | Input::Inpaint => image_graph::graph(def, settings, ckpt)?,
-    };
-    serde_json::to_string(&graph)
-        .map_err(|e| BuildError::Failed(format!("could not serialise the graph: {e}")))
+    let mut graph = Graph::with_capacity(GRAPH_CAPACITY + settings.prompt.len());
+    match def.input {
+        Input::Text => text_graph(&mut graph, def, settings, ckpt),
+        Input::Image | Input::Inpaint => image_graph::graph(&mut graph, def, settings, ckpt)?,
+    }
+    Ok(graph.finish())
 }
 
 /// Nodes "1" to "3": the checkpoint and the two prompts.
-pub fn head(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Json {
-    json!({
-        "1": {
-            "class_type": "CheckpointLoaderSimple",
-            "inputs": { "ckpt_name": ckpt }
-        },
-        "2": {
-            "class_type": "CLIPTextEncode",
-            "inputs": { "text": def.positive_prompt(&settings.prompt), "clip": ["1", 1] }
-        },
-        "3": {
-            "class_type": "CLIPTextEncode",
-            "inputs": { "text": def.negative_prompt(&settings.negative_prompt), "clip": ["1", 1] }
-        }
-    })
+pub fn head(graph: &mut Graph, def: &TemplateDef, settings: &Settings, ckpt: &str) {
+    graph.node("1", "CheckpointLoaderSimple", |i| {
+        i.text("ckpt_name", ckpt);
+    });
+    graph.node("2", "CLIPTextEncode", |i| {
+        i.text("text", &def.positive_prompt(&settings.prompt))
+            .link("clip", "1", 1);
+    });
+    graph.node("3", "CLIPTextEncode", |i| {
+        i.text("text", &def.negative_prompt(&settings.negative_prompt))
+            .link("clip", "1", 1);
+    });
+}
+
+/// The KSampler of both graph kinds: model and prompts from `head`, the latent
+/// from output 0 of node `latent`.
+pub fn sampler(graph: &mut Graph, id: &str, settings: &Settings, latent: &str) {
+    graph.node(id, "KSampler", |i| {
+        i.link("model", "1", 0)
+            .int("seed", settings.seed)
+            .int("steps", settings.steps)
+            .number("cfg", settings.cfg_scale)
+            .text("sampler_name", &settings.sampler)
+            .text("scheduler", &settings.scheduler)
+            .link("positive", "2", 0)
+            .link("negative", "3", 0)
+            .link("latent_image", latent, 0)
+            .number("denoise", settings.denoise);
+    });
+}
+
+/// Node `id`: VAEDecode of output 0 of node `samples`, with the checkpoint's VAE.
+pub fn decode(graph: &mut Graph, id: &str, samples: &str) {
+    graph.node(id, "VAEDecode", |i| {
+        i.link("samples", samples, 0).link("vae", "1", 2);
+    });
 }
 
 /// The text-to-image graph.
-fn text_graph(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Json {
+fn text_graph(graph: &mut Graph, def: &TemplateDef, settings: &Settings, ckpt: &str) {
     let (latent_width, latent_height) = match def.style {
         Style::Direct => (settings.width, settings.height),
         Style::PixelArt => {
@@ -72,63 +96,28 @@ fn text_graph(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Json {
             (settings.width * k, settings.height * k)
         }
     };
-    let mut graph = head(def, settings, ckpt);
-    let body = json!({
-        "4": {
-            "class_type": "EmptyLatentImage",
-            "inputs": {
-                "width": latent_width,
-                "height": latent_height,
-                "batch_size": settings.batch_size
-            }
-        },
-        "5": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["1", 0],
-                "seed": settings.seed,
-                "steps": settings.steps,
-                "cfg": settings.cfg_scale,
-                "sampler_name": settings.sampler,
-                "scheduler": settings.scheduler,
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "latent_image": ["4", 0],
-                "denoise": settings.denoise
-            }
-        },
-        "6": {
-            "class_type": "VAEDecode",
-            "inputs": { "samples": ["5", 0], "vae": ["1", 2] }
-        }
+    head(graph, def, settings, ckpt);
+    graph.node("4", "EmptyLatentImage", |i| {
+        i.int("width", latent_width)
+            .int("height", latent_height)
+            .int("batch_size", settings.batch_size);
     });
+    sampler(graph, "5", settings, "4");
+    decode(graph, "6", "5");
     let prefix = save_prefix(def);
-    let tail = match def.style {
-        Style::Direct => vec![("7", save_image("6", &prefix))],
-        Style::PixelArt => vec![
-            (
-                "7",
-                json!({
-                    "class_type": "ImageScale",
-                    "inputs": {
-                        "image": ["6", 0],
-                        "upscale_method": "nearest-exact",
-                        "width": settings.width,
-                        "height": settings.height,
-                        "crop": "disabled"
-                    }
-                }),
-            ),
-            ("8", save_image("7", &prefix)),
-        ],
-    };
-    if let (Json::Object(nodes), Json::Object(body)) = (&mut graph, body) {
-        nodes.extend(body);
-        for (id, node) in tail {
-            nodes.insert(id.to_string(), node);
+    match def.style {
+        Style::Direct => save_image(graph, "7", "6", &prefix),
+        Style::PixelArt => {
+            graph.node("7", "ImageScale", |i| {
+                i.link("image", "6", 0)
+                    .text("upscale_method", "nearest-exact")
+                    .int("width", settings.width)
+                    .int("height", settings.height)
+                    .text("crop", "disabled");
+            });
+            save_image(graph, "8", "7", &prefix);
         }
     }
-    graph
 }
 
 /// `SaveImage.filename_prefix` of a template's outputs.
@@ -136,12 +125,11 @@ pub fn save_prefix(def: &TemplateDef) -> String {
     format!("comfyui-mcp/{}", def.id)
 }
 
-/// A SaveImage node fed by the IMAGE output (index 0) of node `from`.
-pub fn save_image(from: &str, prefix: &str) -> Json {
-    json!({
-        "class_type": "SaveImage",
-        "inputs": { "images": [from, 0], "filename_prefix": prefix }
-    })
+/// Node `id`: a SaveImage fed by the IMAGE output (index 0) of node `from`.
+pub fn save_image(graph: &mut Graph, id: &str, from: &str, prefix: &str) {
+    graph.node(id, "SaveImage", |i| {
+        i.link("images", from, 0).text("filename_prefix", prefix);
+    });
 }
 
 /// Pixel-art oversampling factor: the largest integer `k` in `1..=4` with
@@ -158,6 +146,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::comfyui::workflow::types::{Param, Value};
     use crate::templates::{Input, TEMPLATES, find};
+    use serde_json::{Value as Json, json};
     use std::path::Path;
 
     fn settings(def: &TemplateDef, extra: &[(&str, Value)]) -> Settings {

@@ -24,120 +24,84 @@
 //!
 //! Invariant (as for every graph): a pure function of its inputs, byte-identical JSON.
 
-use serde_json::{Value as Json, json};
-
 use crate::comfyui::workflow::types::{BuildError, FieldError};
-use crate::graph::{head, save_image, save_prefix};
+use crate::graph::{decode, head, sampler, save_image, save_prefix};
 use crate::params::{IMAGE, Settings, Upload};
 use crate::templates::{Input, TemplateDef};
+use crate::writer::Graph;
 
 /// Smallest side the sampler works at.
 pub const MIN_SIDE: u32 = 64;
 /// Largest side the sampler works at (the text templates' `width`/`height` maximum).
 pub const MAX_SIDE: u32 = 2048;
 
-/// The graph of an image template.
-pub fn graph(def: &TemplateDef, settings: &Settings, ckpt: &str) -> Result<Json, BuildError> {
+/// Writes the graph of an image template into `graph`.
+pub fn graph(
+    graph: &mut Graph,
+    def: &TemplateDef,
+    settings: &Settings,
+    ckpt: &str,
+) -> Result<(), BuildError> {
     let image = settings.image.as_ref().ok_or_else(|| missing(IMAGE.name))?;
-    let mut nodes = match head(def, settings, ckpt) {
-        Json::Object(nodes) => nodes,
-        _ => serde_json::Map::new(),
+    // Checked before anything is written: a failed build returns no graph at all.
+    let mask = match def.input {
+        Input::Inpaint => Some(settings.mask.as_ref().ok_or_else(|| missing("mask"))?),
+        _ => None,
     };
-    let mut add = |id: &str, node: Json| {
-        nodes.insert(id.to_string(), node);
-    };
-    add(
-        "4",
-        json!({"class_type": "LoadImage", "inputs": {"image": image.name}}),
-    );
+    head(graph, def, settings, ckpt);
+    graph.node("4", "LoadImage", |i| {
+        i.text("image", &image.name);
+    });
     let (width, height) = sampling_size(image.width, image.height);
     let mut pixels = "4";
     if (width, height) != (image.width, image.height) {
-        add(
-            "5",
-            json!({
-                "class_type": "ImageScale",
-                "inputs": {
-                    "image": ["4", 0],
-                    "upscale_method": "lanczos",
-                    "width": width,
-                    "height": height,
-                    "crop": "disabled"
-                }
-            }),
-        );
+        graph.node("5", "ImageScale", |i| {
+            i.link("image", "4", 0)
+                .text("upscale_method", "lanczos")
+                .int("width", width)
+                .int("height", height)
+                .text("crop", "disabled");
+        });
         pixels = "5";
     }
-    add(
-        "6",
-        json!({"class_type": "VAEEncode", "inputs": {"pixels": [pixels, 0], "vae": ["1", 2]}}),
-    );
+    graph.node("6", "VAEEncode", |i| {
+        i.link("pixels", pixels, 0).link("vae", "1", 2);
+    });
     let mut latent = "6";
-    if def.input == Input::Inpaint {
-        let mask = settings.mask.as_ref().ok_or_else(|| missing("mask"))?;
-        add_mask(&mut add, mask, settings.grow_mask_by);
+    if let Some(mask) = mask {
+        add_mask(graph, mask, settings.grow_mask_by);
         latent = "9";
     }
     if settings.batch_size > 1 {
-        add(
-            "10",
-            json!({
-                "class_type": "RepeatLatentBatch",
-                "inputs": {"samples": [latent, 0], "amount": settings.batch_size}
-            }),
-        );
+        graph.node("10", "RepeatLatentBatch", |i| {
+            i.link("samples", latent, 0)
+                .int("amount", settings.batch_size);
+        });
         latent = "10";
     }
-    add(
-        "11",
-        json!({
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["1", 0],
-                "seed": settings.seed,
-                "steps": settings.steps,
-                "cfg": settings.cfg_scale,
-                "sampler_name": settings.sampler,
-                "scheduler": settings.scheduler,
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "latent_image": [latent, 0],
-                "denoise": settings.denoise
-            }
-        }),
-    );
-    add(
-        "12",
-        json!({"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["1", 2]}}),
-    );
-    add("13", save_image("12", &save_prefix(def)));
-    Ok(Json::Object(nodes))
+    sampler(graph, "11", settings, latent);
+    decode(graph, "12", "11");
+    save_image(graph, "13", "12", &save_prefix(def));
+    Ok(())
 }
 
 /// Nodes "7" to "9": the mask, widened, as the noise mask of latent "6".
-fn add_mask(add: &mut impl FnMut(&str, Json), mask: &Upload, grow_by: u32) {
-    add(
-        "7",
-        json!({"class_type": "LoadImageMask", "inputs": {"image": mask.name, "channel": "red"}}),
-    );
+fn add_mask(graph: &mut Graph, mask: &Upload, grow_by: u32) {
+    graph.node("7", "LoadImageMask", |i| {
+        i.text("image", &mask.name).text("channel", "red");
+    });
     let mut source = "7";
     if grow_by > 0 {
-        add(
-            "8",
-            json!({
-                "class_type": "GrowMask",
-                "inputs": {"mask": ["7", 0], "expand": grow_by, "tapered_corners": true}
-            }),
-        );
+        graph.node("8", "GrowMask", |i| {
+            i.link("mask", "7", 0)
+                .int("expand", grow_by)
+                .flag("tapered_corners", true);
+        });
         source = "8";
     }
-    add(
-        "9",
-        json!({
-            "class_type": "SetLatentNoiseMask",
-            "inputs": {"samples": ["6", 0], "mask": [source, 0]}
-        }),
-    );
+    graph.node("9", "SetLatentNoiseMask", |i| {
+        i.link("samples", "6", 0).link("mask", source, 0);
+    });
 }
 
 /// The size an input image is sampled at: scaled (keeping the aspect ratio) so the
@@ -174,6 +138,7 @@ mod tests {
     use crate::comfyui::workflow::types::{ImageInput, Param, Value};
     use crate::graph::tests::{check_against_catalog, object_info};
     use crate::templates::find;
+    use serde_json::{Value as Json, json};
 
     fn upload(name: &str, width: u32, height: u32) -> Value {
         Value::Image(ImageInput {

@@ -23,6 +23,7 @@ mod image_graph;
 mod params;
 mod post;
 mod templates;
+mod writer;
 
 wit_bindgen::generate!({
     path: "../../wit/v2",
