@@ -27,7 +27,8 @@ use crate::farm::Farm;
 use crate::farm::route::{FarmView, MemberView, Placement};
 use crate::graph_gate::GraphGate;
 use crate::inputs::{ImageIntake, PreparedInputs};
-use crate::loader::{LiveComfy, PackLoader, admission_key};
+use crate::live::LiveComfy;
+use crate::loader::{PackLoader, admission_key};
 use crate::missing_model::{self, ModelLimits};
 use crate::packs::PackSet;
 use crate::postprocess::PackPostprocessor;
@@ -309,10 +310,11 @@ impl App {
     async fn member_views(&self) -> Result<Vec<MemberView>, AppError> {
         let rotation = self.farm.in_rotation(None);
         let (views, mut failed) = self.farm.views(&rotation).await;
-        if let Some(primary) = views.iter().find(|v| v.member == 0) {
-            let live: &LiveComfy = self.loader().live();
-            store_if_new(&live.nodes, &primary.nodes);
-            store_if_new(&live.models, &primary.models);
+        let live: &LiveComfy = self.loader().live();
+        let members = self.farm.members();
+        for view in &views {
+            let name = members[view.member].name();
+            live.record(view.member, &name, Some(&view.nodes), Some(&view.models));
         }
         if views.is_empty() {
             return Err(if failed.is_empty() {
@@ -478,35 +480,20 @@ impl App {
     /// on a farm, every backend's files merged (see [`App::models_by_backend`] for where).
     pub async fn models(&self) -> Result<Arc<ModelSnapshot>, AppError> {
         let by_backend = self.models_by_backend().await?;
-        if let [(_, only)] = by_backend.as_slice() {
-            return Ok(only.clone());
-        }
-        let mut merged = ModelSnapshot::default();
-        for (_, models) in &by_backend {
-            for (folder, files) in &models.folders {
-                let into = merged.folders.entry(folder.clone()).or_default();
-                for file in files {
-                    if !into.contains(file) {
-                        into.push(file.clone());
-                    }
-                }
-            }
-        }
-        Ok(Arc::new(merged))
+        Ok(ModelSnapshot::merged(by_backend.iter().map(|(_, m)| m)))
     }
 
-    /// Each answering backend's model files, by name (the primary's are remembered as the
-    /// last known ones); an error when none answers.
+    /// Each answering backend's model files, by name (remembered as its last known ones);
+    /// an error when none answers.
     pub async fn models_by_backend(&self) -> Result<Vec<(String, Arc<ModelSnapshot>)>, AppError> {
         let mut out = Vec::new();
         let mut first_error = None;
         for (i, member) in self.farm.members().iter().enumerate() {
             match member.comfy.models_snapshot().await {
                 Ok(models) => {
-                    if i == 0 {
-                        store_if_new(&self.loader().live().models, &models);
-                    }
-                    out.push((member.name(), models));
+                    let name = member.name();
+                    self.loader().live().record(i, &name, None, Some(&models));
+                    out.push((name, models));
                 }
                 Err(e) => {
                     first_error.get_or_insert(AppError::ComfyUi(e));
@@ -519,21 +506,10 @@ impl App {
         }
     }
 
-    /// The model files last fetched from ComfyUI, without asking it (none before the first
-    /// answer).
+    /// The model files last fetched from the backends (every member's together), without
+    /// asking them (none before the first answer).
     pub fn known_models(&self) -> Option<Arc<ModelSnapshot>> {
-        self.loader().live().models.load_full()
-    }
-}
-
-/// Stores `fresh` in `slot` unless the slot already holds that very snapshot.
-fn store_if_new<T>(slot: &arc_swap::ArcSwapOption<T>, fresh: &Arc<T>) {
-    let stale = slot
-        .load()
-        .as_ref()
-        .is_none_or(|known| !Arc::ptr_eq(known, fresh));
-    if stale {
-        slot.store(Some(fresh.clone()));
+        self.loader().live().models()
     }
 }
 

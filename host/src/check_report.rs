@@ -4,9 +4,10 @@
 //! For each template: the parameters' JSON Schema exactly as MCP clients see
 //! it (the per-template tool's input schema, from `mcp::schemas`), the
 //! arguments of the self-test and the graph built from them, the graph check
-//! (against the live ComfyUI when `COMFYUI_URL` answers within
-//! `COMFYUI_MCP_CHECK_PROBE_MS`, else the stock offline catalog, and the
-//! report says which), the call's time and peak memory (from the store's
+//! (against the catalogs of the backends, `COMFYUI_URL` or the backends
+//! file, that answer within `COMFYUI_MCP_CHECK_PROBE_MS`, a graph passing
+//! when one of them can run it as on a farm; else the stock offline catalog;
+//! the report says which), the call's time and peak memory (from the store's
 //! limiter) against their limits, and findings.
 //!
 //! Findings are **errors** (the pack does not load, a template fails to
@@ -16,7 +17,7 @@
 //! Defaults that fail their own parameter's check are refused when the pack
 //! loads, so they show up as a load error.
 //!
-//! Lifecycle: one probe of ComfyUI, then one admitted pack call that loads
+//! Lifecycle: one probe of every backend (together), then one admitted pack call that loads
 //! the pack and self-tests every template under the load budget (as a load
 //! in `serve`), then the report is printed to stdout.
 
@@ -30,7 +31,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::Settings;
-use crate::loader::{LiveComfy, admission_key};
+use crate::live::LiveComfy;
+use crate::loader::admission_key;
 use crate::selftest::{self, BudgetExceeded, Observed};
 
 /// A call using more than this share of the time limit gets [`WarningCode::SlowCall`].
@@ -90,7 +92,7 @@ pub struct Finding<C> {
 /// The node catalog the graphs were checked against.
 #[derive(Debug, Clone, Serialize)]
 pub struct CatalogUsed {
-    /// `live` (the ComfyUI at `COMFYUI_URL`) or `stock` (the bundled offline catalog).
+    /// `live` (the backends that answered the probe) or `stock` (the bundled offline catalog).
     pub kind: &'static str,
     /// Which ComfyUI, or why none was used.
     pub detail: String,
@@ -268,49 +270,80 @@ pub async fn run(
     Ok(report.ok)
 }
 
-/// The catalog to check against: the live ComfyUI's when it answers within
-/// the probe budget (`sim` starts the built-in simulator), else the stock one.
+/// The catalogs to check against: those of every backend that answers within
+/// the probe budget (all probed together; `sim` starts the built-in
+/// simulator), as `serve` self-tests against the backends it reached; else
+/// the stock one.
 async fn probe(settings: &Settings) -> (LiveComfy, CatalogUsed) {
     let live = LiveComfy::default();
     let budget = Duration::from_millis(settings.check_probe_ms);
-    let fetched = tokio::time::timeout(budget, fetch_catalog(settings)).await;
-    let failure = match fetched {
-        Ok(Ok((url, nodes, models))) => {
-            live.nodes.store(Some(nodes));
-            live.models.store(Some(models));
-            return (
-                live,
-                CatalogUsed {
-                    kind: "live",
-                    detail: format!("the ComfyUI at {url}"),
-                },
-            );
-        }
-        Ok(Err(e)) => format!("{e:#}"),
-        Err(_) => format!(
-            "no answer within {} ms (COMFYUI_MCP_CHECK_PROBE_MS)",
-            settings.check_probe_ms
-        ),
+    let configs = match backend_configs(settings).await {
+        Ok(configs) => configs,
+        Err(e) => return (live, stock_catalog(settings, format!("{e:#}"))),
+    };
+    let single = configs.len() == 1;
+    let fetched = futures_util::future::join_all(configs.into_iter().map(|config| async move {
+        let url = config.display_url();
+        let name = config.name();
+        (
+            url,
+            name,
+            tokio::time::timeout(budget, fetch_catalog(config)).await,
+        )
+    }))
+    .await;
+    let (mut used, mut failures) = (Vec::new(), Vec::new());
+    for (member, (url, name, fetched)) in fetched.into_iter().enumerate() {
+        let failure = match fetched {
+            Ok(Ok((nodes, models))) => {
+                live.record(member, &name, Some(&nodes), Some(&models));
+                used.push(url);
+                continue;
+            }
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => format!(
+                "no answer within {} ms (COMFYUI_MCP_CHECK_PROBE_MS)",
+                settings.check_probe_ms
+            ),
+        };
+        failures.push(if single {
+            failure
+        } else {
+            format!("{url}: {failure}")
+        });
+    }
+    let detail = match used.as_slice() {
+        [] => return (live, stock_catalog(settings, failures.join("; "))),
+        [one] => format!("the ComfyUI at {one}"),
+        several => format!("the ComfyUIs at {}", several.join(", ")),
+    };
+    let detail = if failures.is_empty() {
+        detail
+    } else {
+        format!("{detail} (not used: {})", failures.join("; "))
     };
     (
         live,
         CatalogUsed {
-            kind: "stock",
-            detail: format!(
-                "the stock offline catalog; ComfyUI at {} was not used: {failure}",
-                settings.comfyui_url
-            ),
+            kind: "live",
+            detail,
         },
     )
 }
 
-type Fetched = (
-    String,
-    Arc<comfyui::nodes::NodeCatalog>,
-    Arc<comfyui::ModelSnapshot>,
-);
+/// The stock catalog, used because no backend could be: `failure` says why.
+fn stock_catalog(settings: &Settings, failure: String) -> CatalogUsed {
+    CatalogUsed {
+        kind: "stock",
+        detail: format!(
+            "the stock offline catalog; ComfyUI at {} was not used: {failure}",
+            settings.comfyui_url
+        ),
+    }
+}
 
-async fn fetch_catalog(settings: &Settings) -> anyhow::Result<Fetched> {
+/// Every configured backend (`sim`: a built-in simulator, started for the process).
+async fn backend_configs(settings: &Settings) -> anyhow::Result<Vec<comfyui::ComfyConfig>> {
     let mut settings = settings.clone();
     if settings.comfyui_url == "sim" {
         let sim =
@@ -319,12 +352,24 @@ async fn fetch_catalog(settings: &Settings) -> anyhow::Result<Fetched> {
         // Lives as long as the process, like `serve`'s.
         std::mem::forget(sim);
     }
-    let config = settings.comfy_config()?;
-    let url = config.display_url();
+    Ok(settings
+        .backends()?
+        .into_iter()
+        .map(|(config, _)| config)
+        .collect())
+}
+
+/// One backend's node catalog and model files.
+async fn fetch_catalog(
+    config: comfyui::ComfyConfig,
+) -> anyhow::Result<(
+    Arc<comfyui::nodes::NodeCatalog>,
+    Arc<comfyui::ModelSnapshot>,
+)> {
     let comfy = comfyui::ComfyUi::connect(config)?;
     let nodes = comfy.node_catalog().await?;
     let models = comfy.models_snapshot().await?;
-    Ok((url, nodes, models))
+    Ok((nodes, models))
 }
 
 fn describe_pack(report: &mut Report, pack: &Pack, file_bytes: u64, compiler: Compiler) {

@@ -15,7 +15,8 @@ use crate::app::App;
 use crate::catalog::{Catalog, CatalogStore};
 use crate::config::{Settings, SimulateArgs};
 use crate::farm::{Farm, Member};
-use crate::loader::{LiveComfy, PackLoader};
+use crate::live::LiveComfy;
+use crate::loader::PackLoader;
 use crate::packs::PackSet;
 use crate::reattach::TemplateProcessors;
 use crate::workflow_file::WorkflowDirs;
@@ -74,7 +75,7 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
     let packs = PackSet::new(settings.templates_dir.clone(), loader, store.clone());
     let farm = connect_backends(settings, processors).await?;
     packs.spawn_rescan();
-    spawn_live_self_test(farm.primary().clone(), packs.clone());
+    spawn_live_self_tests(&farm, &packs);
     let first_scan = packs.clone();
     let dir = settings.templates_dir.clone();
     let catalog = store.clone();
@@ -152,30 +153,37 @@ async fn open_job_store(
     Ok(Some(Arc::new(store)))
 }
 
-/// Once ComfyUI is first reached, records its node catalog and model files
-/// and self-tests every pack again against them (the first scan may have
-/// run offline, against the stock catalog).
-fn spawn_live_self_test(comfy: Arc<comfyui::ComfyUi>, packs: Arc<PackSet>) {
-    tokio::spawn(async move {
-        let mut connection = comfy.connection();
-        if connection.wait_for(|c| c.connected).await.is_err() {
-            return;
-        }
-        let (nodes, models) = match (comfy.node_catalog().await, comfy.models_snapshot().await) {
-            (Ok(nodes), Ok(models)) => (nodes, models),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(
-                    "self-tests stay on the stock catalog until a call reaches ComfyUI: {e}"
-                );
-                return;
+/// Each time a farm member (re)connects, records its node catalog and model files and
+/// self-tests every pack again against what the backends offer together (the first scan
+/// may have run offline, against the stock catalog). One task per member, for the life of
+/// the process.
+fn spawn_live_self_tests(farm: &Farm, packs: &Arc<PackSet>) {
+    for (member, backend) in farm.members().iter().enumerate() {
+        let comfy = backend.comfy.clone();
+        let packs = packs.clone();
+        tokio::spawn(async move {
+            let mut connection = comfy.connection();
+            loop {
+                if connection.wait_for(|c| c.connected).await.is_err() {
+                    return;
+                }
+                match (comfy.node_catalog().await, comfy.models_snapshot().await) {
+                    (Ok(nodes), Ok(models)) => {
+                        packs
+                            .backend_answered(member, &comfy.name(), nodes, models)
+                            .await;
+                    }
+                    (Err(e), _) | (_, Err(e)) => tracing::warn!(
+                        backend = %comfy.name(),
+                        "self-tests do not know this backend's catalog until a call reaches it: {e}"
+                    ),
+                }
+                if connection.wait_for(|c| !c.connected).await.is_err() {
+                    return;
+                }
             }
-        };
-        let live = packs.loader().live();
-        live.nodes.store(Some(nodes));
-        live.models.store(Some(models));
-        tracing::info!("ComfyUI's node catalog is known: self-testing every pack against it");
-        packs.revalidate().await;
-    });
+        });
+    }
 }
 
 /// Loads every pack of the templates folder (concurrently, under the

@@ -36,6 +36,7 @@ pub mod error;
 pub mod farm;
 pub mod graph_gate;
 pub mod inputs;
+pub mod live;
 pub mod loader;
 pub mod mcp;
 pub mod missing_model;

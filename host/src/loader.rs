@@ -11,31 +11,21 @@
 //!   first template boundary past it, so a load ends at most one call limit
 //!   after its budget, and fails with [`ProblemKind::LoadTimeout`];
 //! * the self-test sees what a real call sees (see [`crate::selftest`]): the
-//!   live node catalog and model files when ComfyUI has been reached, else
-//!   the bundled catalog and a realistic offline model list.
+//!   node catalogs and model files of every backend reached so far
+//!   ([`crate::live`]), else the bundled catalog and a realistic offline
+//!   model list.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
-use comfyui::ModelSnapshot;
 use comfyui::nodes::NodeCatalog;
 use pack_runtime::{Pack, Runtime};
 
 use crate::admission::{Admission, Wait};
 use crate::catalog::{PackProblem, ProblemKind};
+use crate::live::LiveComfy;
 use crate::selftest::{self, CheckCatalog};
-
-/// The connected ComfyUI's node catalog and model files, as last fetched
-/// (empty until ComfyUI has been reached). Shared by calls and self-tests.
-#[derive(Default)]
-pub struct LiveComfy {
-    /// `/object_info`, parsed.
-    pub nodes: ArcSwapOption<NodeCatalog>,
-    /// Model files per folder.
-    pub models: ArcSwapOption<ModelSnapshot>,
-}
 
 /// Loads and self-tests packs.
 pub struct PackLoader {
@@ -84,17 +74,23 @@ impl PackLoader {
 
     /// What self-tests check against now.
     pub fn check_catalog(&self) -> CheckCatalog {
-        match (self.live.nodes.load_full(), self.live.models.load_full()) {
-            (Some(nodes), Some(models)) => CheckCatalog::Live(nodes, models),
-            _ => CheckCatalog::Stock(NodeCatalog::bundled()),
+        let backends = self.live.backends();
+        if backends.is_empty() {
+            CheckCatalog::Stock(NodeCatalog::bundled())
+        } else {
+            CheckCatalog::Live(backends)
         }
     }
 
-    /// Loads one pack and self-tests it, as an admitted pack call.
-    pub async fn load(self: &Arc<Self>, path: &Path) -> Result<Arc<Pack>, PackProblem> {
+    /// Loads one pack and self-tests it, as an admitted pack call. Also returns the
+    /// [`LiveComfy::generation`] read before the self-test chose its catalogs: if it
+    /// differs now, the backends changed while the pack was tested.
+    pub async fn load(self: &Arc<Self>, path: &Path) -> (Result<Arc<Pack>, PackProblem>, u64) {
         let this = self.clone();
         let owned = path.to_owned();
-        self.admission
+        let tested = self.live.generation();
+        let outcome = self
+            .admission
             .run(&admission_key(path), Wait::Queue, move || {
                 this.load_admitted(&owned)
             })
@@ -105,7 +101,8 @@ impl PackLoader {
                     ProblemKind::Load,
                     format!("{}: {e}", path.display()),
                 ))
-            })
+            });
+        (outcome, tested)
     }
 
     /// Self-tests an already loaded pack again (against what ComfyUI looks

@@ -20,9 +20,10 @@
 //!
 //! Lifecycle: created empty with the service; [`PackSet::rescan`] runs once
 //! at start (in the background for `serve`) and again on every watcher
-//! event; [`PackSet::revalidate`] runs once ComfyUI's live catalog and model
-//! files are first known, so every pack is self-tested against what its
-//! real calls will see; [`PackSet::wait_idle`] waits until no scan or load
+//! event; [`PackSet::revalidate`] runs each time a backend's catalog and
+//! model files become known ([`PackSet::backend_answered`], on every
+//! (re)connection), so every pack is self-tested against what its real
+//! calls will see; [`PackSet::wait_idle`] waits until no scan or load
 //! is in flight.
 
 use std::collections::BTreeMap;
@@ -32,7 +33,10 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::catalog::{Candidate, Catalog, CatalogStore, PackProblem};
+use comfyui::ModelSnapshot;
+use comfyui::nodes::NodeCatalog;
+
+use crate::catalog::{Candidate, Catalog, CatalogStore, PackProblem, ProblemKind};
 use crate::loader::{PackLoader, pack_files};
 
 /// The templates folder's packs, loading and serving.
@@ -169,34 +173,94 @@ impl PackSet {
             }
         }
         for (path, token, guard) in loads {
-            let this = self.clone();
-            tokio::spawn(async move {
-                let outcome = this.loader.load(&path).await;
-                this.apply(&path, token, outcome);
-                drop(guard);
-            });
+            self.spawn_load(path, token, guard);
         }
     }
 
-    /// Self-tests every serving pack again (the live ComfyUI's catalog and
-    /// model files have become known), on the loaded pack itself (no file is
-    /// read); a pack that now fails is withdrawn, since its graphs would fail
-    /// on this ComfyUI as well. A result is dropped if a new version of the
-    /// file was seen meanwhile. Returns once the self-tests are started.
+    /// Loads `path` (version `token`) on its own task and applies the outcome; loads
+    /// again while the backends' catalogs changed during the self-test (a revalidation
+    /// then may not have seen this pack, which was not serving yet).
+    fn spawn_load(self: &Arc<Self>, path: PathBuf, token: u64, guard: InFlight) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (outcome, tested) = this.loader.load(&path).await;
+                if this.apply(&path, token, outcome, tested) {
+                    break;
+                }
+                tracing::debug!(path = %path.display(), "the backends' catalogs changed during the self-test: loading again");
+            }
+            drop(guard);
+        });
+    }
+
+    /// Records what farm member `member` (named `name`) offers now, on its
+    /// (re)connection, and self-tests every pack again against what the
+    /// backends offer together (see [`PackSet::revalidate`]). Covered by
+    /// [`PackSet::wait_idle`] from the moment it is called.
+    pub async fn backend_answered(
+        self: &Arc<Self>,
+        member: usize,
+        name: &str,
+        nodes: Arc<NodeCatalog>,
+        models: Arc<ModelSnapshot>,
+    ) {
+        let _in_flight = InFlight::enter(&self.in_flight);
+        self.loader
+            .live()
+            .record(member, name, Some(&nodes), Some(&models));
+        tracing::info!(
+            backend = %name,
+            "the node catalog and model files of {name} are known: self-testing every pack against what the backends offer"
+        );
+        self.revalidate().await;
+    }
+
+    /// Self-tests every serving pack again (a backend's catalog and model
+    /// files have become known), on the loaded pack itself (no file is read);
+    /// a pack that now fails is withdrawn, since its graphs would fail on the
+    /// backends as well. A file with no serving version whose last load
+    /// failed its self-test is loaded again: a backend that has become known
+    /// may run it. A result is dropped if a new version of the file was seen
+    /// meanwhile. Returns once the self-tests are started.
     pub async fn revalidate(self: &Arc<Self>) {
         let _in_flight = InFlight::enter(&self.in_flight);
         let _serial = self.scanning.lock().await;
-        let retests: Vec<_> = {
-            let state = self.lock();
-            state
+        let (retests, reloads): (Vec<_>, Vec<_>) = {
+            let mut state = self.lock();
+            let retests = state
                 .files
                 .iter()
                 .filter_map(|(path, f)| {
                     let serving = f.serving.as_ref()?.pack.clone();
                     Some((path.clone(), f.token, serving))
                 })
-                .collect()
+                .collect();
+            let refused: Vec<PathBuf> = state
+                .files
+                .iter()
+                .filter(|(_, f)| {
+                    f.serving.is_none()
+                        && f.failure
+                            .as_ref()
+                            .is_some_and(|p| p.kind == ProblemKind::SelfTest)
+                })
+                .map(|(path, _)| path.clone())
+                .collect();
+            let mut reloads = Vec::new();
+            for path in refused {
+                state.next_token += 1;
+                let token = state.next_token;
+                if let Some(entry) = state.files.get_mut(&path) {
+                    entry.token = token;
+                    reloads.push((path, token, InFlight::enter(&self.in_flight)));
+                }
+            }
+            (retests, reloads)
         };
+        for (path, token, guard) in reloads {
+            self.spawn_load(path, token, guard);
+        }
         for (path, token, pack) in retests {
             let guard = InFlight::enter(&self.in_flight);
             let this = self.clone();
@@ -242,18 +306,27 @@ impl PackSet {
         self.publish(&mut state);
     }
 
+    /// Applies the outcome of loading version `token` of `path`, self-tested at
+    /// [`crate::live::LiveComfy::generation`] `tested`. Returns `false`, applying
+    /// nothing, when the backends' catalogs changed since: the load must run again.
     fn apply(
         &self,
         path: &Path,
         token: u64,
         outcome: Result<Arc<pack_runtime::Pack>, PackProblem>,
-    ) {
+        tested: u64,
+    ) -> bool {
         let mut state = self.lock();
         let Some(entry) = state.files.get_mut(path) else {
-            return; // removed meanwhile
+            return true; // removed meanwhile
         };
         if entry.token != token {
-            return; // a newer version is loading
+            return true; // a newer version is loading
+        }
+        // Under the state lock, as `revalidate` lists the serving packs: a change recorded
+        // after this check finds this pack serving and retests it.
+        if self.loader.live().generation() != tested {
+            return false;
         }
         match outcome {
             Ok(pack) => {
@@ -282,6 +355,7 @@ impl PackSet {
             }
         }
         self.publish(&mut state);
+        true
     }
 
     fn publish(&self, state: &mut State) {

@@ -3,16 +3,19 @@
 //! the graph is checked against the node catalog.
 //!
 //! Invariant: to the pack, a self-test looks like a real call. It sees the
-//! same host a `generate` call sees: `has-node` answers from the node catalog
-//! the graph is checked against (the connected ComfyUI's when known, else
-//! the bundled stock one), and `models` lists the connected ComfyUI's model
-//! files when known, else a realistic offline list of common SD 1.5 / SDXL
-//! files ([`OFFLINE_MODELS`]). Nothing in it is a recognisable placeholder.
+//! same host a `generate` call sees: `has-node` and `models` answer from what
+//! the backends reached so far have together (a farm's union, as in a call),
+//! else from the bundled stock catalog and a realistic offline list of common
+//! SD 1.5 / SDXL files ([`OFFLINE_MODELS`]). Nothing in it is a recognisable
+//! placeholder.
 //!
-//! The self-test judges the pack, not the machine: a model name the host
-//! itself offered is never a pack defect (offline, the stock catalog lists
-//! no model files), and when only the stock catalog is available, classes it
-//! does not know (custom nodes) are tolerated with a warning.
+//! The self-test judges the pack, not the machine: a graph passes when one
+//! backend can run it (on a farm it is routed there; a template only one
+//! member can run is not a defect), and fails naming each backend's problems
+//! otherwise; a model name the host itself offered is never a pack defect
+//! (offline, the stock catalog lists no model files), and when only the stock
+//! catalog is available, classes it does not know (custom nodes) are
+//! tolerated with a warning.
 //!
 //! A load budget bounds the whole self-test: it stops at the first template
 //! boundary past its deadline (so at most one call limit late).
@@ -27,6 +30,9 @@ use comfyui::nodes::NodeCatalog;
 use pack_runtime::{CallStats, HostView, Pack, TemplateInfo};
 use rand::seq::IndexedRandom;
 use serde_json::{Map, Value, json};
+
+use crate::farm::route::FarmView;
+use crate::live::LiveBackend;
 
 /// Model files offered to packs when no ComfyUI is connected: widely used
 /// public SD 1.5 / SDXL files, per ComfyUI model folder.
@@ -84,32 +90,60 @@ const PROMPTS: &[&str] = &[
 /// What the self-test checks against and shows the pack.
 #[derive(Clone)]
 pub enum CheckCatalog {
-    /// The connected ComfyUI's catalog and model files: every defect counts.
-    Live(Arc<NodeCatalog>, Arc<ModelSnapshot>),
+    /// The catalogs and model files of the backends reached so far: every
+    /// defect counts, and a graph passes when one of them can run it (the
+    /// farm routes it there). The pack sees what they have together, as in a
+    /// real call.
+    Live(Vec<LiveBackend>),
     /// The bundled stock catalog and [`OFFLINE_MODELS`]: unknown classes are
     /// tolerated (custom nodes).
     Stock(Arc<NodeCatalog>),
 }
 
 impl CheckCatalog {
-    fn nodes(&self) -> &Arc<NodeCatalog> {
-        match self {
-            CheckCatalog::Live(nodes, _) | CheckCatalog::Stock(nodes) => nodes,
-        }
-    }
-
     /// The host a pack sees during the self-test: the same kind of view a
     /// real call gets.
     pub fn host(&self) -> Arc<dyn HostView> {
-        let models = match self {
-            CheckCatalog::Live(_, models) => models.clone(),
-            CheckCatalog::Stock(_) => Arc::new(offline_models()),
-        };
-        Arc::new(CatalogHost {
-            nodes: self.nodes().clone(),
-            models,
-        })
+        match self {
+            CheckCatalog::Live(backends) => {
+                Arc::new(FarmView(backends.iter().map(|b| b.view.clone()).collect()))
+            }
+            CheckCatalog::Stock(nodes) => Arc::new(CatalogHost {
+                nodes: nodes.clone(),
+                models: Arc::new(offline_models()),
+            }),
+        }
     }
+
+    /// What a graph is checked against: each backend with the model files it
+    /// offers (the stock catalog: the offline list).
+    fn targets(&self) -> Vec<Target<'_>> {
+        match self {
+            CheckCatalog::Live(backends) => backends
+                .iter()
+                .map(|b| Target {
+                    name: &b.name,
+                    nodes: &b.view.nodes,
+                    offered: offered_models(&FarmView(vec![b.view.clone()])),
+                    stock: false,
+                })
+                .collect(),
+            CheckCatalog::Stock(nodes) => vec![Target {
+                name: "stock",
+                nodes,
+                offered: offered_models(&*self.host()),
+                stock: true,
+            }],
+        }
+    }
+}
+
+/// One catalog a self-test graph is checked against.
+struct Target<'a> {
+    name: &'a str,
+    nodes: &'a NodeCatalog,
+    offered: HashSet<String>,
+    stock: bool,
 }
 
 /// The offline model list as a snapshot.
@@ -207,7 +241,7 @@ pub fn run_observed(
     mut observe: impl FnMut(Observed),
 ) -> Option<BudgetExceeded> {
     let host = catalog.host();
-    let offered = offered_models(&host);
+    let targets = catalog.targets();
     let total = pack.templates().len();
     let over = |tested: usize| {
         budget.and_then(|(started, budget)| {
@@ -234,7 +268,7 @@ pub fn run_observed(
                 None,
             ),
             Ok(built) => (
-                check_graph(&built.graph, catalog, &offered, &mut warnings),
+                check_graph(&built.graph, &targets, &mut warnings),
                 Some(built.graph),
             ),
         };
@@ -283,7 +317,7 @@ pub fn self_test_args(template: &TemplateInfo) -> Map<String, Value> {
 }
 
 /// Every model file the host offers in the folders packs commonly ask for.
-fn offered_models(host: &Arc<dyn HostView>) -> HashSet<String> {
+fn offered_models(host: &dyn HostView) -> HashSet<String> {
     let mut folders: Vec<&str> = OFFLINE_MODELS.iter().map(|(f, _)| *f).collect();
     folders.extend([
         "diffusion_models",
@@ -298,15 +332,41 @@ fn offered_models(host: &Arc<dyn HostView>) -> HashSet<String> {
         .collect()
 }
 
+/// Checks `graph` against each target: `Ok(node count)` as soon as one can
+/// run it; else the problems of the only target, or of each prefixed by its
+/// backend's name.
 fn check_graph(
     graph: &serde_json::Value,
-    catalog: &CheckCatalog,
-    offered: &HashSet<String>,
+    targets: &[Target<'_>],
     warnings: &mut Vec<String>,
 ) -> Result<usize, Vec<String>> {
-    let stock = matches!(catalog, CheckCatalog::Stock(_));
+    let mut failures = Vec::new();
+    for target in targets {
+        match check_on(graph, target, warnings) {
+            Ok(count) => return Ok(count),
+            Err(problems) => failures.push((target.name, problems)),
+        }
+    }
+    if let [(_, problems)] = failures.as_mut_slice() {
+        return Err(std::mem::take(problems));
+    }
+    Err(failures
+        .into_iter()
+        .map(|(name, problems)| format!("on {name}: {}", problems.join("; ")))
+        .collect())
+}
+
+/// Checks `graph` against one target's catalog. A value the target itself
+/// offered is never a pack defect; on the stock catalog, unknown classes are
+/// warnings.
+fn check_on(
+    graph: &serde_json::Value,
+    target: &Target<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<usize, Vec<String>> {
+    let (stock, offered) = (target.stock, &target.offered);
     let count = graph.as_object().map_or(0, |g| g.len());
-    let Err(errors) = graph::check(graph, catalog.nodes()) else {
+    let Err(errors) = graph::check(graph, target.nodes) else {
         return Ok(count);
     };
     let mut problems = Vec::new();

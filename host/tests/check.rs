@@ -196,3 +196,61 @@ fn a_silent_comfyui_is_given_up_at_the_probe_budget() {
     // The listener thread stays blocked in `accept` until the process ends.
     drop(held);
 }
+
+/// Every backend of `COMFYUI_URL` is probed, as `serve` self-tests against all it reached:
+/// a graph passes when one of them can run it, and the report names those used and why the
+/// others were not.
+#[test]
+fn every_backend_is_probed_and_a_graph_passes_where_one_can_run_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start = |omit: &[&str]| {
+        rt.block_on(simulator::start(
+            ([127, 0, 0, 1], 0).into(),
+            simulator::SimConfig {
+                machine: simulator::Machine {
+                    omit_nodes: omit.iter().map(|n| (*n).to_owned()).collect(),
+                    ..simulator::Machine::default()
+                },
+                ..simulator::SimConfig::default()
+            },
+        ))
+        .unwrap()
+    };
+    // `lacking` has neither VAEEncode (image-variation, inpaint) nor GrowMask (inpaint).
+    let (lacking, full) = (start(&["VAEEncode", "GrowMask"]), start(&[]));
+    let urls = format!("{},{},{NOBODY}", lacking.base_url(), full.base_url());
+    let out = check(&["templates/game-assets.wasm", "--json"], &urls);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = json(&out);
+    assert_eq!(r["catalog"]["kind"], "live", "{}", r["catalog"]);
+    let detail = r["catalog"]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "the ComfyUIs at {}/, {}/ (not used: {NOBODY}/: ComfyUI at {NOBODY}/ is unreachable",
+            lacking.base_url(),
+            full.base_url()
+        )),
+        "{detail}"
+    );
+
+    // Without `full`, no backend can run image-variation: the failure names each backend.
+    let other = start(&["VAEEncode"]);
+    let urls = format!("{},{}", lacking.base_url(), other.base_url());
+    let out = check(&["templates/game-assets.wasm", "--json"], &urls);
+    assert!(!out.status.success(), "{}", text(&out));
+    let r = json(&out);
+    let variation = r["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "image-variation")
+        .unwrap_or_else(|| panic!("{r}"));
+    let errors = variation["errors"].to_string();
+    assert!(errors.contains("VAEEncode"), "{errors}");
+    for backend in [&lacking, &other] {
+        assert!(
+            errors.contains(&format!("on {}/: ", backend.base_url())),
+            "{errors}"
+        );
+    }
+}

@@ -117,6 +117,16 @@ async fn variation(
     app.generate("image-variation", a).await
 }
 
+/// A black 64x64 PNG, base64.
+fn black_png() -> String {
+    use base64::Engine as _;
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::new(64, 64))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(&png)
+}
+
 #[tokio::test]
 async fn graphs_go_where_their_model_and_nodes_are() {
     let a = sim(&["alpha.safetensors"], &[], Duration::ZERO).await;
@@ -134,12 +144,7 @@ async fn graphs_go_where_their_model_and_nodes_are() {
         assert_eq!(job.backend, "a");
     }
     // image-variation needs VAEEncode, which b lacks: always a, although a is busier.
-    let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(image::RgbImage::new(64, 64))
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    use base64::Engine as _;
-    let image = base64::engine::general_purpose::STANDARD.encode(&png);
+    let image = black_png();
     for _ in 0..3 {
         let job = variation(&rig.app, &image, "alpha.safetensors")
             .await
@@ -389,4 +394,70 @@ async fn list_workflows_knows_which_templates_run_where() {
         std::sync::Arc::ptr_eq(&runnable, &again),
         "cached until something changes"
     );
+}
+
+/// Waits until the server has self-tested its packs against the live catalogs (not the
+/// stock one) and every self-test it started has ended.
+async fn self_tested_live(app: &App) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(
+            app.loader().check_catalog(),
+            comfyui_mcp::selftest::CheckCatalog::Live(..)
+        ) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the live catalog becomes known");
+    app.packs().wait_idle().await;
+}
+
+fn pack_problems(app: &App) -> Vec<String> {
+    app.catalog()
+        .errors()
+        .iter()
+        .map(|p| p.error.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pack_whose_template_only_another_member_can_run_keeps_serving() {
+    // The primary lacks VAEEncode, which image-variation and inpaint need; b has it. The
+    // farm can run every template, so the self-test must not withdraw the pack.
+    let a = sim(&["m.safetensors"], &["VAEEncode"], Duration::ZERO).await;
+    let b = sim(&["m.safetensors"], &[], Duration::ZERO).await;
+    let rig = farm(&[&a, &b], &[1.0, 1.0], &[]).await;
+    self_tested_live(&rig.app).await;
+    assert_eq!(pack_problems(&rig.app), Vec::<String>::new());
+    let job = variation(&rig.app, &black_png(), "m.safetensors")
+        .await
+        .unwrap();
+    assert_eq!(job.backend, "b", "only b has VAEEncode");
+    let job = portrait(&rig.app, args(json!({}))).await.unwrap();
+    assert!(["a", "b"].contains(&job.backend.as_str()));
+}
+
+#[tokio::test]
+async fn a_template_no_member_can_run_fails_the_self_test_naming_each_member() {
+    // Neither member has VAEEncode: image-variation cannot run anywhere.
+    let a = sim(&["m.safetensors"], &["VAEEncode"], Duration::ZERO).await;
+    let b = sim(
+        &["m.safetensors"],
+        &["VAEEncode", "KSampler"],
+        Duration::ZERO,
+    )
+    .await;
+    let rig = farm(&[&a, &b], &[1.0, 1.0], &[]).await;
+    self_tested_live(&rig.app).await;
+    let problems = pack_problems(&rig.app);
+    let [problem] = problems.as_slice() else {
+        panic!("{problems:?}");
+    };
+    assert!(problem.contains("template `image-variation`"), "{problem}");
+    assert!(
+        problem.contains("on a:") && problem.contains("on b:"),
+        "{problem}"
+    );
+    assert!(problem.contains("VAEEncode"), "{problem}");
+    assert!(rig.app.catalog().template("character-portrait").is_none());
 }

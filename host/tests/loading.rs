@@ -549,7 +549,7 @@ async fn packs_are_self_tested_again_against_the_live_catalog_and_withdrawn_if_t
     // The service self-tests against the simulator's catalog once it is reached.
     let live = app.loader().live().clone();
     tokio::time::timeout(BOUND, async {
-        while live.nodes.load().is_none() || live.models.load().is_none() {
+        while live.backends().is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -563,9 +563,13 @@ async fn packs_are_self_tested_again_against_the_live_catalog_and_withdrawn_if_t
     let mut info: Value = serde_json::from_slice(&bytes).unwrap();
     info.as_object_mut().unwrap().remove("EmptyImage");
     let nodes = comfyui::nodes::NodeCatalog::from_object_info(&info).unwrap();
-    live.nodes.store(Some(Arc::new(nodes)));
-    live.models
-        .store(Some(Arc::new(comfyui::ModelSnapshot::default())));
+    let name = app.comfy().name();
+    live.record(
+        0,
+        &name,
+        Some(&Arc::new(nodes)),
+        Some(&Arc::new(comfyui::ModelSnapshot::default())),
+    );
     app.packs().revalidate().await;
     app.packs().wait_idle().await;
     assert!(app.catalog().template("solid-color").is_none());
@@ -574,6 +578,21 @@ async fn packs_are_self_tested_again_against_the_live_catalog_and_withdrawn_if_t
         panic!("{problems:?}");
     };
     assert!(message.contains("EmptyImage"), "{message}");
+
+    // A second backend with `EmptyImage` becomes known (a farm member connecting): the
+    // refused file is loaded again and serves, its graphs can run there.
+    let stock = comfyui::nodes::NodeCatalog::bundled();
+    app.packs()
+        .backend_answered(
+            1,
+            "second",
+            stock,
+            Arc::new(comfyui::ModelSnapshot::default()),
+        )
+        .await;
+    app.packs().wait_idle().await;
+    assert!(app.catalog().template("solid-color").is_some());
+    assert_eq!(problems_of(&app, &fx.path("mini.wasm")), []);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,6 +95,32 @@ impl ModelSnapshot {
                 .collect(),
         }
     }
+
+    /// Every file of `snapshots` per folder, each once, in the order first seen (the
+    /// first snapshot's files first): what several ComfyUI machines have together. One
+    /// snapshot comes back as it is.
+    pub fn merged<'a>(snapshots: impl IntoIterator<Item = &'a Arc<ModelSnapshot>>) -> Arc<Self> {
+        let mut snapshots = snapshots.into_iter();
+        let Some(first) = snapshots.next() else {
+            return Arc::default();
+        };
+        let mut rest = snapshots.peekable();
+        if rest.peek().is_none() {
+            return first.clone();
+        }
+        let mut merged = ModelSnapshot::clone(first);
+        for models in rest {
+            for (folder, files) in &models.folders {
+                let into = merged.folders.entry(folder.clone()).or_default();
+                for file in files {
+                    if !into.contains(file) {
+                        into.push(file.clone());
+                    }
+                }
+            }
+        }
+        Arc::new(merged)
+    }
 }
 
 /// The websocket's state as seen by the backend.

@@ -137,7 +137,9 @@ fn measure() {
     drop(release);
     parked.join().unwrap();
 
-    println!("pack: templates/game-assets.wasm, {calls} calls each, arms rotating in blocks of {block}");
+    println!(
+        "pack: templates/game-assets.wasm, {calls} calls each, arms rotating in blocks of {block}"
+    );
     println!(
         "{:<62} {:>10} {:>10} {:>10} {:>7}",
         "figure", "median", "p99", "min", "pooled"
