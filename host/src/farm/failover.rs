@@ -15,7 +15,9 @@
 //!
 //! Nothing is left open on a dead member.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use comfyui::{ConnectionState, JobFailure, JobState};
 use tokio::sync::watch;
@@ -34,25 +36,55 @@ pub fn spawn(farm: &Arc<Farm>) {
     }
 }
 
-async fn watch_member(farm: Weak<Farm>, member: usize, mut conn: watch::Receiver<ConnectionState>) {
+async fn watch_member(farm: Weak<Farm>, member: usize, conn: watch::Receiver<ConnectionState>) {
     let Some(after) = farm.upgrade().map(|f| f.options.failover_after) else {
         return;
     };
+    let silent = || {
+        let farm = farm.clone();
+        async move {
+            match farm.upgrade() {
+                Some(farm) => {
+                    farm.evacuate(member).await;
+                    true
+                }
+                None => false,
+            }
+        }
+    };
+    follow(conn, after, tokio::time::sleep, silent).await;
+}
+
+/// Follows one member's connection state: each time it has stayed unreachable for a whole
+/// `after` (waited with `sleep`, so tests can hold the clock), `silent` runs, and runs again
+/// every `after` while the member stays down; a reconnection before the wait ends starts
+/// over. Ends when the connection's sender is gone or `silent` returns `false`.
+async fn follow<S, Slept, E, Evacuated>(
+    mut conn: watch::Receiver<ConnectionState>,
+    after: Duration,
+    mut sleep: S,
+    mut silent: E,
+) where
+    S: FnMut(Duration) -> Slept,
+    Slept: Future<Output = ()>,
+    E: FnMut() -> Evacuated,
+    Evacuated: Future<Output = bool>,
+{
     loop {
-        let down = async { conn.wait_for(|c| !c.connected).await.map(|_| ()) };
-        if down.await.is_err() {
+        if conn.wait_for(|c| !c.connected).await.is_err() {
             return;
         }
-        // Down: every `after` it stays down, its open jobs leave it.
         loop {
-            let back = async { conn.wait_for(|c| c.connected).await.map(|_| ()) };
-            match tokio::time::timeout(after, back).await {
-                Ok(Ok(())) => break,
-                Ok(Err(_)) => return,
-                Err(_) => match farm.upgrade() {
-                    Some(farm) => farm.evacuate(member).await,
-                    None => return,
-                },
+            // `Some(true)`: back; `Some(false)`: the sender is gone; `None`: a whole `after`.
+            let back = tokio::select! {
+                back = async { conn.wait_for(|c| c.connected).await.is_ok() } => Some(back),
+                () = sleep(after) => None,
+            };
+            match back {
+                Some(true) => break,
+                Some(false) => return,
+                None if !silent().await => return,
+                None => {}
             }
         }
     }
@@ -192,5 +224,113 @@ impl Farm {
         self.members[from].comfy.release(prompt_id, running).await;
         tracing::info!(prompt_id, from = %old, to = %target.name(), running, "job moved to another backend");
         retain::watch_release(self, prompt_id, to, retries_left);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::sync::mpsc;
+
+    fn state(connected: bool) -> ConnectionState {
+        ConnectionState {
+            connected,
+            ..ConnectionState::default()
+        }
+    }
+
+    /// A watch whose clock the test holds: each `sleep` the watch asks for is announced
+    /// (with its duration) and ends when the test says so.
+    struct Rig {
+        conn: watch::Sender<ConnectionState>,
+        asked: mpsc::UnboundedReceiver<(Duration, tokio::sync::oneshot::Sender<()>)>,
+        evacuations: Arc<Mutex<usize>>,
+        watch: tokio::task::JoinHandle<()>,
+    }
+
+    const AFTER: Duration = Duration::from_millis(1234);
+
+    fn rig() -> Rig {
+        let (conn, rx) = watch::channel(state(true));
+        let (ask, asked) = mpsc::unbounded_channel();
+        let evacuations = Arc::new(Mutex::new(0));
+        let counted = evacuations.clone();
+        let sleep = move |d: Duration| {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            ask.send((d, done)).unwrap();
+            async move {
+                // Ends only when the test says so (a dropped sender never ends it).
+                if wait.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let silent = move || {
+            *counted.lock().unwrap() += 1;
+            async { true }
+        };
+        let watch = tokio::spawn(follow(rx, AFTER, sleep, silent));
+        Rig {
+            conn,
+            asked,
+            evacuations,
+            watch,
+        }
+    }
+
+    impl Rig {
+        async fn next_wait(&mut self) -> tokio::sync::oneshot::Sender<()> {
+            let (duration, done) = self.asked.recv().await.expect("a wait is asked for");
+            assert_eq!(duration, AFTER, "the wait is exactly the failover delay");
+            done
+        }
+        fn evacuations(&self) -> usize {
+            *self.evacuations.lock().unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_back_before_the_delay_ends_keeps_its_jobs() {
+        let mut rig = rig();
+        rig.conn.send(state(false)).unwrap();
+        let wait = rig.next_wait().await;
+        // Reconnected just before the delay ran out: the watch goes back to waiting for a
+        // disconnection, and the (now late) end of the wait moves nothing.
+        rig.conn.send(state(true)).unwrap();
+        tokio::task::yield_now().await;
+        let _ = wait.send(());
+        tokio::task::yield_now().await;
+        assert_eq!(rig.evacuations(), 0);
+        assert!(rig.asked.try_recv().is_err(), "no wait while connected");
+        drop(rig.conn);
+        rig.watch.await.unwrap();
+        assert_eq!(*rig.evacuations.lock().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_member_down_for_the_whole_delay_gives_up_its_jobs_and_again_each_delay() {
+        let mut rig = rig();
+        assert!(
+            rig.asked.try_recv().is_err(),
+            "nothing is timed while connected"
+        );
+        rig.conn.send(state(false)).unwrap();
+        rig.next_wait().await.send(()).unwrap();
+        let again = rig.next_wait().await;
+        assert_eq!(rig.evacuations(), 1, "once the delay has passed");
+        again.send(()).unwrap();
+        let third = rig.next_wait().await;
+        assert_eq!(rig.evacuations(), 2, "and again every delay while down");
+        // Back: the next disconnection waits a whole delay again before anything moves.
+        rig.conn.send(state(true)).unwrap();
+        drop(third);
+        tokio::task::yield_now().await;
+        rig.conn.send(state(false)).unwrap();
+        let wait = rig.next_wait().await;
+        assert_eq!(rig.evacuations(), 2);
+        wait.send(()).unwrap();
+        let _next = rig.next_wait().await;
+        assert_eq!(rig.evacuations(), 3);
     }
 }
