@@ -1018,6 +1018,7 @@ mod graph_settings_tests {
             ("allow_nodes", "COMFYUI_MCP_ALLOW_NODES"),
             ("max_graph_nodes", "COMFYUI_MCP_MAX_GRAPH_NODES"),
             ("check_threads", "COMFYUI_MCP_CHECK_THREADS"),
+            ("input_threads", "COMFYUI_MCP_INPUT_THREADS"),
             ("max_workflow_bytes", "COMFYUI_MCP_MAX_WORKFLOW_BYTES"),
         ] {
             let arg = cmd

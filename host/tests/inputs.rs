@@ -496,3 +496,67 @@ fn png_header_decoder(bytes: &[u8]) -> (u32, u32) {
     let decoder = reader.into_decoder().unwrap();
     image::ImageDecoder::dimensions(&decoder)
 }
+
+/// Holds `n` of the intake pool's permits (jobs blocked until the senders are dropped).
+async fn hold_input_threads(app: &App, n: usize) -> Vec<std::sync::mpsc::Sender<()>> {
+    let pool = app.image_intake().pool().clone();
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            pool.run(move || {
+                let _ = started.send(());
+                let _ = blocked.recv();
+            })
+            .await
+        });
+        running.await.unwrap();
+        held.push(release);
+    }
+    held
+}
+
+/// `COMFYUI_MCP_INPUT_THREADS` bounds the images read and decoded at once: with all of its
+/// jobs busy a call's image waits (no thread is taken), with one free it goes through.
+#[tokio::test]
+async fn input_threads_bound_the_images_decoded_at_once() {
+    let r = rig(&["--input-threads", "2"]).await;
+    assert_eq!(r.app.image_intake().pool().threads(), 2);
+    let image = b64(&png(64, 64));
+    let mut held = hold_input_threads(&r.app, 2).await;
+    assert_eq!(r.app.image_intake().pool().available(), 0);
+    let app = r.app.clone();
+    let args = json!({"image": image.clone(), "prompt": "p", "steps": 1});
+    let mut call = tokio::spawn(async move {
+        app.generate("image-variation", args.as_object().unwrap().clone())
+            .await
+    });
+    // The call cannot get at its image while both input threads are taken.
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::time::timeout(Duration::ZERO, &mut call)
+            .await
+            .is_err(),
+        "the call waits for an input thread"
+    );
+    assert_eq!(r.uploads(), 0);
+    // One thread freed (the other stays taken): the waiting call's image goes through, then
+    // one more call's.
+    drop(held.remove(0));
+    assert_eq!(held.len(), 1);
+    let job = call.await.unwrap().unwrap();
+    r.completed(&job).await;
+    let again = r
+        .generate("image-variation", json!({"image": image}))
+        .await
+        .unwrap();
+    r.completed(&again).await;
+    assert_eq!(r.uploads(), 2);
+    assert_eq!(r.app.image_intake().pool().available(), 1, "one still held");
+    drop(held);
+}

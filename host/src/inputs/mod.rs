@@ -204,6 +204,12 @@ impl ImageIntake {
         &self.dirs
     }
 
+    /// The pool every image is read, decoded and converted on
+    /// (`COMFYUI_MCP_INPUT_THREADS` jobs at once).
+    pub fn pool(&self) -> &BlockingPool {
+        &self.pool
+    }
+
     /// Checks every image argument of `template` in `args` and prepares its upload. Each
     /// such argument's text is replaced in `args` by a short label of its source (the data
     /// moves to the pool, it is not copied). Arguments that are not strings are left for the
