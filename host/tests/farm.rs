@@ -461,3 +461,36 @@ async fn a_template_no_member_can_run_fails_the_self_test_naming_each_member() {
     assert!(problem.contains("VAEEncode"), "{problem}");
     assert!(rig.app.catalog().template("character-portrait").is_none());
 }
+
+#[tokio::test]
+async fn a_member_back_with_the_nodes_a_refused_pack_needs_brings_the_pack_back() {
+    let a = sim(&["m.safetensors"], &["VAEEncode"], Duration::ZERO).await;
+    let b = sim(&["m.safetensors"], &["VAEEncode"], Duration::ZERO).await;
+    let rig = farm(&[&a, &b], &[1.0, 1.0], &[]).await;
+    self_tested_live(&rig.app).await;
+    assert!(
+        rig.app.catalog().template("image-variation").is_none(),
+        "no member can run image-variation: the pack is refused"
+    );
+    // b restarts with VAEEncode installed: its reconnection is a new catalog, the refused
+    // pack is loaded again and serves.
+    let bytes = std::fs::read(common::repo().join("host/comfyui/data/object_info.json")).unwrap();
+    let machine = Machine {
+        checkpoints: Some(vec!["m.safetensors".to_owned()]),
+        ..Machine::default()
+    };
+    b.set_object_info(machine.apply(serde_json::from_slice(&bytes).unwrap()));
+    let mut changes = rig.app.catalog_changes();
+    b.restart().await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        changes.wait_for(|_| rig.app.catalog().template("image-variation").is_some()),
+    )
+    .await
+    .expect("the pack serves again once b is back with VAEEncode")
+    .unwrap();
+    let job = variation(&rig.app, &black_png(), "m.safetensors")
+        .await
+        .unwrap();
+    assert_eq!(job.backend, "b", "only b has VAEEncode now");
+}
