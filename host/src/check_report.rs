@@ -342,17 +342,10 @@ fn stock_catalog(settings: &Settings, failure: String) -> CatalogUsed {
     }
 }
 
-/// Every configured backend (`sim`: a built-in simulator, started for the process).
+/// Every configured backend (`sim`: a built-in simulator, as for `serve`).
 async fn backend_configs(settings: &Settings) -> anyhow::Result<Vec<comfyui::ComfyConfig>> {
-    let mut settings = settings.clone();
-    if settings.comfyui_url == "sim" {
-        let sim =
-            simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default()).await?;
-        settings.comfyui_url = sim.base_url();
-        // Lives as long as the process, like `serve`'s.
-        std::mem::forget(sim);
-    }
-    Ok(settings
+    Ok(crate::commands::with_simulator(settings)
+        .await?
         .backends()?
         .into_iter()
         .map(|(config, _)| config)

@@ -49,14 +49,9 @@ pub async fn start_app(settings: &Settings) -> anyhow::Result<Arc<App>> {
     Ok(app)
 }
 
-/// Starts the service with an empty catalog and returns at once; the first
-/// scan runs in the background and each pack appears (a catalog swap, so
-/// `list_changed`) as soon as it has loaded. Connects to ComfyUI (which may
-/// be down: it keeps trying).
-///
-/// `COMFYUI_URL=sim` runs the built-in simulator in-process instead of
-/// talking to a real ComfyUI (placeholder images; for trying things out).
-pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<App>> {
+/// `settings`, with `COMFYUI_URL=sim` replaced by the URL of a built-in simulator started
+/// for the life of the process (placeholder images); other settings as they are.
+pub async fn with_simulator(settings: &Settings) -> anyhow::Result<Settings> {
     let mut settings = settings.clone();
     if settings.comfyui_url == "sim" {
         let sim = simulator::start(([127, 0, 0, 1], 0).into(), simulator::SimConfig::default())
@@ -67,7 +62,18 @@ pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<
         // The simulator lives as long as the process.
         std::mem::forget(sim);
     }
-    let settings = &settings;
+    Ok(settings)
+}
+
+/// Starts the service with an empty catalog and returns at once; the first
+/// scan runs in the background and each pack appears (a catalog swap, so
+/// `list_changed`) as soon as it has loaded. Connects to ComfyUI (which may
+/// be down: it keeps trying).
+///
+/// `COMFYUI_URL=sim` runs the built-in simulator in-process instead of
+/// talking to a real ComfyUI (placeholder images; for trying things out).
+pub async fn start_app_in_background(settings: &Settings) -> anyhow::Result<Arc<App>> {
+    let settings = &with_simulator(settings).await?;
     let loader = loader(settings, Arc::new(LiveComfy::default()))?;
     let store = Arc::new(CatalogStore::new(Catalog::default()));
     let processors: Arc<dyn comfyui::reattach::ProcessorSource> =

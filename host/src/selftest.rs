@@ -116,8 +116,8 @@ impl CheckCatalog {
     }
 
     /// What a graph is checked against: each backend with the model files it
-    /// offers (the stock catalog: the offline list).
-    fn targets(&self) -> Vec<Target<'_>> {
+    /// offers (the stock catalog: those of `host`, this catalog's [`CheckCatalog::host`]).
+    fn targets(&self, host: &dyn HostView) -> Vec<Target<'_>> {
         match self {
             CheckCatalog::Live(backends) => backends
                 .iter()
@@ -131,7 +131,7 @@ impl CheckCatalog {
             CheckCatalog::Stock(nodes) => vec![Target {
                 name: "stock",
                 nodes,
-                offered: offered_models(&*self.host()),
+                offered: offered_models(host),
                 stock: true,
             }],
         }
@@ -241,7 +241,7 @@ pub fn run_observed(
     mut observe: impl FnMut(Observed),
 ) -> Option<BudgetExceeded> {
     let host = catalog.host();
-    let targets = catalog.targets();
+    let targets = catalog.targets(&*host);
     let total = pack.templates().len();
     let over = |tested: usize| {
         budget.and_then(|(started, budget)| {
