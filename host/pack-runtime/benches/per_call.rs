@@ -38,6 +38,14 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
     (pick(0.5), pick(0.99), samples[0])
 }
 
+/// The number in environment variable `name`, else `default`.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 fn runtime(pool_slots: usize, pool_keep_resident_bytes: usize) -> Runtime {
     Runtime::new(RuntimeConfig {
         limits: Limits {
@@ -61,14 +69,8 @@ fn main() {
 
 fn measure() {
     let keep = Limits::default().pool_keep_resident_bytes;
-    let calls: usize = std::env::var("COMFYUI_MCP_BENCH_CALLS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2000);
-    let block: usize = std::env::var("COMFYUI_MCP_BENCH_BLOCK")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100);
+    let calls = env_or("COMFYUI_MCP_BENCH_CALLS", 2000);
+    let block = env_or("COMFYUI_MCP_BENCH_BLOCK", 100);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/game-assets.wasm");
     let slots = pack_runtime::DEFAULT_POOL_SLOTS;
     let on_demand = runtime(0, keep).load_file(&path).unwrap();
